@@ -1,0 +1,1 @@
+"""rlaunch: submit ResNeSt training, evaluation and export jobs to Slurm, Kubernetes or this machine."""

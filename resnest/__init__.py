@@ -1,0 +1,1 @@
+"""ResNeSt in MindSpore 2.x: models, training, evaluation, export and serving."""

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up on a fresh Debian 12 machine with Python 3.11:
+# system packages, the project venv (.venv) and the PyTorch reference venv (.venv-ref)
+# used only by the equivalence tests and benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+APT_PACKAGES=(
+    slurm-wlm munge            # the local one-node Slurm the tests submit to
+    buildah debootstrap        # daemonless image builds (rlaunch build)
+    libopencv-dev cmake g++    # ascend310_infer preprocessing library
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}" >&2
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+stamp() { sha256sum pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16; }
+
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+if [ "$(cat .venv/.rlaunch-stamp 2>/dev/null)" != "$(stamp)" ]; then
+    echo "setup: installing the project into .venv" >&2
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    stamp > .venv/.rlaunch-stamp
+fi
+
+# Official PyTorch ResNeSt, in its own venv: its top-level module is also called `resnest`.
+if [ ! -x .venv-ref/bin/python ]; then
+    "$PYTHON" -m venv .venv-ref
+fi
+if [ "$(cat .venv-ref/.rlaunch-stamp 2>/dev/null)" != "$(stamp)" ]; then
+    echo "setup: installing the PyTorch reference into .venv-ref" >&2
+    .venv-ref/bin/pip install -q --disable-pip-version-check torch==2.13.0 numpy safetensors
+    .venv-ref/bin/pip install -q --disable-pip-version-check --no-deps resnest==0.0.5
+    stamp > .venv-ref/.rlaunch-stamp
+fi
