@@ -1,0 +1,158 @@
+"""The one small interface every backend implements.
+
+`render(spec)` is pure: it turns a validated `JobSpec` into the files a submission needs and the
+command that would submit them, touching nothing (this is `--dry-run`). `submit` performs the side
+effect and returns the backend's own job id. `status`, `logs`, `cancel` and `fetch_outputs` take
+the `JobRecord` the job store kept, so they work from a later process.
+"""
+
+from __future__ import annotations
+
+import abc
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from launcher.spec import JobSpec
+    from launcher.store import JobRecord
+
+# Scheduler-neutral job states.
+PENDING = "PENDING"
+RUNNING = "RUNNING"
+REQUEUED = "REQUEUED"
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+CANCELLED = "CANCELLED"
+UNKNOWN = "UNKNOWN"
+FINAL_STATES: frozenset[str] = frozenset({COMPLETED, FAILED, CANCELLED})
+
+
+class BackendError(RuntimeError):
+    """A backend operation failed; the message is one line meant for the user."""
+
+
+@dataclass
+class RenderedJob:
+    """What a submission consists of: files by name, plus the submitting command.
+
+    `files` maps a file name (relative to the job's directory) to its text; `submit_command` is
+    the argv that would submit them (for display; `{job_dir}` stands for the job directory).
+    `stdout_document` is what `--dry-run` prints when the backend has a natural single stream
+    (e.g. a multi-document YAML for `kubectl apply -f -`); otherwise all files are shown.
+    """
+
+    files: dict[str, str]
+    submit_command: list[str] = field(default_factory=list)
+    stdout_document: str | None = None
+
+    def dry_run_text(self) -> str:
+        """Human-readable dry run: every file with a header, then the command."""
+        if self.stdout_document is not None:
+            return self.stdout_document
+        import shlex
+
+        parts = [f"# ---- {name} ----\n{text.rstrip()}\n" for name, text in self.files.items()]
+        if self.submit_command:
+            parts.append(f"# ---- submit ----\n{shlex.join(self.submit_command)}\n")
+        return "\n".join(parts)
+
+    def write(self, job_dir: Path) -> list[Path]:
+        """Write every file under `job_dir` (scripts executable), returning the paths."""
+        written = []
+        for name, text in self.files.items():
+            path = job_dir / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            if name.endswith(".sh"):
+                path.chmod(0o755)
+            written.append(path)
+        return written
+
+
+@dataclass
+class JobStatus:
+    """A backend's view of one job, in scheduler-neutral states (see FINAL_STATES)."""
+
+    state: str
+    restarts: int = 0
+    detail: str = ""
+    exit_code: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+class Backend(abc.ABC):
+    """A place jobs run. One module per backend; see `launcher.backends.BACKENDS`."""
+
+    name: ClassVar[str]
+    # Keys this backend understands in `JobSpec.backend_options` (`--opt KEY=VALUE`), with help.
+    options: ClassVar[dict[str, str]] = {}
+
+    def problems(self, spec: JobSpec) -> list[str]:
+        """Backend-specific validation, one line per problem (the spec checks itself first)."""
+        unknown = sorted(set(spec.backend_options) - set(self.options))
+        allowed = ", ".join(sorted(self.options)) or "none"
+        return [
+            f"--opt {key!r} is not an option of the {self.name} backend (allowed: {allowed})"
+            for key in unknown
+        ]
+
+    @abc.abstractmethod
+    def render(self, spec: JobSpec) -> RenderedJob:
+        """Pure: the files and command that would submit `spec`. No side effects."""
+
+    @abc.abstractmethod
+    def submit(self, spec: JobSpec, rendered: RenderedJob, job_dir: Path) -> str:
+        """Submit (files already written to `job_dir`); return the backend's job id."""
+
+    @abc.abstractmethod
+    def status(self, record: JobRecord) -> JobStatus:
+        """Current state of the job."""
+
+    @abc.abstractmethod
+    def logs(self, record: JobRecord, rank: int | None = None, follow: bool = False) -> Iterator[str]:
+        """Log lines (without trailing newline), all ranks prefixed `[rank R]` or one rank.
+
+        With `follow`, keep yielding until the job reaches a final state.
+        """
+
+    @abc.abstractmethod
+    def cancel(self, record: JobRecord) -> None:
+        """Stop the job; a job already finished is not an error."""
+
+    def fetch_outputs(self, record: JobRecord, dest: Path) -> Path:
+        """Bring the job's output dir (checkpoints, metrics, eval.json) to this machine.
+
+        Returns a local directory holding them. The default suits a shared filesystem: the output
+        dir is already local, so nothing is copied. Remote backends (k8s) override this.
+        """
+        out = Path(record.output_dir or "")
+        if not out.is_dir():
+            raise BackendError(f"output dir {str(out)!r} of job {record.id} does not exist here")
+        return out
+
+    def fetch_logs(self, record: JobRecord, dest: Path) -> list[Path]:
+        """Copy per-rank log files into `dest`; default: write the merged log stream."""
+        dest.mkdir(parents=True, exist_ok=True)
+        merged = dest / "job.log"
+        with merged.open("w", encoding="utf-8") as fh:
+            for line in self.logs(record):
+                fh.write(line + "\n")
+        return [merged]
+
+
+def copy_tree_files(src: Path, dest: Path, pattern: str = "*") -> list[Path]:
+    """Copy files matching `pattern` (recursively) from `src` into `dest`, keeping layout."""
+    copied = []
+    for path in sorted(src.rglob(pattern)):
+        if path.is_file():
+            target = dest / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+            copied.append(target)
+    return copied

@@ -1,0 +1,1 @@
+"""Subcommands of `rlaunch`, one module per group, loaded lazily by launcher.cli."""
