@@ -1,0 +1,227 @@
+"""Typed training/eval/export configuration: the seed's keys, YAML files and `--set key=value`.
+
+Defaults live in `TrainConfig`; a YAML file and then `--set` overrides replace them. Unknown keys
+and bad values raise `ConfigError` with one line naming the key, the value and what is allowed.
+No mindspore import here: the CLI and the launcher read configs without paying for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+LR_SCHEDULERS = ("cosine_annealing", "step", "exponential")
+DEVICE_TARGETS = ("auto", "CPU", "GPU", "Ascend")
+AMP_LEVELS = ("auto", "O0", "O2", "O3")
+
+
+class ConfigError(ValueError):
+    """A bad config key or value; the message is one line meant for the user."""
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run. Names follow the seed's config.py so its users find them."""
+
+    # model
+    net_name: str = "resnest50"
+    num_classes: int = 1000
+    last_gamma: bool = True
+    final_drop: float = 0.0
+    # data
+    base_size: int = 224
+    crop_size: int = 224
+    batch_size: int = 64
+    test_batch_size: int = 64
+    num_workers: int = 8
+    autoaugment: bool = True
+    color_jitter: float = 0.4
+    # optimisation
+    epochs: int = 270
+    lr: float = 0.025
+    scale_lr_by_world_size: bool = True
+    lr_scheduler: Literal["cosine_annealing", "step", "exponential"] = "cosine_annealing"
+    lr_epochs: str = "30,60,90,120,150,180,210,240,270"
+    lr_gamma: float = 0.1
+    eta_min: float = 0.0
+    T_max: int = 270
+    warmup_epochs: int = 5
+    weight_decay: float = 0.0001
+    momentum: float = 0.9
+    label_smoothing: float = 0.1
+    disable_bn_wd: bool = True
+    # precision
+    device_target: Literal["auto", "CPU", "GPU", "Ascend"] = "auto"
+    amp_level: Literal["auto", "O0", "O2", "O3"] = "auto"
+    loss_scale: float = 1024.0
+    is_dynamic_loss_scale: bool = False
+    # checkpoints, logging, evaluation
+    ckpt_every_steps: int = 0
+    ckpt_keep: int = 3
+    log_every_steps: int = 10
+    eval_every_epochs: int = 0
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check ranges and cross-field rules the types alone cannot express."""
+        positive = ("num_classes", "base_size", "crop_size", "batch_size", "test_batch_size",
+                    "num_workers", "epochs", "T_max", "ckpt_keep", "log_every_steps")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: must be >= 1")
+        non_negative = ("warmup_epochs", "weight_decay", "eta_min", "ckpt_every_steps",
+                        "eval_every_epochs", "lr_gamma", "color_jitter")
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: must be >= 0")
+        if self.lr <= 0:
+            raise ConfigError(f"lr={self.lr!r}: must be > 0")
+        if self.crop_size < 32:
+            raise ConfigError(f"crop_size={self.crop_size!r}: must be >= 32 (the model's minimum)")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing={self.label_smoothing!r}: must be in [0, 1)")
+        if not 0.0 <= self.final_drop < 1.0:
+            raise ConfigError(f"final_drop={self.final_drop!r}: must be in [0, 1)")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"momentum={self.momentum!r}: must be in [0, 1)")
+        if self.loss_scale < 1:
+            raise ConfigError(f"loss_scale={self.loss_scale!r}: must be >= 1")
+        self.lr_milestones()  # raises on a malformed list
+
+    def lr_milestones(self) -> list[int]:
+        """`lr_epochs` ("30,60,90") as ascending epoch numbers."""
+        try:
+            milestones = [int(x) for x in str(self.lr_epochs).split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(
+                f"lr_epochs={self.lr_epochs!r}: must be comma-separated epoch numbers, e.g. '30,60'"
+            ) from None
+        if milestones != sorted(milestones) or any(m < 0 for m in milestones):
+            raise ConfigError(f"lr_epochs={self.lr_epochs!r}: epochs must be ascending and >= 0")
+        return milestones
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in fields(TrainConfig)}
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def coerce_value(key: str, value: Any) -> Any:
+    """Convert a YAML or `--set` value to the field's type, or raise ConfigError."""
+    types_by_key = _field_types()
+    if key not in types_by_key:
+        raise ConfigError(f"unknown config key {key!r}; allowed keys: {', '.join(sorted(types_by_key))}")
+    kind = types_by_key[key]
+    if get_origin(kind) is Literal:
+        allowed = get_args(kind)
+        text = str(value)
+        # accept case-insensitive device/amp names ("cpu" -> "CPU", "o2" -> "O2")
+        matches = [a for a in allowed if a.lower() == text.lower()]
+        if not matches:
+            raise ConfigError(f"{key}={value!r}: allowed values are {', '.join(allowed)}")
+        return matches[0]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):  # the seed writes is_dynamic_loss_scale: 0
+            return bool(value)
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConfigError(f"{key}={value!r}: must be a boolean (true/false, on/off, 1/0)")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r}: must be an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise ConfigError(f"{key}={value!r}: must be an integer") from None
+    if kind is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r}: must be a number")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}={value!r}: must be a number") from None
+    if kind is str:
+        if isinstance(value, (list, tuple)):  # lr_epochs: [30, 60] in YAML
+            return ",".join(str(v) for v in value)
+        return str(value)
+    if isinstance(kind, types.UnionType):  # not used today; keep the error explicit
+        raise ConfigError(f"{key}: unsupported field type {kind}")
+    return value
+
+
+def parse_set_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`["lr=0.1", "epochs=3"]` -> {"lr": "0.1", "epochs": "3"}, values parsed as YAML scalars."""
+    overrides: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        overrides[key] = raw if isinstance(value, (dict, list)) or value is None else value
+    return overrides
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file at `path`, then `overrides`; validated."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value")
+        values.update(loaded)
+    values.update(overrides or {})
+    coerced = {str(k): coerce_value(str(k), v) for k, v in values.items()}
+    return TrainConfig(**coerced)
+
+
+def shipped_config_path(name: str = "resnest50-imagenet") -> Path:
+    """Path of a config shipped in resnest/configs/."""
+    return Path(__file__).resolve().parent / "configs" / f"{name}.yaml"
+
+
+def add_config_arguments(parser: Any) -> None:
+    """The `--config F` and repeated `--set k=v` options every entry point shares."""
+    parser.add_argument("--config", default=None, help="YAML config (seed keys); defaults apply otherwise")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one config key (repeatable), e.g. --set epochs=3 --set net_name=resnest14d",
+    )
+
+
+def config_from_args(args: Any) -> TrainConfig:
+    return load_config(args.config, parse_set_overrides(args.overrides))

@@ -1,0 +1,143 @@
+"""Who am I in the job: rank, world size and device, from whichever launcher set the environment.
+
+Understood, in this order:
+- msrun / MindSpore dynamic cluster: MS_ROLE=MS_WORKER, MS_WORKER_NUM, MS_NODE_ID (+ scheduler);
+- an Ascend rank table: RANK_TABLE_FILE with RANK_ID, RANK_SIZE (DEVICE_ID picks the chip);
+- Slurm srun without msrun: SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID. MindSpore cannot form a
+  group from these alone, so they are translated into dynamic-cluster variables (the scheduler
+  runs on the first node, started by rank 0).
+With none of them, one process on one device.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ProcessGroupInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    source: str  # "single", "msrun", "rank_table", "slurm"
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def _int_env(env: dict[str, str], name: str, default: int) -> int:
+    value = env.get(name, "")
+    try:
+        return int(value) if value != "" else default
+    except ValueError:
+        raise ValueError(f"environment {name}={value!r}: must be an integer") from None
+
+
+def detect_process_group(env: dict[str, str] | None = None) -> ProcessGroupInfo:
+    """Read rank/world from the environment without initialising anything."""
+    env = dict(os.environ if env is None else env)
+    if env.get("MS_ROLE") == "MS_WORKER" and env.get("MS_WORKER_NUM"):
+        world = _int_env(env, "MS_WORKER_NUM", 1)
+        rank = _int_env(env, "MS_NODE_ID", _int_env(env, "RANK_ID", 0))
+        local = _int_env(env, "DEVICE_ID", _int_env(env, "MS_LOCAL_RANK", rank))
+        return ProcessGroupInfo(rank, world, local, "msrun")
+    if env.get("RANK_TABLE_FILE") and _int_env(env, "RANK_SIZE", 1) > 1:
+        return ProcessGroupInfo(_int_env(env, "RANK_ID", 0), _int_env(env, "RANK_SIZE", 1),
+                                _int_env(env, "DEVICE_ID", 0), "rank_table")
+    if _int_env(env, "SLURM_NTASKS", 1) > 1 and "SLURM_PROCID" in env:
+        return ProcessGroupInfo(_int_env(env, "SLURM_PROCID", 0), _int_env(env, "SLURM_NTASKS", 1),
+                                _int_env(env, "SLURM_LOCALID", 0), "slurm")
+    return ProcessGroupInfo(0, 1, _int_env(env, "DEVICE_ID", 0), "single")
+
+
+def _first_slurm_host(env: dict[str, str]) -> str:
+    nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or "localhost"
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], check=True,
+                             capture_output=True, text=True).stdout.split()
+        if out:
+            return out[0]
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return nodelist.split(",")[0].split("[")[0]
+
+
+def _slurm_to_dynamic_cluster(info: ProcessGroupInfo) -> None:
+    """Export MS_* variables from Slurm's; rank 0 also starts the cluster scheduler process."""
+    env = os.environ
+    env.setdefault("MS_SCHED_HOST", _first_slurm_host(dict(env)))
+    env.setdefault("MS_SCHED_PORT", str(8118 + int(env.get("SLURM_JOB_ID", "0")) % 1000))
+    env["MS_WORKER_NUM"] = str(info.world_size)
+    env["MS_NODE_ID"] = str(info.rank)
+    if info.rank == 0:
+        sched_env = dict(env, MS_ROLE="MS_SCHED")
+        sched_env.pop("MS_NODE_ID", None)
+        subprocess.Popen(  # lives until the workers finish; it exits with them
+            [sys.executable, "-c", "from mindspore.communication import init; init()"],
+            env=sched_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    env["MS_ROLE"] = "MS_WORKER"
+
+
+def resolve_device_target(requested: str) -> str:
+    """`auto` -> the best backend this MindSpore build can use here."""
+    if requested != "auto":
+        return requested
+    import mindspore as ms
+
+    for target in ("Ascend", "GPU"):
+        try:
+            if ms.hal.is_available(target):
+                return target
+        except Exception:  # noqa: BLE001, S112 - a backend that fails to probe is absent
+            continue
+    return "CPU"
+
+
+def setup_runtime(device_target: str) -> tuple[ProcessGroupInfo, str]:
+    """Set the device, join the process group (collectives ready) and enable data parallel."""
+    import mindspore as ms
+
+    info = detect_process_group()
+    target = resolve_device_target(device_target)
+    if target == "CPU":
+        ms.set_device("CPU")
+    else:
+        ms.set_device(target, info.local_rank)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    if info.distributed:
+        if info.source == "slurm":
+            _slurm_to_dynamic_cluster(info)
+        from mindspore.communication import get_group_size, get_rank, init
+
+        init()
+        info = ProcessGroupInfo(get_rank(), get_group_size(), info.local_rank, info.source)
+        ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL,
+                                     gradients_mean=True, device_num=info.world_size)
+    return info, target
+
+
+def allreduce_sum(values: list[int] | list[float], info: ProcessGroupInfo) -> list[float]:
+    """Sum a few numbers over all ranks with a real AllReduce (identity on one process)."""
+    import numpy as np
+
+    if not info.distributed:
+        return [float(v) for v in values]
+    from mindspore import Tensor, nn, ops
+
+    class _SumAcrossRanks(nn.Cell):
+        def __init__(self) -> None:
+            super().__init__()
+            self.all_reduce = ops.AllReduce(ops.ReduceOp.SUM)
+
+        def construct(self, x):
+            return self.all_reduce(x)
+
+    # float64 is not reduced on every backend; float32 is exact for counts below 2**24
+    summed: Any = _SumAcrossRanks()(Tensor(np.asarray(values, dtype=np.float32)))
+    return [float(v) for v in summed.asnumpy()]
