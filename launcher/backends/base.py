@@ -102,6 +102,10 @@ class Backend(abc.ABC):
             for key in unknown
         ]
 
+    def prepare(self, spec: JobSpec) -> JobSpec:
+        """Fill in machine-dependent defaults (paths, ports) before `render`. Default: none."""
+        return spec
+
     @abc.abstractmethod
     def render(self, spec: JobSpec) -> RenderedJob:
         """Pure: the files and command that would submit `spec`. No side effects."""
@@ -144,6 +148,31 @@ class Backend(abc.ABC):
             for line in self.logs(record):
                 fh.write(line + "\n")
         return [merged]
+
+
+def with_paths_of_this_machine(spec: JobSpec) -> JobSpec:
+    """For backends that share this machine's filesystem (local, slurm): absolute data/output/
+    config paths, this checkout as code dir, this interpreter (its bin/ holds msrun)."""
+    import importlib.util
+    import os
+    import sys
+
+    def absolute(path: str | None) -> str | None:
+        return os.path.abspath(os.path.expanduser(path)) if path else path
+
+    code_dir = spec.code_dir
+    if code_dir is None:
+        found = importlib.util.find_spec("resnest")
+        if found is None or not found.submodule_search_locations:
+            raise BackendError("the resnest package is not importable: cannot locate train.py")
+        code_dir = str(Path(next(iter(found.submodule_search_locations))).parent)
+    return spec.replace(
+        data_dir=absolute(spec.data_dir),
+        output_dir=absolute(spec.output_dir),
+        config=absolute(spec.config),
+        code_dir=code_dir,
+        python=spec.python or sys.executable,
+    )
 
 
 def copy_tree_files(src: Path, dest: Path, pattern: str = "*") -> list[Path]:

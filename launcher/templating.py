@@ -1,0 +1,66 @@
+"""Jinja environment for `templates/`: found through the installed package, never by cwd.
+
+The top-level `templates/` directory ships inside the `launcher` package (the
+`launcher/templates` symlink plus `package-data` in pyproject.toml), so the same lookup works in a
+checkout, an editable install and a normal wheel install. Templates receive data; the only
+"logic" offered to them is escaping for the target language: `sh` (one shell word), `shjoin`
+(a list of shell words), `tojson` (a JSON value) and `toyaml` (a YAML value).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import jinja2
+
+
+def templates_dir() -> Path:
+    """The directory holding the templates, wherever the package is installed."""
+    return Path(str(resources.files("launcher") / "templates"))
+
+
+def _sh(value: Any) -> str:
+    return shlex.quote(str(value))
+
+
+def _shjoin(values: list[Any]) -> str:
+    return " ".join(shlex.quote(str(v)) for v in values)
+
+
+def _tojson(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _toyaml(value: Any) -> str:
+    import yaml
+
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1 << 30)
+    return text.removesuffix("\n...\n").rstrip("\n")
+
+
+@cache
+def environment() -> jinja2.Environment:
+    """The shared environment: strict undefined, no autoescape, the escaping filters."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters.update(sh=_sh, shjoin=_shjoin, tojson=_tojson, toyaml=_toyaml)
+    return env
+
+
+def render_template(name: str, **context: Any) -> str:
+    """Render `templates/<name>` with `context`."""
+    return environment().get_template(name).render(**context)
