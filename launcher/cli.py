@@ -66,3 +66,7 @@ def cli() -> None:
 
 def main() -> None:
     cli(auto_envvar_prefix="RLAUNCH")
+
+
+if __name__ == "__main__":
+    main()

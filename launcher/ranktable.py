@@ -20,7 +20,6 @@ from typing import Any
 from launcher.templating import render_template
 
 HCCN_ADDRESS_RE = re.compile(r"^\s*address_(\d+)\s*=\s*(\S+)\s*$")
-ALLOWED_SERVER_COUNT_KEYS = frozenset({"version", "server_count", "server_list", "status"})
 
 
 class RankTableError(ValueError):
@@ -96,7 +95,7 @@ def load_device_ips(path: Path) -> dict[str, dict[int, str]] | dict[int, str]:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise RankTableError(f"device IP file {str(path)!r} cannot be read: {err}") from err
-    if HCCN_ADDRESS_RE.search(text.splitlines()[0] if text.strip() else "") or "address_" in text:
+    if any(HCCN_ADDRESS_RE.match(line) for line in text.splitlines()):
         return parse_hccn_conf(text, str(path))
     import yaml
 

@@ -87,7 +87,8 @@ class JobSpec:
     # this checkout for local, the image's paths for containers). Filled in by `with_defaults`.
     code_dir: str | None = None
     python: str | None = None
-    master_port: int = 8118
+    # msrun scheduler port; None: the backend picks (local: a free port, slurm: from the job id).
+    master_port: int | None = None
 
     # ---- derived values (pure) -------------------------------------------------------------
 
@@ -147,7 +148,9 @@ class JobSpec:
             out.append("device_ids are only for Ascend jobs (--ascend)")
         if not isinstance(self.max_restarts, int) or not 0 <= self.max_restarts <= 1000:
             out.append(f"max_restarts {self.max_restarts!r} must be an integer from 0 to 1000")
-        if not isinstance(self.master_port, int) or not 1024 <= self.master_port <= 65535:
+        if self.master_port is not None and (
+            not isinstance(self.master_port, int) or not 1024 <= self.master_port <= 65535
+        ):
             out.append(f"master_port {self.master_port!r} must be an integer from 1024 to 65535")
         if self.time_limit is not None and not TIME_LIMIT_RE.match(str(self.time_limit)):
             out.append(
@@ -236,6 +239,12 @@ class JobSpec:
                 [f"unknown job spec field {k!r}; known fields: {', '.join(sorted(known))}"
                  for k in unknown]
             )
+        shapes = {"overrides": list, "args": list, "scheduler_args": list, "env": dict,
+                  "backend_options": dict}
+        wrong = [f"job spec field {k!r} must be a {t.__name__}, got {type(data[k]).__name__}"
+                 for k, t in shapes.items() if k in data and not isinstance(data[k], t)]
+        if wrong:
+            raise SpecError(wrong)
         return cls(**data)
 
     @classmethod

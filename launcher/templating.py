@@ -61,6 +61,6 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render_template(name: str, **context: Any) -> str:
-    """Render `templates/<name>` with `context`."""
-    return environment().get_template(name).render(**context)
+def render_template(template: str, /, **context: Any) -> str:
+    """Render `templates/<template>` with `context`."""
+    return environment().get_template(template).render(**context)

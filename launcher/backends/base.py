@@ -175,6 +175,18 @@ def with_paths_of_this_machine(spec: JobSpec) -> JobSpec:
     )
 
 
+def copy_job_dir_logs(record: JobRecord, dest: Path) -> list[Path]:
+    """Per-rank logs (`logs/restart-N/*.log`) and scheduler/launcher output of a job dir."""
+    job_dir = Path(record.job_dir)
+    copied = copy_tree_files(job_dir / "logs", dest, "*.log")
+    for pattern in ("slurm-*.out", "launcher.log"):
+        for path in sorted(job_dir.glob(pattern)):
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest / path.name)
+            copied.append(dest / path.name)
+    return copied
+
+
 def copy_tree_files(src: Path, dest: Path, pattern: str = "*") -> list[Path]:
     """Copy files matching `pattern` (recursively) from `src` into `dest`, keeping layout."""
     copied = []

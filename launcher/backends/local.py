@@ -100,9 +100,7 @@ class LocalBackend(Backend):
 
     def prepare(self, spec: JobSpec) -> JobSpec:
         spec = base.with_paths_of_this_machine(spec)
-        return spec if spec.master_port != JobSpec.master_port else spec.replace(
-            master_port=free_port()
-        )
+        return spec if spec.master_port else spec.replace(master_port=free_port())
 
     def template_context(self, spec: JobSpec) -> dict[str, Any]:
         return {
@@ -167,6 +165,9 @@ class LocalBackend(Backend):
             return self.status(record).finished or self.status(record).state == base.UNKNOWN
 
         return iter_rank_logs(Path(record.job_dir) / "logs", rank, follow, finished)
+
+    def fetch_logs(self, record: JobRecord, dest: Path) -> list[Path]:
+        return base.copy_job_dir_logs(record, dest)
 
     def cancel(self, record: JobRecord, grace_seconds: float = CANCEL_GRACE_SECONDS) -> None:
         try:

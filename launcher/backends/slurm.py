@@ -214,6 +214,9 @@ class SlurmBackend(Backend):
 
         return iter_rank_logs(Path(record.job_dir) / "logs", rank, follow, finished)
 
+    def fetch_logs(self, record: JobRecord, dest: Path) -> list[Path]:
+        return base.copy_job_dir_logs(record, dest)
+
     def cancel(self, record: JobRecord) -> None:
         result = _run(["scancel", record.backend_id or ""])
         if result.returncode != 0:
