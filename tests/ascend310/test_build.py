@@ -1,0 +1,51 @@
+"""The CMake build: what is built here, what is skipped and why, and the C++ unit test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.ascend310.conftest import INFER_DIR, Rl310Build
+
+
+def test_build_builds_preprocessing_and_reports_skipped_infer(rl310_build: Rl310Build) -> None:
+    status = (rl310_build.build_dir / "rl310_build_status.txt").read_text()
+    assert "rl310_preprocess: built" in status
+    assert "rl310_preprocess_dump: built" in status
+    assert rl310_build.preprocess_dump.is_file()
+    assert (rl310_build.build_dir / "rl310_preprocess_unittest").is_file()
+    # The pip wheel has no C++ inference API: the 310 program must be skipped, loudly.
+    assert "rl310_infer: SKIPPED: MindSpore C++ inference API not found" in status
+    assert "include/api/model.h does not exist" in status
+    assert "rl310_infer was NOT built" in rl310_build.stdout
+    assert not (rl310_build.build_dir / "rl310_infer").exists()
+
+
+def test_ctest_runs_the_cpp_unit_test(rl310_build: Rl310Build) -> None:
+    proc = subprocess.run(["ctest", "--output-on-failure"], cwd=rl310_build.build_dir,
+                          check=False, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "100% tests passed" in proc.stdout
+
+
+def test_require_mindspore_fails_clearly_without_the_api(tmp_path) -> None:
+    env = {**os.environ, "PYTHON": sys.executable, "RL310_REQUIRE_MINDSPORE": "1"}
+    env.pop("MS_PATH", None)
+    proc = subprocess.run(["bash", str(INFER_DIR / "build.sh"), str(tmp_path / "b")], env=env,
+                          check=False, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "MindSpore C++ inference API not found" in proc.stderr
+    assert "cmake configure failed" in proc.stderr
+
+
+def test_configure_names_what_is_missing_under_ms_path(tmp_path) -> None:
+    # Configure only (no compile): the status file says why rl310_infer is skipped.
+    missing = tmp_path / "no-mindspore-here"
+    proc = subprocess.run(["cmake", "-S", str(INFER_DIR), "-B", str(tmp_path / "b"),
+                           f"-DMINDSPORE_PATH={missing}"],
+                          check=False, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    status = (tmp_path / "b" / "rl310_build_status.txt").read_text()
+    assert f"{missing}/include/api/model.h does not exist" in status
+    assert "NOT building rl310_infer" in proc.stderr
