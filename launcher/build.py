@@ -280,13 +280,13 @@ def plan_build(
     version = content_version(context, dockerfile, content_args, prefix=_project_version())
     if tag is None:
         tag = f"rlaunch-{target}:{version}"
-    elif ":" not in tag.rsplit("/", 1)[-1]:
-        tag = f"{tag}:{version}"  # a bare repository gets the content version as its tag
-    if not _IMAGE_REF.match(tag):
+    elif not _IMAGE_REF.match(tag):
         raise click.BadParameter(
             f"{tag!r} is not an image reference ([registry/]name[:tag], lower-case name)",
             param_hint="--tag",
         )
+    elif ":" not in tag.rsplit("/", 1)[-1]:
+        tag = f"{tag}:{version}"  # a bare repository gets the content version as its tag
     build_args = {**content_args, "VERSION": version,
                   "REVISION": revision if revision is not None else git_revision(context)}
     secrets = {"pip_ca": HOST_CA_BUNDLE} if HOST_CA_BUNDLE.is_file() else {}

@@ -57,14 +57,14 @@ def test_build_context_holds_every_copy_source(target: str) -> None:
 def test_dockerfile_conventions(target: str) -> None:
     text = dockerfile_for(PROJECT_ROOT, target).read_text()
     first_from = text.index("\nFROM ")
-    assert re.search(r"^ARG BASE_IMAGE=\S+", text[:first_from], re.M), "BASE_IMAGE arg with default"
+    assert re.search(r"^ARG BASE_IMAGE=\S+", text[:first_from], re.MULTILINE), "BASE_IMAGE arg with default"
     assert "COPY --from=builder /opt/venv /opt/venv" in text  # multi-stage: pip stays behind
     final_stage = text.rsplit("\nFROM ", 1)[1]
     assert "apt-get install" not in final_stage and "pip install" not in final_stage
     for label in ("org.opencontainers.image.version=\"${VERSION}\"",
                   "org.opencontainers.image.revision=\"${REVISION}\""):
         assert label in final_stage
-    users = re.findall(r"^USER (\S+)", final_stage, re.M)
+    users = re.findall(r"^USER (\S+)", final_stage, re.MULTILINE)
     assert users and users[-1].split(":")[0] not in ("0", "root")
     assert 'ENTRYPOINT ["/usr/local/bin/rlaunch-entrypoint"]' in final_stage
     assert "mindspore==2.10.0" in (PROJECT_ROOT / "docker" / "requirements.txt").read_text()

@@ -1,0 +1,140 @@
+"""A real, daemonless build of the cpu image with buildah, then training + eval inside it.
+
+No registry is reachable here, so the base is a Debian bookworm minbase made by debootstrap
+(`rlaunch build --local-base`, cached in buildah's storage and /var/cache/rlaunch). Needs root
+and buildah + debootstrap, which scripts/setup.sh installs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from launcher.build import (
+    BUILDAH_DEFAULT_ENV,
+    PROJECT_ROOT,
+    _project_version,
+    content_version,
+    local_base_name,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+
+RLAUNCH = Path(sys.executable).parent / "rlaunch"
+BUILDAH_ENV = {**os.environ, **BUILDAH_DEFAULT_ENV}
+ENTRYPOINT = "/usr/local/bin/rlaunch-entrypoint"
+TINY = ["--set", "net_name=resnest14d", "--set", "num_classes=3", "--set", "base_size=36",
+        "--set", "crop_size=32", "--set", "batch_size=6", "--set", "test_batch_size=6",
+        "--set", "num_workers=1", "--set", "autoaugment=false", "--set", "device_target=CPU"]
+CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS = 3, 6, 4
+
+
+def buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(["buildah", *args], capture_output=True, text=True, env=BUILDAH_ENV,
+                          check=False, timeout=900)
+    if check and done.returncode != 0:
+        pytest.fail(f"buildah {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+@pytest.fixture(scope="module")
+def image() -> Iterator[str]:
+    if os.geteuid() != 0:
+        pytest.fail("the image build test needs root (debootstrap, buildah's vfs storage)")
+    done = subprocess.run(
+        [str(RLAUNCH), "build", "--target", "cpu", "--builder", "buildah", "--local-base"],
+        capture_output=True, text=True, check=False, timeout=1500,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    tag = done.stdout.strip().splitlines()[-1]
+    yield tag
+    buildah("rmi", tag, check=False)  # 3 GB in vfs storage; the base and pip cache stay
+
+
+@pytest.fixture(scope="module")
+def container(image: str) -> Iterator[str]:
+    ctr = buildah("from", "--pull=never", image).stdout.strip()
+    yield ctr
+    buildah("rm", ctr, check=False)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "synthetic"
+    subprocess.run(
+        [sys.executable, "-m", "resnest.data.synthetic", str(out), "--classes", str(CLASSES),
+         "--train-per-class", str(TRAIN_PER_CLASS), "--val-per-class", str(VAL_PER_CLASS),
+         "--image-size", "40"],
+        check=True, capture_output=True, timeout=300,
+    )
+    return out
+
+
+def run_in(container: str, mounts: dict[Path, str], *argv: str) -> subprocess.CompletedProcess:
+    volumes = [f"--volume={host}:{inside}" for host, inside in mounts.items()]
+    return buildah("run", *volumes, container, "--", *argv, check=False)
+
+
+def test_tag_is_the_content_version_and_labels_say_it(image: str) -> None:
+    version = content_version(PROJECT_ROOT, PROJECT_ROOT / "docker" / "cpu.Dockerfile",
+                              {"BASE_IMAGE": local_base_name()}, prefix=_project_version())
+    assert image == f"rlaunch-cpu:{version}"
+    config = json.loads(buildah("inspect", "--type", "image", image).stdout)["OCIv1"]["config"]
+    assert config["Labels"]["org.opencontainers.image.version"] == version
+    revision = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    assert config["Labels"]["org.opencontainers.image.revision"].startswith(revision)
+    assert config["User"] == "1000:1000"
+    assert config["Entrypoint"] == [ENTRYPOINT]
+
+
+def test_final_image_runs_as_non_root_without_an_installer(container: str) -> None:
+    done = run_in(container, {}, "sh", "-c",
+                  "id -u; python -c 'import mindspore, resnest; print(mindspore.__version__)';"
+                  " test -f $RESNEST_DIR/train.py && echo script-ok;"
+                  " python -m pip --version 2>/dev/null || echo no-pip;"
+                  " command -v python3-config gcc apt-get >/dev/null || true")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1000", "2.10.0", "script-ok", "no-pip"]
+
+
+def test_entrypoint_rejects_unknown_command_inside_the_image(container: str) -> None:
+    done = run_in(container, {}, ENTRYPOINT, "trian")
+    assert done.returncode != 0
+    assert "unknown command 'trian'" in done.stderr
+
+
+def test_trains_and_evaluates_inside_the_image(container: str, dataset: Path,
+                                               tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)  # the image's user (uid 1000) writes here through the bind mount
+    mounts = {dataset: "/data", out: "/out"}
+    train = run_in(container, mounts, ENTRYPOINT, "train", "--data-dir", "/data",
+                   "--output-dir", "/out/run", "--set", "epochs=1", "--set", "warmup_epochs=0",
+                   *TINY)
+    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+    assert (out / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert (out / "run" / "metrics" / "rank0.jsonl").is_file()
+
+    evaluate = run_in(container, mounts, ENTRYPOINT, "eval", "--data-dir", "/data",
+                      "--checkpoint", "/out/run", "--output-dir", "/out/eval", *TINY)
+    assert evaluate.returncode == 0, evaluate.stdout[-3000:] + evaluate.stderr[-3000:]
+    total = CLASSES * VAL_PER_CLASS
+    for k in (1, 5):
+        match = re.search(
+            rf"after allreduce eval: top{k}_correct=(\d+), tot=(\d+), "
+            rf"acc=(\d+\.\d+)%\(TOP{k}\)", evaluate.stdout)
+        assert match, evaluate.stdout[-3000:]
+        correct, tot, acc = int(match[1]), int(match[2]), float(match[3])
+        assert tot == total and 0 <= correct <= total
+        assert acc == pytest.approx(100.0 * correct / total, abs=0.01)
+    result = json.loads((out / "eval" / "eval.json").read_text())
+    assert result["total"] == total
