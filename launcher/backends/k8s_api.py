@@ -1,0 +1,507 @@
+"""Cluster operations of the k8s backend, through the official `kubernetes` client.
+
+Imported only when a k8s job is submitted or inspected (the client costs ~0.5 s to import).
+Every API failure becomes a `BackendError` with one line that names what was attempted and why
+it failed (401/403/404/409/422, unreachable server).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import queue
+import secrets
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from launcher.backends.base import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    REQUEUED,
+    RUNNING,
+    UNKNOWN,
+    BackendError,
+    JobStatus,
+)
+
+JOB_LABEL = "rlaunch.dev/job"
+CONTAINER = "trainer"
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+# Waiting reasons that will not fix themselves: worth showing first.
+BAD_WAITING_REASONS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName",
+                       "CreateContainerConfigError", "CreateContainerError", "CrashLoopBackOff")
+REQUEST_TIMEOUT = (10, 60)  # connect, read seconds for non-streaming calls
+GATHER_MARK = "RLAUNCH-GATHER"
+
+
+def explain(err: Exception, what: str, host: str = "") -> str:
+    """One line for the user: what failed and why."""
+    if isinstance(err, ApiException):
+        message = err.reason or ""
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            message = json.loads(err.body).get("message") or message
+        status = err.status
+        why = {
+            401: "unauthorized: the cluster rejected the credentials of the kubeconfig context",
+            403: f"forbidden: {message}",
+            404: f"not found: {message}",
+            409: f"already exists: {message} (cancel the old job or pick another --name)",
+            422: f"rejected as invalid: {message}",
+        }.get(status, f"API error {status} {err.reason}: {message}")
+        return f"{what}: {why}"
+    return f"{what}: cannot reach the Kubernetes API at {host or '?'}: {type(err).__name__}: {err}"
+
+
+@contextlib.contextmanager
+def api_call(what: str, host: str = "") -> Iterator[None]:
+    """Turn client, HTTP and connection errors into one-line `BackendError`s."""
+    import urllib3
+
+    try:
+        yield
+    except ApiException as err:
+        raise BackendError(explain(err, what, host)) from err
+    except (urllib3.exceptions.HTTPError, OSError) as err:
+        raise BackendError(explain(err, what, host)) from err
+
+
+def _pod_index(pod: Any) -> int:
+    annotations = pod.metadata.annotations or {}
+    labels = pod.metadata.labels or {}
+    value = annotations.get(INDEX_ANNOTATION) or labels.get(INDEX_ANNOTATION) or "0"
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+def _created(pod: Any) -> float:
+    stamp = pod.metadata.creation_timestamp
+    return stamp.timestamp() if stamp is not None else 0.0
+
+
+def pending_reason(pod: Any) -> str | None:
+    """Why a pod is not running yet (Unschedulable, ImagePullBackOff...), or None."""
+    status = pod.status
+    for cs in (status.container_statuses or []) + (status.init_container_statuses or []):
+        waiting = cs.state.waiting if cs.state else None
+        if waiting and waiting.reason and waiting.reason != "ContainerCreating":
+            return f"{waiting.reason}: {waiting.message or ''}".rstrip(": ")
+    for cond in status.conditions or []:
+        if cond.type == "PodScheduled" and cond.status == "False":
+            return f"{cond.reason or 'Unschedulable'}: {cond.message or ''}".rstrip(": ")
+    return None
+
+
+def _terminated_exit_code(pod: Any) -> int | None:
+    for cs in pod.status.container_statuses or []:
+        if cs.name == CONTAINER and cs.state and cs.state.terminated:
+            return int(cs.state.terminated.exit_code)
+    return None
+
+
+@dataclass
+class Cluster:
+    """An API client bound to one namespace."""
+
+    api: Any  # kubernetes.client.ApiClient
+    namespace: str
+
+    @classmethod
+    def connect(cls, context: str | None = None, namespace: str | None = None) -> Cluster:
+        """kubeconfig ($KUBECONFIG or ~/.kube/config, optional context), else in-cluster."""
+        import os
+
+        # Read KUBECONFIG now: the client captures it once, at its own import.
+        config_file = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        try:
+            api = config.new_client_from_config(config_file=config_file, context=context)
+            if namespace is None:
+                contexts, active = config.list_kube_config_contexts(config_file=config_file)
+                chosen = next((c for c in contexts if c["name"] == context), active) if context \
+                    else active
+                namespace = ((chosen or {}).get("context") or {}).get("namespace")
+        except config.ConfigException as err:
+            if context:
+                raise BackendError(f"kubeconfig context {context!r}: {err}") from err
+            try:
+                configuration = client.Configuration()
+                config.load_incluster_config(client_configuration=configuration)
+            except config.ConfigException:
+                raise BackendError(
+                    "no Kubernetes credentials: set KUBECONFIG (or ~/.kube/config), "
+                    f"--opt context=NAME, or run inside a pod ({err})") from err
+            api = client.ApiClient(configuration)
+            if namespace is None:
+                ns_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                with contextlib.suppress(OSError):
+                    namespace = ns_file.read_text().strip()
+        return cls(api=api, namespace=namespace or "default")
+
+    @property
+    def host(self) -> str:
+        return str(self.api.configuration.host)
+
+    @property
+    def core(self) -> Any:
+        return client.CoreV1Api(self.api)
+
+    @property
+    def batch(self) -> Any:
+        return client.BatchV1Api(self.api)
+
+    @property
+    def custom(self) -> Any:
+        return client.CustomObjectsApi(self.api)
+
+    def _call(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return api_call(what, self.host)
+
+    # ---- create / delete -----------------------------------------------------------------
+
+    def create(self, obj: dict[str, Any]) -> None:
+        """Create one object of the kinds the manifests hold."""
+        kind, name, ns = obj["kind"], obj["metadata"]["name"], self.namespace
+        with self._call(f"creating {kind} {name} in namespace {ns}"):
+            if kind == "ConfigMap":
+                self.core.create_namespaced_config_map(ns, obj, _request_timeout=REQUEST_TIMEOUT)
+            elif kind == "Service":
+                self.core.create_namespaced_service(ns, obj, _request_timeout=REQUEST_TIMEOUT)
+            elif kind == "Job":
+                self.batch.create_namespaced_job(ns, obj, _request_timeout=REQUEST_TIMEOUT)
+            elif kind == "PodGroup":
+                group, version = obj["apiVersion"].split("/")
+                self.custom.create_namespaced_custom_object(
+                    group, version, ns, "podgroups", obj, _request_timeout=REQUEST_TIMEOUT)
+            else:
+                raise BackendError(f"cannot create object of kind {kind!r}")
+
+    def delete(self, kind: str, name: str, api_version: str = "") -> bool:
+        """Delete one object (Jobs with foreground propagation); False if it was not there."""
+        ns = self.namespace
+        try:
+            with self._call(f"deleting {kind} {name} in namespace {ns}"):
+                if kind == "Job":
+                    self.batch.delete_namespaced_job(
+                        name, ns, propagation_policy="Foreground",
+                        _request_timeout=REQUEST_TIMEOUT)
+                elif kind == "ConfigMap":
+                    self.core.delete_namespaced_config_map(name, ns,
+                                                           _request_timeout=REQUEST_TIMEOUT)
+                elif kind == "Service":
+                    self.core.delete_namespaced_service(name, ns, _request_timeout=REQUEST_TIMEOUT)
+                elif kind == "Pod":
+                    self.core.delete_namespaced_pod(name, ns, _request_timeout=REQUEST_TIMEOUT)
+                elif kind == "PodGroup":
+                    group, version = (api_version or "scheduling.volcano.sh/v1beta1").split("/")
+                    self.custom.delete_namespaced_custom_object(
+                        group, version, ns, "podgroups", name, _request_timeout=REQUEST_TIMEOUT)
+                else:
+                    raise BackendError(f"cannot delete object of kind {kind!r}")
+        except BackendError as err:
+            cause = err.__cause__
+            if isinstance(cause, ApiException) and cause.status == 404:
+                return False
+            raise
+        return True
+
+    def create_all(self, objects: list[dict[str, Any]]) -> None:
+        """Create in order; if one fails, delete what this call created and re-raise."""
+        created: list[dict[str, Any]] = []
+        for obj in objects:
+            try:
+                self.create(obj)
+            except BackendError as err:
+                undone, left = [], []
+                for done in reversed(created):
+                    label = f"{done['kind']} {done['metadata']['name']}"
+                    try:
+                        self.delete(done["kind"], done["metadata"]["name"], done["apiVersion"])
+                        undone.append(label)
+                    except BackendError:
+                        left.append(label)
+                note = f"; rolled back {', '.join(undone)}" if undone else ""
+                note += f"; could NOT delete {', '.join(left)}" if left else ""
+                raise BackendError(f"{err}{note}") from err
+            created.append(obj)
+
+    def delete_job(self, name: str) -> list[str]:
+        """Delete the Job (pods first: foreground) and its companions; returns what was there."""
+        deleted = []
+        for kind, obj_name in (("Job", name), ("PodGroup", name), ("Service", name),
+                               ("ConfigMap", f"{name}-rlaunch"),
+                               ("ConfigMap", f"rings-config-{name}")):
+            try:
+                if self.delete(kind, obj_name):
+                    deleted.append(f"{kind} {obj_name}")
+            except BackendError:
+                if kind != "PodGroup":  # no Volcano CRD on this cluster is fine
+                    raise
+        return deleted
+
+    # ---- status --------------------------------------------------------------------------
+
+    def pods(self, job_name: str) -> list[Any]:
+        """Pods of the job, oldest first."""
+        with self._call(f"listing pods of job {job_name}"):
+            found = self.core.list_namespaced_pod(
+                self.namespace, label_selector=f"{JOB_LABEL}={job_name}",
+                _request_timeout=REQUEST_TIMEOUT).items
+        # The selector is the server's job; checking again keeps a sloppy server honest.
+        found = [p for p in found if (p.metadata.labels or {}).get(JOB_LABEL) == job_name]
+        return sorted(found, key=_created)
+
+    def current_pods(self, job_name: str) -> dict[int, Any]:
+        """The newest pod of each completion index (retries create new pods)."""
+        latest: dict[int, Any] = {}
+        for pod in self.pods(job_name):
+            latest[_pod_index(pod)] = pod
+        return dict(sorted(latest.items()))
+
+    def read_job(self, name: str) -> Any | None:
+        try:
+            with self._call(f"reading job {name} in namespace {self.namespace}"):
+                return self.batch.read_namespaced_job(name, self.namespace,
+                                                      _request_timeout=REQUEST_TIMEOUT)
+        except BackendError as err:
+            if isinstance(err.__cause__, ApiException) and err.__cause__.status == 404:
+                return None
+            raise
+
+    def job_status(self, name: str) -> JobStatus:
+        """Scheduler-neutral state from the Job's conditions and its pods' phases."""
+        job = self.read_job(name)
+        if job is None:
+            return JobStatus(UNKNOWN, detail=f"Job {name} not found in namespace "
+                             f"{self.namespace} (cancelled, or removed after its TTL)")
+        restarts = int(job.status.failed or 0) if job.status else 0
+        if job.metadata.deletion_timestamp is not None:
+            return JobStatus(CANCELLED, restarts, "being deleted")
+        for cond in (job.status.conditions or []) if job.status else []:
+            if cond.status != "True":
+                continue
+            if cond.type == "Complete":
+                return JobStatus(COMPLETED, restarts, "all pods succeeded", exit_code=0)
+            if cond.type == "Failed":
+                detail = f"{cond.reason or 'Failed'}: {cond.message or ''}".rstrip(": ")
+                codes = [c for c in (_terminated_exit_code(p) for p in self.pods(name))
+                         if c not in (None, 0)]
+                return JobStatus(FAILED, restarts, detail, exit_code=codes[-1] if codes else None)
+            if cond.type == "Suspended":
+                return JobStatus(PENDING, restarts, "suspended")
+        pods = self.current_pods(name)
+        if not pods:
+            return JobStatus(REQUEUED if restarts else PENDING, restarts, "no pods yet")
+        waiting = []
+        for index, pod in pods.items():
+            if pod.status.phase == "Pending":
+                reason = pending_reason(pod) or "ContainerCreating"
+                waiting.append(f"index {index} ({pod.metadata.name}) {reason}")
+        running = sum(1 for p in pods.values() if p.status.phase == "Running")
+        if waiting:
+            bad = [w for w in waiting if any(r in w for r in BAD_WAITING_REASONS)]
+            detail = "; ".join(bad or waiting)
+            return JobStatus(REQUEUED if restarts else PENDING, restarts,
+                             f"{len(waiting)}/{len(pods)} pods pending: {detail}")
+        if running:
+            return JobStatus(RUNNING, restarts, f"{running}/{len(pods)} pods running")
+        return JobStatus(RUNNING, restarts, "pods finishing")
+
+    # ---- logs ----------------------------------------------------------------------------
+
+    def pod_log(self, pod_name: str) -> str:
+        with self._call(f"reading the log of pod {pod_name}"):
+            return str(self.core.read_namespaced_pod_log(
+                pod_name, self.namespace, container=CONTAINER, _request_timeout=REQUEST_TIMEOUT))
+
+    def _stream_pod(self, pod_name: str) -> Iterator[str]:
+        """Follow one pod's log, line by line, until its container ends."""
+        with self._call(f"following the log of pod {pod_name}"):
+            resp = self.core.read_namespaced_pod_log(
+                pod_name, self.namespace, container=CONTAINER, follow=True,
+                _preload_content=False)
+            buffer = b""
+            try:
+                for chunk in resp.stream(4096, decode_content=True):
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        yield line.decode("utf-8", "replace")
+                if buffer:
+                    yield buffer.decode("utf-8", "replace")
+            finally:
+                resp.release_conn()
+
+    def job_logs(self, name: str, index: int | None = None, follow: bool = False,
+                 poll_seconds: float = 2.0) -> Iterator[str]:
+        """Log lines of the job's pods (all indexes, or one); `follow` streams until the end."""
+        if not follow:
+            pods = self.current_pods(name)
+            if index is not None:
+                pods = {i: p for i, p in pods.items() if i == index}
+            for pod in pods.values():
+                if pod.status.phase == "Pending":
+                    continue
+                yield from self.pod_log(pod.metadata.name).splitlines()
+            return
+        lines: queue.Queue[tuple[str, str | BaseException | None]] = queue.Queue()
+        wanted = [index] if index is not None else list(range(self._completions(name)))
+        for i in wanted:
+            threading.Thread(target=self._follow_index, args=(name, i, lines, poll_seconds),
+                             daemon=True).start()
+        open_streams = len(wanted)
+        while open_streams:
+            kind, item = lines.get()
+            if kind == "line":
+                yield str(item)
+            elif kind == "error":
+                assert isinstance(item, BaseException)
+                raise item
+            else:
+                open_streams -= 1
+
+    def _completions(self, name: str) -> int:
+        job = self.read_job(name)
+        if job is None:
+            raise BackendError(f"Job {name} not found in namespace {self.namespace}")
+        return int(job.spec.completions or 1)
+
+    def _follow_index(self, name: str, index: int, out: queue.Queue[Any],
+                      poll_seconds: float) -> None:
+        """Stream each pod of one index in turn (a retry makes a new pod) until the job ends."""
+        seen: set[str] = set()
+        try:
+            while True:
+                pod = self.current_pods(name).get(index)
+                if pod is not None and pod.metadata.name not in seen \
+                        and pod.status.phase != "Pending":
+                    seen.add(pod.metadata.name)
+                    for line in self._stream_pod(pod.metadata.name):
+                        out.put(("line", line))
+                    continue
+                if self.job_status(name).finished:
+                    break
+                time.sleep(poll_seconds)
+        except Exception as err:  # noqa: BLE001  (any failure must reach the consumer thread)
+            out.put(("error", err))
+            return
+        out.put(("done", None))
+
+    def save_pod_logs(self, name: str, dest: Path) -> list[Path]:
+        """Write the newest pod log of each index to dest/node<index>.log."""
+        written = []
+        for index, pod in self.current_pods(name).items():
+            if pod.status.phase == "Pending":
+                continue
+            path = dest / f"node{index}.log"
+            path.write_text(self.pod_log(pod.metadata.name), encoding="utf-8")
+            written.append(path)
+        if not written:
+            raise BackendError(f"job {name} has no pods with logs in namespace {self.namespace}")
+        return written
+
+    # ---- gather: a short-lived pod reads the output PVC ----------------------------------
+
+    def gather_pod_manifest(self, pod_name: str, job_name: str, pvc: str, image: str,
+                            image_pull_secrets: list[str], node_selector: dict[str, str],
+                            tolerations: list[dict[str, str]]) -> dict[str, Any]:
+        """A pod that prints the job's output directory (minus *.ckpt) as base64 tar.gz."""
+        script = (
+            "set -e; cd /output; "
+            "find . -name '*.ckpt' -type f -exec ls -l {} + > /tmp/remote-checkpoints.txt "
+            "|| true; "
+            "tar -czf /tmp/out.tgz --exclude='*.ckpt' . -C /tmp remote-checkpoints.txt; "
+            f"echo {GATHER_MARK}-BEGIN; base64 /tmp/out.tgz; "
+            f"echo {GATHER_MARK}-END $(wc -c < /tmp/out.tgz)"
+        )
+        spec: dict[str, Any] = {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "gather", "image": image, "command": ["/bin/sh", "-c", script],
+                "volumeMounts": [
+                    {"name": "output", "mountPath": "/output", "subPath": job_name,
+                     "readOnly": True},
+                    {"name": "tmp", "mountPath": "/tmp"}],
+            }],
+            "volumes": [
+                {"name": "output",
+                 "persistentVolumeClaim": {"claimName": pvc, "readOnly": True}},
+                {"name": "tmp", "emptyDir": {}}],
+        }
+        if image_pull_secrets:
+            spec["imagePullSecrets"] = [{"name": s} for s in image_pull_secrets]
+        if node_selector:
+            spec["nodeSelector"] = node_selector
+        if tolerations:
+            spec["tolerations"] = tolerations
+        return {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod_name, "labels": {"rlaunch.dev/gather": job_name}},
+            "spec": spec,
+        }
+
+    def copy_from_pvc(self, job_name: str, pvc: str, dest: Path, image: str,
+                      image_pull_secrets: list[str], node_selector: dict[str, str],
+                      tolerations: list[dict[str, str]], timeout: float = 600,
+                      poll_seconds: float = 2.0) -> list[Path]:
+        """Run the gather pod, unpack what it printed into `dest`, always delete the pod."""
+        pod_name = f"{job_name}-gather-{secrets.token_hex(3)}"
+        body = self.gather_pod_manifest(pod_name, job_name, pvc, image, image_pull_secrets,
+                                        node_selector, tolerations)
+        with self._call(f"creating gather pod {pod_name}"):
+            self.core.create_namespaced_pod(self.namespace, body, _request_timeout=REQUEST_TIMEOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                with self._call(f"reading gather pod {pod_name}"):
+                    pod = self.core.read_namespaced_pod(pod_name, self.namespace,
+                                                        _request_timeout=REQUEST_TIMEOUT)
+                phase = pod.status.phase if pod.status else None
+                if phase == "Succeeded":
+                    break
+                reason = pending_reason(pod) if pod.status else None
+                if phase == "Failed" or (reason and any(r in reason for r in BAD_WAITING_REASONS)):
+                    raise BackendError(f"gather pod {pod_name} failed: {reason or phase}; "
+                                       f"its log: {self.pod_log(pod_name)[-300:]!r}")
+                if time.monotonic() > deadline:
+                    raise BackendError(f"gather pod {pod_name} did not finish in {timeout:.0f}s "
+                                       f"({reason or phase})")
+                time.sleep(poll_seconds)
+            return unpack_gather_log(self.pod_log(pod_name), dest)
+        finally:
+            with contextlib.suppress(BackendError):
+                self.delete("Pod", pod_name)
+
+
+def unpack_gather_log(log: str, dest: Path) -> list[Path]:
+    """Decode the gather pod's base64 tar.gz (checking its size) and extract it safely."""
+    begin, end = f"{GATHER_MARK}-BEGIN", f"{GATHER_MARK}-END"
+    lines = log.splitlines()
+    try:
+        start = lines.index(begin)
+        stop = next(i for i, line in enumerate(lines) if line.startswith(end))
+        expected = int(lines[stop].split()[1])
+    except (ValueError, StopIteration, IndexError) as err:
+        raise BackendError("gather pod output is incomplete (log rotated or truncated?); "
+                           "use `kubectl cp` for large outputs") from err
+    payload = base64.b64decode("".join(lines[start + 1:stop]))
+    if len(payload) != expected:
+        raise BackendError(f"gather pod output is {len(payload)} bytes, expected {expected} "
+                           "(log truncated?)")
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as tar:
+        tar.extractall(dest, filter="data")
+        names = [m.name for m in tar.getmembers() if m.isfile()]
+    return [dest / name for name in names]
