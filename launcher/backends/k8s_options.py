@@ -140,14 +140,17 @@ def parse_options(raw: dict[str, Any]) -> K8sOptions:
                     bad(key, name, "comma-separated Secret names")
             opts.image_pull_secrets = names
         elif key == "node_selector":
-            items = value.items() if isinstance(value, dict) else (
-                w.partition("=")[::2] for w in _words(value))
+            items = list(value.items()) if isinstance(value, dict) else [
+                (w.partition("=")[0], w.partition("=")[2] if "=" in w else None)
+                for w in _words(value)]
             for label, label_value in items:
-                label, label_value = str(label), str(label_value)
-                if not LABEL_NAME_RE.match(label) or not LABEL_VALUE_RE.match(label_value):
-                    bad(key, f"{label}={label_value}", "comma-separated KEY=VALUE node labels")
+                label = str(label)
+                if (label_value is None or not LABEL_NAME_RE.match(label)
+                        or not LABEL_VALUE_RE.match(str(label_value))):
+                    shown = label if label_value is None else f"{label}={label_value}"
+                    bad(key, shown, "comma-separated KEY=VALUE node labels")
                 else:
-                    opts.node_selector[label] = label_value
+                    opts.node_selector[label] = str(label_value)
         elif key == "tolerations":
             for word in _words(value):
                 rest, _, effect = word.partition(":")
