@@ -49,3 +49,36 @@ def test_configure_names_what_is_missing_under_ms_path(tmp_path) -> None:
     status = (tmp_path / "b" / "rl310_build_status.txt").read_text()
     assert f"{missing}/include/api/model.h does not exist" in status
     assert "NOT building rl310_infer" in proc.stderr
+
+
+def run_infer_script(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable, "RL310_BUILD_DIR": str(tmp_path / "b"),
+           "RL310_WORK_DIR": str(tmp_path / "work")}
+    env.pop("MS_PATH", None)
+    return subprocess.run(["bash", str(INFER_DIR / "run_infer_310.sh"), *args], env=env,
+                          check=False, capture_output=True, text=True, timeout=300)
+
+
+def test_run_infer_310_validates_its_arguments(tmp_path) -> None:
+    mindir = tmp_path / "m.mindir"
+    mindir.write_bytes(b"")
+    cases = [
+        ((), "usage: bash"),
+        ((str(tmp_path / "none.mindir"), str(tmp_path)), "MINDIR '"),
+        ((str(mindir), str(tmp_path / "nodata")), "DATA_PATH '"),
+        ((str(mindir), str(tmp_path), "gpu0"), "DEVICE_ID 'gpu0' must be a non-negative integer"),
+        ((str(mindir), str(tmp_path), "0", "0"), "BATCH_SIZE '0' must be a positive integer"),
+    ]
+    for args, message in cases:
+        proc = run_infer_script(tmp_path, *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr
+
+
+def test_run_infer_310_stops_at_the_build_without_mindspore(tmp_path) -> None:
+    mindir = tmp_path / "m.mindir"
+    mindir.write_bytes(b"")
+    proc = run_infer_script(tmp_path, str(mindir), str(tmp_path), "0", "4")
+    assert proc.returncode != 0
+    assert "MindSpore C++ inference API not found" in proc.stderr
+    assert not (tmp_path / "work").exists()  # nothing ran past the build
