@@ -387,9 +387,11 @@ class KubernetesBackend(Backend):
         opts = parse_k8s_options(spec.backend_options)
         dest.mkdir(parents=True, exist_ok=True)
         if not opts.output_pvc or not spec.output_dir:
-            raise BackendError(
-                f"job {record.id} has no --opt output_pvc: its outputs stayed in the pods; "
-                "`rlaunch gather` can still collect the logs")
+            # Outputs lived in the pods' emptyDir; the logs (accuracy lines) are all there is.
+            (dest / "NOT-FETCHED.txt").write_text(
+                f"job {record.id} ran without --opt output_pvc: its output dir was inside the "
+                "pods and is gone; `rlaunch gather` reads the accuracy from the pod logs.\n")
+            return dest
         cluster.copy_from_pvc(
             job_name=name, pvc=opts.output_pvc, dest=dest,
             image=spec.image or DEFAULT_IMAGES[spec.device_kind],

@@ -44,6 +44,8 @@ BAD_WAITING_REASONS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName",
                        "CreateContainerConfigError", "CreateContainerError", "CrashLoopBackOff")
 REQUEST_TIMEOUT = (10, 60)  # connect, read seconds for non-streaming calls
 GATHER_MARK = "RLAUNCH-GATHER"
+# base64 grows 4/3; stay well under the kubelet's default 10 MiB log rotation.
+GATHER_ARCHIVE_LIMIT = 6 * 1024 * 1024
 
 
 def explain(err: Exception, what: str, host: str = "") -> str:
@@ -408,8 +410,6 @@ class Cluster:
             path = dest / f"node{index}.log"
             path.write_text(self.pod_log(pod.metadata.name), encoding="utf-8")
             written.append(path)
-        if not written:
-            raise BackendError(f"job {name} has no pods with logs in namespace {self.namespace}")
         return written
 
     # ---- gather: a short-lived pod reads the output PVC ----------------------------------
@@ -417,12 +417,19 @@ class Cluster:
     def gather_pod_manifest(self, pod_name: str, job_name: str, pvc: str, image: str,
                             image_pull_secrets: list[str], node_selector: dict[str, str],
                             tolerations: list[dict[str, str]]) -> dict[str, Any]:
-        """A pod that prints the job's output directory (minus *.ckpt) as base64 tar.gz."""
+        """A pod that prints the job's output directory as base64 tar.gz on its log.
+
+        Pod logs live in a kubelet file rotated at 10 MiB by default, so the archive keeps the
+        checkpoints only while it stays under GATHER_ARCHIVE_LIMIT; otherwise they are listed
+        (RLAUNCH-GATHER-REMOTE lines) and stay on the claim.
+        """
         script = (
             "set -e; cd /output; "
-            "find . -name '*.ckpt' -type f -exec ls -l {} + > /tmp/remote-checkpoints.txt "
-            "|| true; "
-            "tar -czf /tmp/out.tgz --exclude='*.ckpt' . -C /tmp remote-checkpoints.txt; "
+            "tar -czf /tmp/out.tgz .; "
+            f'if [ "$(wc -c < /tmp/out.tgz)" -gt {GATHER_ARCHIVE_LIMIT} ]; then '
+            "tar -czf /tmp/out.tgz --exclude='*.ckpt' .; "
+            f"find . -name '*.ckpt' -type f -exec ls -l {{}} + | sed 's/^/{GATHER_MARK}-REMOTE /'; "
+            "fi; "
             f"echo {GATHER_MARK}-BEGIN; base64 /tmp/out.tgz; "
             f"echo {GATHER_MARK}-END $(wc -c < /tmp/out.tgz)"
         )
@@ -496,6 +503,8 @@ def unpack_gather_log(log: str, dest: Path) -> list[Path]:
     except (ValueError, StopIteration, IndexError) as err:
         raise BackendError("gather pod output is incomplete (log rotated or truncated?); "
                            "use `kubectl cp` for large outputs") from err
+    remote = [line.split(" ", 1)[1] for line in lines[:start]
+              if line.startswith(f"{GATHER_MARK}-REMOTE ")]
     payload = base64.b64decode("".join(lines[start + 1:stop]))
     if len(payload) != expected:
         raise BackendError(f"gather pod output is {len(payload)} bytes, expected {expected} "
@@ -504,4 +513,11 @@ def unpack_gather_log(log: str, dest: Path) -> list[Path]:
     with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as tar:
         tar.extractall(dest, filter="data")
         names = [m.name for m in tar.getmembers() if m.isfile()]
-    return [dest / name for name in names]
+    paths = [dest / name for name in names]
+    if remote:
+        note = dest / "remote-checkpoints.txt"
+        note.write_text("Too large for the log transfer; still on the output claim "
+                        "(copy with `kubectl cp` from a pod that mounts it):\n"
+                        + "\n".join(remote) + "\n")
+        paths.append(note)
+    return paths

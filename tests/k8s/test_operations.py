@@ -365,11 +365,15 @@ def run_gather_script(manifest: dict[str, Any], output: Path, scratch: Path) -> 
                           text=True).stdout
 
 
-def test_gather_reads_the_output_pvc_through_a_short_lived_pod(kube: KubeServer,
-                                                               tmp_path: Path) -> None:
+@pytest.mark.parametrize("big_checkpoint", [False, True])
+def test_gather_reads_the_output_pvc_through_a_short_lived_pod(
+        kube: KubeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        big_checkpoint: bool) -> None:
+    import os
+
     import kmock
 
-    from launcher.backends.k8s_api import Cluster
+    from launcher.backends import k8s_api
 
     spec = gpu_spec(image_pull_secrets="regcred")
     rec = record(spec, submit(spec, tmp_path))
@@ -379,11 +383,13 @@ def test_gather_reads_the_output_pvc_through_a_short_lived_pod(kube: KubeServer,
     (output / "metrics" / "rank0.jsonl").write_text('{"event": "eval", "top1": 0.5}\n')
     (output / "eval.json").write_text(json.dumps({"top1": 0.5}))
     (output / "checkpoints").mkdir()
-    (output / "checkpoints" / "resnest-1.ckpt").write_bytes(b"\0" * 1000)
+    (output / "checkpoints" / "resnest-1.ckpt").write_bytes(os.urandom(5000))
     (output / "checkpoints" / "manifest.json").write_text("{}")
+    if big_checkpoint:  # the archive would not fit through the pod log
+        monkeypatch.setattr(k8s_api, "GATHER_ARCHIVE_LIMIT", 2000)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    manifest = Cluster(api=None, namespace=NAMESPACE).gather_pod_manifest(
+    manifest = k8s_api.Cluster(api=None, namespace=NAMESPACE).gather_pod_manifest(
         "x", JOB, "runs", "img", ["regcred"], {}, [])
     printed = run_gather_script(manifest, output, scratch)
 
@@ -398,8 +404,13 @@ def test_gather_reads_the_output_pvc_through_a_short_lived_pod(kube: KubeServer,
     assert json.loads((dest / "eval.json").read_text()) == {"top1": 0.5}
     assert (dest / "metrics" / "rank0.jsonl").read_text().startswith('{"event": "eval"')
     assert (dest / "checkpoints" / "manifest.json").exists()
-    assert not (dest / "checkpoints" / "resnest-1.ckpt").exists()  # listed, not copied
-    assert "resnest-1.ckpt" in (dest / "remote-checkpoints.txt").read_text()
+    ckpt = dest / "checkpoints" / "resnest-1.ckpt"
+    if big_checkpoint:
+        assert not ckpt.exists()  # listed, not copied
+        assert "resnest-1.ckpt" in (dest / "remote-checkpoints.txt").read_text()
+    else:
+        assert ckpt.read_bytes() == (output / "checkpoints" / "resnest-1.ckpt").read_bytes()
+        assert not (dest / "remote-checkpoints.txt").exists()
 
     created = [r for r in kube.requests()
                if str(r.method).endswith("POST") and r.url.path.endswith("/pods")]
@@ -413,6 +424,30 @@ def test_gather_reads_the_output_pvc_through_a_short_lived_pod(kube: KubeServer,
     # The pod is always removed afterwards.
     deleted = [r.url.path for r in kube.requests() if str(r.method).endswith("DELETE")]
     assert deleted == [f"/api/v1/namespaces/{NAMESPACE}/pods/{body['metadata']['name']}"]
+
+
+def test_gather_pod_failure_is_reported_and_the_pod_removed(kube: KubeServer,
+                                                            tmp_path: Path) -> None:
+    import kmock
+
+    spec = gpu_spec()
+    rec = record(spec, submit(spec, tmp_path))
+    pod_path = re.compile(rf"/api/v1/namespaces/{NAMESPACE}/pods/{JOB}-gather-[0-9a-f]{{6}}$")
+    kube.kmock["get", pod_path] << pod("gather", 0, "Pending", waiting=(
+        "ErrImagePull", "pull access denied"))
+    kube.kmock["get", re.compile(pod_path.pattern[:-1] + "/log$")] << kmock.headers(
+        {"Content-Type": "text/plain"}) << b""
+    with pytest.raises(BackendError, match="gather pod .* failed: ErrImagePull: pull access"):
+        KubernetesBackend().fetch_outputs(rec, tmp_path / "gathered")
+    deleted = [r.url.path for r in kube.requests() if str(r.method).endswith("DELETE")]
+    assert len(deleted) == 1 and "-gather-" in deleted[0]
+
+
+def test_gather_without_output_pvc_leaves_a_note(kube: KubeServer, tmp_path: Path) -> None:
+    spec = gpu_spec().replace(backend_options={})
+    dest = KubernetesBackend().fetch_outputs(record(spec), tmp_path / "gathered")
+    assert "without --opt output_pvc" in (dest / "NOT-FETCHED.txt").read_text()
+    assert kube.requests() == []
 
 
 def test_truncated_gather_output_is_refused(tmp_path: Path) -> None:
