@@ -1,0 +1,126 @@
+"""`rlaunch ... --backend k8s` end to end: dry-run streams, and a job's life over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from launcher.cli import cli
+from tests.k8s.conftest import NAMESPACE, KubeServer, serve_log
+from tests.k8s.test_render import validate
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture()
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.mark.parametrize("devices", [["--ascend", "8"], ["--gpus", "8", "--nodes", "2"]])
+def test_dry_run_prints_one_valid_yaml_stream(runner: CliRunner, devices: list[str]) -> None:
+    result = runner.invoke(cli, ["submit", "--backend", "k8s", *devices, "--data-dir", "/data",
+                                 "--output-dir", "/output", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert [d["kind"] for d in docs][-1] == "Job"
+    for doc in docs:
+        for version in ("1.30.0", "latest"):
+            validate(doc, version)
+
+
+def test_dry_run_does_not_import_the_kubernetes_client(tmp_path: Path) -> None:
+    import subprocess
+
+    code = (
+        "import sys; from launcher.cli import main\n"
+        "sys.argv = ['rlaunch', 'submit', '--backend', 'k8s', '--gpus', '8', '--nodes', '2',"
+        " '--data-dir', '/d', '--output-dir', '/o', '--dry-run']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('kubernetes' in sys.modules, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stderr.strip().endswith("False")
+
+
+def test_opt_flags_reach_the_manifests(runner: CliRunner) -> None:
+    result = runner.invoke(cli, [
+        "submit", "--backend", "k8s", "--gpus", "8", "--nodes", "2", "--data-dir", "/data",
+        "--output-dir", "/output", "--image", "registry.example/rn:gpu",
+        "--opt", "volcano=true", "--opt", "namespace=team-a", "--opt", "data_pvc=imagenet",
+        "--opt", "output_pvc=runs", "--opt", "image_pull_secrets=regcred,mirror",
+        "--opt", "service_account=trainer", "--opt", "priority_class=high",
+        "--opt", "rank_table_timeout=60", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    docs = {d["kind"]: d for d in yaml.safe_load_all(result.stdout) if d}
+    assert docs["PodGroup"]["metadata"]["namespace"] == "team-a"
+    pod = docs["Job"]["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]
+    assert pod["serviceAccountName"] == "trainer"
+    assert pod["priorityClassName"] == "high"
+    assert pod["containers"][0]["image"] == "registry.example/rn:gpu"
+
+
+def test_bad_opt_is_one_line_and_exit_2(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["submit", "--backend", "k8s", "--gpus", "8", "--data-dir", "/d",
+                                 "--output-dir", "/o", "--opt", "volcano=perhaps", "--dry-run"])
+    assert result.exit_code == 2
+    assert "--opt volcano='perhaps' is not valid: true or false" in result.output
+
+
+def test_job_life_through_the_cli(runner: CliRunner, kube: KubeServer) -> None:
+    submitted = runner.invoke(cli, ["submit", "--backend", "k8s", "--gpus", "2", "--nodes", "2",
+                                    "--data-dir", "/data", "--output-dir", "/output",
+                                    "--image", "img:1"])
+    assert submitted.exit_code == 0, submitted.output
+    job_id = submitted.stdout.strip().splitlines()[-1]
+    assert job_id.startswith("resnest-")
+    assert set(kube.objects("jobs", "batch/v1")) == {job_id}
+
+    status = runner.invoke(cli, ["status", job_id, "--json"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["state"] == "PENDING"
+    assert json.loads(status.stdout)["backend_id"] == f"{NAMESPACE}/{job_id}"
+
+    for index in (0, 1):
+        kube.put("pods", {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"{job_id}-{index}-x", "labels": {"rlaunch.dev/job": job_id},
+                         "annotations": {"batch.kubernetes.io/job-completion-index": str(index)}},
+            "spec": {"containers": [{"name": "trainer", "image": "img:1"}]},
+            "status": {"phase": "Running"}})
+        serve_log(kube, f"{job_id}-{index}-x", f"[rank {2 * index}] hello\n".encode())
+    status = runner.invoke(cli, ["status", job_id, "--json"])
+    assert json.loads(status.stdout)["state"] == "RUNNING"
+
+    logs = runner.invoke(cli, ["logs", job_id])
+    assert logs.exit_code == 0, logs.output
+    assert logs.stdout.splitlines() == ["[rank 0] hello", "[rank 2] hello"]
+
+    listed = runner.invoke(cli, ["list", "--json"])
+    assert [r["id"] for r in json.loads(listed.stdout)] == [job_id]
+
+    cancelled = runner.invoke(cli, ["cancel", job_id])
+    assert cancelled.exit_code == 0, cancelled.output
+    assert kube.objects("jobs", "batch/v1") == {}
+    status = runner.invoke(cli, ["status", job_id, "--json"])
+    assert json.loads(status.stdout)["state"] == "UNKNOWN"
+
+
+def test_api_error_is_one_line_at_the_cli(runner: CliRunner, kube: KubeServer) -> None:
+    import kmock
+
+    kube.kmock["post"] << kmock.KubernetesError(status=403, reason="Forbidden",
+                                                message="configmaps is forbidden")
+    result = runner.invoke(cli, ["submit", "--backend", "k8s", "--gpus", "1", "--data-dir", "/d",
+                                 "--output-dir", "/o"])
+    assert result.exit_code == 1
+    assert result.output.strip().startswith("Error: creating ConfigMap resnest-")
+    assert result.output.strip().endswith("forbidden: configmaps is forbidden")
+    assert "Traceback" not in result.output
