@@ -52,8 +52,12 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 ENTRYPOINT_DIR = "/opt/rlaunch"
 # Every pod has its own IP, so one fixed port serves all jobs.
 DEFAULT_SCHEDULER_PORT = 8118
+# Where --data-pvc / --output-pvc are mounted when no --data-dir / --output-dir is given.
+DEFAULT_DATA_DIR = "/data"
+DEFAULT_OUTPUT_DIR = "/output"
 JOB_LABEL = "rlaunch.dev/job"
 MANIFEST_FILE = "manifests.yaml"
+RANK_PREFIX_RE = re.compile(r"^\[rank \d+\]")
 # Service names are DNS-1035 labels: they must start with a letter.
 SERVICE_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # Order of creation; deletion runs in reverse.
@@ -326,7 +330,15 @@ class KubernetesBackend(Backend):
         return out
 
     def prepare(self, spec: JobSpec) -> JobSpec:
-        return spec if spec.master_port else spec.replace(master_port=DEFAULT_SCHEDULER_PORT)
+        """A fixed scheduler port (pods have their own IPs) and in-pod data/output paths."""
+        changes: dict[str, Any] = {}
+        if not spec.master_port:
+            changes["master_port"] = DEFAULT_SCHEDULER_PORT
+        if not spec.data_dir and spec.task in ("train", "eval"):
+            changes["data_dir"] = DEFAULT_DATA_DIR
+        if not spec.output_dir and spec.task in ("train", "eval"):
+            changes["output_dir"] = DEFAULT_OUTPUT_DIR
+        return spec.replace(**changes) if changes else spec
 
     def render(self, spec: JobSpec) -> RenderedJob:
         try:
@@ -374,8 +386,15 @@ class KubernetesBackend(Backend):
     def logs(self, record: JobRecord, rank: int | None = None, follow: bool = False) -> Iterator[str]:
         cluster, name = self._record_target(record)
         spec = record.job_spec
-        index = None if rank is None else rank // spec.devices_per_node
-        yield from cluster.job_logs(name, index=index, follow=follow)
+        if rank is None:
+            yield from cluster.job_logs(name, follow=follow)
+            return
+        # Ranks of one pod share its log; keep this rank's lines and the unprefixed ones
+        # (tracebacks, the entrypoint's own messages).
+        own = f"[rank {rank}]"
+        for line in cluster.job_logs(name, index=rank // spec.devices_per_node, follow=follow):
+            if line.startswith(own) or not RANK_PREFIX_RE.match(line):
+                yield line
 
     def cancel(self, record: JobRecord) -> None:
         cluster, name = self._record_target(record)

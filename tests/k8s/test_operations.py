@@ -287,11 +287,14 @@ def test_logs_merge_pods_by_index_or_show_one(kube: KubeServer, tmp_path: Path) 
     kube.put("pods", pod("resnest-1-bbbbb", 1, "Running"))
     kube.put("pods", pod("resnest-0-aaaaa", 0, "Running"))
     serve_log(kube, "resnest-0-aaaaa", b"[rank 0] epoch 1\n[rank 1] epoch 1\n")
-    serve_log(kube, "resnest-1-bbbbb", b"[rank 8] epoch 1\n")
+    serve_log(kube, "resnest-1-bbbbb", b"[rank 8] epoch 1\n[rank 9] epoch 1\nTraceback (most\n")
 
     backend = KubernetesBackend()
-    assert list(backend.logs(rec)) == ["[rank 0] epoch 1", "[rank 1] epoch 1", "[rank 8] epoch 1"]
-    assert list(backend.logs(rec, rank=9)) == ["[rank 8] epoch 1"]  # rank 9 lives on index 1
+    assert list(backend.logs(rec)) == ["[rank 0] epoch 1", "[rank 1] epoch 1", "[rank 8] epoch 1",
+                                       "[rank 9] epoch 1", "Traceback (most"]
+    # Rank 9 lives on index 1; the unprefixed traceback line is kept.
+    assert list(backend.logs(rec, rank=9)) == ["[rank 9] epoch 1", "Traceback (most"]
+    assert list(backend.logs(rec, rank=0)) == ["[rank 0] epoch 1"]
     log_requests = [r for r in kube.requests() if r.url.path.endswith("/log")]
     assert all(r.params.get("container") == "trainer" for r in log_requests)
 
