@@ -89,7 +89,7 @@ def _training_config(path: Path) -> dict[str, Any]:
 
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"--config {path}: expected a YAML mapping")
+        raise TypeError(f"--config {path}: expected a YAML mapping")
     return data
 
 
@@ -109,7 +109,7 @@ def config_from_args(argv: list[str] | None = None) -> ServeConfig:
     if args.config is not None:
         try:
             defaults = _training_config(args.config)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError) as exc:
             parser.error(f"--config {args.config}: {exc}")
     arch = args.arch or defaults.get("net_name")
     num_classes = args.num_classes or defaults.get("num_classes")

@@ -109,7 +109,7 @@ class ModelRunner:
                 raise ValueError(f"{path}: exported for {height}x{width} input, but the image "
                                  f"size is {wanted}")
             self.image_size = height
-            key = 0 if batch <= 0 else batch
+            key = max(0, batch)
             if key in self._nets:
                 raise ValueError(f"{path}: two MINDIR files for batch size {batch}")
             self._nets[key] = nn.GraphCell(ms.load(str(path)))

@@ -1,24 +1,24 @@
-"""Image decoding and the evaluation transform, in numpy/Pillow.
+"""Image decoding and the evaluation transform.
 
-The transform matches evaluation (resize the short side to ``crop / 0.875``, centre crop,
-ImageNet mean/std, CHW float32) so that served predictions equal offline evaluation. Decoding is
-defensive: the pixel count is checked from the header before any pixel is decoded, so a
-decompression bomb costs nothing, and truncated or non-image bytes become a 400.
+The pixel transform is evaluation's own (``resnest.data.pipeline.eval_transforms`` minus its
+Decode: resize the short side to ``crop / 0.875``, centre crop, ImageNet mean/std, CHW), run
+eagerly, so served predictions equal offline evaluation. Decoding is Pillow's and defensive: the
+pixel count is checked from the header before any pixel is decoded, so a decompression bomb costs
+nothing, and truncated or non-image bytes become a 400.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import threading
 import warnings
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from resnest.serve.errors import InferenceError
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-CROP_RATIO = 0.875
 
 
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -47,21 +47,26 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         raise InferenceError(400, f"corrupt or truncated image: {exc}") from None
 
 
+_thread_ops = threading.local()  # eager MindSpore ops are built once per decode thread
+
+
+def _eval_ops(crop_size: int) -> list[Any]:
+    cache: dict[int, list[Any]] = _thread_ops.__dict__.setdefault("by_size", {})
+    if crop_size not in cache:
+        from resnest.config import TrainConfig
+        from resnest.data.pipeline import eval_transforms
+
+        transforms = eval_transforms(dataclasses.replace(TrainConfig(), crop_size=crop_size))
+        cache[crop_size] = transforms[1:]  # [0] is Decode: Pillow has decoded already
+    return cache[crop_size]
+
+
 def eval_transform(image: Image.Image, crop_size: int) -> np.ndarray:
-    """Resize short side to ``crop_size / 0.875``, centre-crop, normalise: float32 [3, S, S]."""
-    resize_to = int(crop_size / CROP_RATIO)
-    width, height = image.size
-    if width <= height:
-        new_w, new_h = resize_to, max(1, round(height * resize_to / width))
-    else:
-        new_w, new_h = max(1, round(width * resize_to / height)), resize_to
-    image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-    left = (new_w - crop_size) // 2
-    top = (new_h - crop_size) // 2
-    image = image.crop((left, top, left + crop_size, top + crop_size))
-    pixels = np.asarray(image, dtype=np.float32) / 255.0
-    pixels = (pixels - IMAGENET_MEAN) / IMAGENET_STD
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+    """RGB image -> float32 [3, S, S], exactly as evaluation prepares it."""
+    pixels: Any = np.asarray(image, dtype=np.uint8)
+    for op in _eval_ops(crop_size):
+        pixels = op(pixels)
+    return np.ascontiguousarray(pixels, dtype=np.float32)
 
 
 def image_to_tensor(data: bytes, crop_size: int, max_pixels: int) -> np.ndarray:
