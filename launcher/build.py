@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,21 +310,43 @@ def _project_version() -> str:
         return "0"
 
 
-def stream_build(argv: list[str], env: Mapping[str, str]) -> tuple[int, str | None]:
-    """Run the builder, echoing its output live; return (exit code, last step it announced)."""
+@dataclass
+class BuildOutcome:
+    """What a builder run left behind: exit code, the step it was on, and step durations."""
+
+    returncode: int
+    last_step: str | None
+    step_seconds: list[tuple[float, str]]
+
+    def slowest(self, n: int = 5) -> list[tuple[float, str]]:
+        return sorted(self.step_seconds, reverse=True)[:n]
+
+
+def stream_build(argv: list[str], env: Mapping[str, str],
+                 clock: Callable[[], float] = time.monotonic) -> BuildOutcome:
+    """Run the builder, echoing its output live to stderr (stdout is kept for the tag), and
+    note when each step starts so the failing one and the slow ones can be named."""
     last_step = None
+    started = clock()
+    timings: list[tuple[float, str]] = []
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env={**os.environ, **env}, text=True, errors="replace", bufsize=1,
     )
     assert proc.stdout is not None
     for line in proc.stdout:
-        sys.stdout.write(line)
-        sys.stdout.flush()
+        sys.stderr.write(line)
+        sys.stderr.flush()
         stripped = line.rstrip("\n")
         if _STEP_LINE.match(stripped):
-            last_step = stripped
-    return proc.wait(), last_step
+            now = clock()
+            if last_step is not None:
+                timings.append((now - started, last_step))
+            last_step, started = stripped, now
+    code = proc.wait()
+    if last_step is not None:
+        timings.append((clock() - started, last_step))  # the last step includes the commit
+    return BuildOutcome(code, last_step, timings)
 
 
 # ---- local base image (no registry reachable) ----------------------------------------------
@@ -453,12 +476,15 @@ def build(target: str, tag: str | None, builder: str, base_image: str | None, lo
             click.echo(plan.shell_line(plan.push_command()))
         return
     click.echo(f"building {plan.tag} with {chosen}: {plan.shell_line(plan.command())}", err=True)
-    code, step = stream_build(plan.command(), plan.env)
-    if code != 0:
-        where = f" at {step}" if step else " before its first step"
-        raise click.ClickException(f"build of {plan.tag} failed (exit {code}){where}")
+    outcome = stream_build(plan.command(), plan.env)
+    if outcome.returncode != 0:
+        where = f" at {outcome.last_step}" if outcome.last_step else " before its first step"
+        raise click.ClickException(
+            f"build of {plan.tag} failed (exit {outcome.returncode}){where}")
+    click.echo("slowest steps: " + "; ".join(
+        f"{seconds:.0f}s {step[:70]}" for seconds, step in outcome.slowest(3)), err=True)
     if push:
-        code, _ = stream_build(plan.push_command(), plan.env)
-        if code != 0:
-            raise click.ClickException(f"push of {plan.tag} failed (exit {code})")
+        pushed = stream_build(plan.push_command(), plan.env)
+        if pushed.returncode != 0:
+            raise click.ClickException(f"push of {plan.tag} failed (exit {pushed.returncode})")
     click.echo(plan.tag)

@@ -45,15 +45,18 @@ def buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def image() -> Iterator[str]:
+def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if os.geteuid() != 0:
         pytest.fail("the image build test needs root (debootstrap, buildah's vfs storage)")
     done = subprocess.run(
         [str(RLAUNCH), "build", "--target", "cpu", "--builder", "buildah", "--local-base"],
         capture_output=True, text=True, check=False, timeout=1500,
     )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    tag = done.stdout.strip().splitlines()[-1]
+    log = tmp_path_factory.mktemp("build") / "build.log"
+    log.write_text(done.stderr)
+    assert done.returncode == 0, f"{done.stderr[-4000:]}\n(full log: {log})"
+    tag = done.stdout.strip()  # progress goes to stderr, the tag alone to stdout
+    assert "slowest steps: " in done.stderr
     yield tag
     buildah("rmi", tag, check=False)  # 3 GB in vfs storage; the base and pip cache stay
 
@@ -88,9 +91,11 @@ def test_tag_is_the_content_version_and_labels_say_it(image: str) -> None:
     assert image == f"rlaunch-cpu:{version}"
     config = json.loads(buildah("inspect", "--type", "image", image).stdout)["OCIv1"]["config"]
     assert config["Labels"]["org.opencontainers.image.version"] == version
-    revision = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    assert config["Labels"]["org.opencontainers.image.revision"].startswith(revision)
+    # The commit the build started from (others may commit to the checkout meanwhile).
+    revision = config["Labels"]["org.opencontainers.image.revision"].removesuffix("-dirty")
+    assert re.fullmatch(r"[0-9a-f]{40}", revision), revision
+    subprocess.run(["git", "-C", str(PROJECT_ROOT), "merge-base", "--is-ancestor", revision,
+                    "HEAD"], check=True)
     assert config["User"] == "1000:1000"
     assert config["Entrypoint"] == [ENTRYPOINT]
 
