@@ -55,46 +55,59 @@ cv::Rect CenterCropRect(cv::Size size, int crop_size) {
   return {(size.width - crop_size) / 2, (size.height - crop_size) / 2, crop_size, crop_size};
 }
 
-cv::Mat DecodeRgb(const std::string& path) {
+cv::Mat DecodeBgr(const std::string& path) {
   // IGNORE_ORIENTATION: Pillow and MindSpore's Decode do not rotate by EXIF, so neither may we.
   cv::Mat bgr = cv::imread(path, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
   if (bgr.empty()) {
     throw std::runtime_error("cannot read or decode image " + path);
   }
+  return bgr;
+}
+
+cv::Mat DecodeRgb(const std::string& path) {
   cv::Mat rgb;
-  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  cv::cvtColor(DecodeBgr(path), rgb, cv::COLOR_BGR2RGB);
   return rgb;
 }
 
-void ApplyEvalTransform(const cv::Mat& rgb, const EvalTransform& transform, float* out) {
-  if (rgb.empty() || rgb.type() != CV_8UC3) {
+void ApplyEvalTransform(const cv::Mat& image, const EvalTransform& transform, float* out,
+                        ChannelOrder order) {
+  if (image.empty() || image.type() != CV_8UC3) {
     throw std::invalid_argument("expected a non-empty 8-bit 3-channel image");
   }
-  const cv::Size resized_size = ResizedSize(rgb.rows, rgb.cols, transform.resize_short);
+  const cv::Size resized_size = ResizedSize(image.rows, image.cols, transform.resize_short);
   cv::Mat resized;
   // INTER_LINEAR, not INTER_AREA: MindSpore's vision.Resize (Inter.LINEAR) is cv::resize with
   // INTER_LINEAR, so this reproduces the Python evaluation pixel for pixel.
-  cv::resize(rgb, resized, resized_size, 0.0, 0.0, cv::INTER_LINEAR);
+  cv::resize(image, resized, resized_size, 0.0, 0.0, cv::INTER_LINEAR);
   const cv::Mat crop = resized(CenterCropRect(resized.size(), transform.crop_size));
 
+  // One channel plane at a time so the writes are sequential (HWC -> CHW).
   const int side = transform.crop_size;
-  const std::size_t plane = static_cast<std::size_t>(side) * side;
-  for (int y = 0; y < side; ++y) {
-    const auto* row = crop.ptr<cv::Vec3b>(y);
-    for (int x = 0; x < side; ++x) {
-      const std::size_t offset = static_cast<std::size_t>(y) * side + x;
-      for (int c = 0; c < 3; ++c) {
-        out[c * plane + offset] =
-            (static_cast<float>(row[x][c]) - transform.mean[c]) / transform.std[c];
+  for (int c = 0; c < 3; ++c) {
+    const float mean = transform.mean[c];
+    const float stddev = transform.std[c];
+    float* plane = out + static_cast<std::size_t>(c) * side * side;
+    for (int y = 0; y < side; ++y) {
+      const auto* row = crop.ptr<uchar>(y) + (order == ChannelOrder::kBgr ? 2 - c : c);
+      float* dst = plane + static_cast<std::size_t>(y) * side;
+      for (int x = 0; x < side; ++x) {
+        // Division, not multiplication by 1/std: the same rounding as MindSpore's Normalize.
+        dst[x] = (static_cast<float>(row[3 * x]) - mean) / stddev;
       }
     }
   }
 }
 
-std::vector<float> ApplyEvalTransform(const cv::Mat& rgb, const EvalTransform& transform) {
+std::vector<float> ApplyEvalTransform(const cv::Mat& image, const EvalTransform& transform,
+                                      ChannelOrder order) {
   std::vector<float> out(3 * static_cast<std::size_t>(transform.crop_size) * transform.crop_size);
-  ApplyEvalTransform(rgb, transform, out.data());
+  ApplyEvalTransform(image, transform, out.data(), order);
   return out;
+}
+
+void PreprocessFile(const std::string& path, const EvalTransform& transform, float* out) {
+  ApplyEvalTransform(DecodeBgr(path), transform, out, ChannelOrder::kBgr);
 }
 
 }  // namespace rl310

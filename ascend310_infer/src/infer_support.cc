@@ -65,7 +65,7 @@ int rl310_preprocess_file(const char* path, int crop_size, int resize_short, flo
                           char* err, size_t err_len) {
   return Guarded(err, err_len, [&] {
     const rl310::EvalTransform transform = rl310::MakeEvalTransform(crop_size, resize_short);
-    rl310::ApplyEvalTransform(rl310::DecodeRgb(path), transform, out);
+    rl310::PreprocessFile(path, transform, out);
   });
 }
 

@@ -49,9 +49,9 @@ int main(int argc, char** argv) {
       throw std::runtime_error("no .jpeg/.jpg/.png/.bmp images under " + input_dir);
     }
     rl310::MakeDirs(output_dir);
+    std::vector<float> tensor(3 * static_cast<size_t>(transform.crop_size) * transform.crop_size);
     for (const auto& image : images) {
-      const std::vector<float> tensor =
-          rl310::ApplyEvalTransform(rl310::DecodeRgb(image), transform);
+      rl310::PreprocessFile(image, transform, tensor.data());
       rl310::WriteFloats(rl310::StemPath(output_dir, image, ".bin"), tensor.data(),
                          tensor.size());
     }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "rl310/eval_transform.h"
 #include "rl310/image_files.h"
@@ -101,6 +102,10 @@ void TestApplyEvalTransform() {
                 Near(flat_out[2 * plane + i], norm(2, 250));
   }
   CHECK(all_equal);
+  // BGR input with kBgr gives the same RGB-ordered tensor.
+  cv::Mat bgr;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  CHECK(rl310::ApplyEvalTransform(bgr, t, rl310::ChannelOrder::kBgr) == out);
   CHECK(Throws([&] { rl310::ApplyEvalTransform(cv::Mat(), t); }));
   CHECK(Throws([&] { rl310::ApplyEvalTransform(cv::Mat(40, 40, CV_8UC1), t); }));
 }

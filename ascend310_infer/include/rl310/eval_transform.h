@@ -34,15 +34,29 @@ cv::Size ResizedSize(int rows, int cols, int short_side);
 // The crop_size x crop_size window in the centre of an image of the given size.
 cv::Rect CenterCropRect(cv::Size size, int crop_size);
 
-// Decodes an image file to 8-bit RGB (EXIF orientation ignored, as the Python decoders do).
-// Throws std::runtime_error naming the file when it cannot be read or decoded.
+// Channel order of an 8-bit image in memory (OpenCV decodes to BGR).
+enum class ChannelOrder { kRgb, kBgr };
+
+// Decodes an image file to 8-bit BGR, OpenCV's native order (EXIF orientation ignored, as
+// the Python decoders do). Throws std::runtime_error naming the file when it cannot be read
+// or decoded.
+cv::Mat DecodeBgr(const std::string& path);
+
+// DecodeBgr converted to RGB.
 cv::Mat DecodeRgb(const std::string& path);
 
-// Applies the transform to an 8-bit RGB image; returns 3 * crop * crop floats, CHW order.
-std::vector<float> ApplyEvalTransform(const cv::Mat& rgb, const EvalTransform& transform);
+// Applies the transform to an 8-bit 3-channel image; returns 3 * crop * crop floats, CHW,
+// channels in RGB order whatever the input order (resizing is per channel, so taking BGR
+// straight from the decoder and swapping while normalising saves a full-image pass).
+std::vector<float> ApplyEvalTransform(const cv::Mat& image, const EvalTransform& transform,
+                                      ChannelOrder order = ChannelOrder::kRgb);
 
 // Same, writing into out (which must hold 3 * crop * crop floats).
-void ApplyEvalTransform(const cv::Mat& rgb, const EvalTransform& transform, float* out);
+void ApplyEvalTransform(const cv::Mat& image, const EvalTransform& transform, float* out,
+                        ChannelOrder order = ChannelOrder::kRgb);
+
+// Decode + transform of one file: what rl310_infer feeds the model.
+void PreprocessFile(const std::string& path, const EvalTransform& transform, float* out);
 
 }  // namespace rl310
 
