@@ -124,3 +124,52 @@ def test_api_error_is_one_line_at_the_cli(runner: CliRunner, kube: KubeServer) -
     assert result.output.strip().startswith("Error: creating ConfigMap resnest-")
     assert result.output.strip().endswith("forbidden: configmaps is forbidden")
     assert "Traceback" not in result.output
+
+
+def test_gather_through_the_cli(runner: CliRunner, kube: KubeServer, tmp_path: Path) -> None:
+    """Outputs from the claim (via the gather pod) plus the accuracy line from the pod logs."""
+    import re
+    import subprocess
+
+    import kmock
+
+    from launcher.backends.k8s_api import Cluster
+
+    submitted = runner.invoke(cli, ["submit", "--backend", "k8s", "--gpus", "1",
+                                    "--data-dir", "/data", "--output-dir", "/output",
+                                    "--opt", "output_pvc=runs"])
+    assert submitted.exit_code == 0, submitted.output
+    job_id = submitted.stdout.strip().splitlines()[-1]
+    kube.put("pods", {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": f"{job_id}-0-x", "labels": {"rlaunch.dev/job": job_id},
+                     "annotations": {"batch.kubernetes.io/job-completion-index": "0"}},
+        "spec": {"containers": [{"name": "trainer", "image": "img:1"}]},
+        "status": {"phase": "Succeeded"}})
+    serve_log(kube, f"{job_id}-0-x", (
+        b"[rank 0] after allreduce eval: top1_correct=7, tot=10, acc=70.00%(TOP1)\n"
+        b"[rank 0] after allreduce eval: top5_correct=10, tot=10, acc=100.00%(TOP5)\n"))
+    # The claim's content, printed by the gather pod's own script run here.
+    claim = tmp_path / "claim"
+    (claim / "checkpoints").mkdir(parents=True)
+    (claim / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    (claim / "eval.json").write_text(json.dumps({"top1": 70.0}))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    script = Cluster(api=None, namespace=NAMESPACE).gather_pod_manifest(
+        "x", job_id, "runs", "img", [], {}, [])["spec"]["containers"][0]["command"][2]
+    script = script.replace("/tmp", str(scratch)).replace("/output", str(claim))
+    printed = subprocess.run(["/bin/sh", "-c", script], check=True, capture_output=True).stdout
+    gather_pod = re.compile(rf"/api/v1/namespaces/{NAMESPACE}/pods/{job_id}-gather-[0-9a-f]{{6}}")
+    kube.kmock["get", re.compile(gather_pod.pattern + "$")] << {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "g"},
+        "status": {"phase": "Succeeded"}}
+    kube.kmock["get", re.compile(gather_pod.pattern + "/log$")] << kmock.headers(
+        {"Content-Type": "text/plain"}) << printed
+
+    dest = tmp_path / "gathered"
+    result = runner.invoke(cli, ["gather", job_id, "--dest", str(dest)])
+    assert result.exit_code == 0, result.output
+    assert "allreduced accuracy: top-1 70.00% (7/10), top-5 100.00% (10/10)" in result.stdout
+    assert (dest / "checkpoints" / "last.ckpt").read_bytes() == b"weights"
+    assert (dest / "logs" / "node0.log").read_text().startswith("[rank 0] after allreduce")

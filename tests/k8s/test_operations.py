@@ -176,13 +176,16 @@ def test_existing_job_name_is_a_409_one_liner_and_nothing_is_deleted(
 @pytest.mark.parametrize(("status", "expected"), [
     (401, "unauthorized: the cluster rejected the credentials"),
     (403, 'forbidden: configmaps is forbidden: User "tester" cannot create'),
+    (404, 'not found: configmaps is forbidden: User "tester"'),
+    (500, "API error 500 Internal Server Error: configmaps is forbidden"),
 ])
-def test_auth_errors_are_one_line(kube: KubeServer, tmp_path: Path, status: int,
+def test_api_errors_are_one_line(kube: KubeServer, tmp_path: Path, status: int,
                                   expected: str) -> None:
     import kmock
 
     kube.kmock["post"] << kmock.KubernetesError(
-        status=status, reason="Forbidden" if status == 403 else "Unauthorized",
+        status=status, reason={401: "Unauthorized", 403: "Forbidden", 404: "NotFound"}.get(
+            status, "Internal"),
         message='configmaps is forbidden: User "tester" cannot create resource "configmaps"')
     with pytest.raises(BackendError) as err:
         submit(gpu_spec(), tmp_path)
