@@ -134,9 +134,13 @@ def parse_infer_request(
             if not isinstance(data, list):
                 raise InferenceError(400, "FP32 input needs a 'data' list (or binary data)")
             try:
-                array = np.asarray(data, dtype=np.float32)
+                array = np.asarray(data)
             except (ValueError, TypeError) as exc:
                 raise InferenceError(400, f"FP32 data is not a list of numbers: {exc}") from None
+            if array.dtype.kind not in "fiu":  # strings, null, booleans, ragged lists
+                raise InferenceError(400, "FP32 data is not a list of numbers "
+                                          f"(found {array.dtype.name} values)")
+            array = array.astype(np.float32)
             if array.size != count:
                 raise InferenceError(
                     400, f"FP32 shape {shape} needs {count} values, got {array.size}"

@@ -7,11 +7,10 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import helm_python
+import kubernetes_validate
 import pytest
 import yaml
-
-helm_python = pytest.importorskip("helm_python")
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "resnest-serve"
 KUBE_VERSIONS = ["1.30.0", kubernetes_validate.utils.latest_version()]
