@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.ascend310.conftest import INFER_DIR, Rl310Build
 
 
@@ -82,3 +84,33 @@ def test_run_infer_310_stops_at_the_build_without_mindspore(tmp_path) -> None:
     assert proc.returncode != 0
     assert "MindSpore C++ inference API not found" in proc.stderr
     assert not (tmp_path / "work").exists()  # nothing ran past the build
+
+
+@pytest.mark.integration
+def test_rl310_infer_compiles_and_links_against_a_real_mindspore_api(tmp_path) -> None:
+    """The 310 program against MindSpore's own C++ API (the mindspore-ascend 1.10 wheel's
+    headers and libmindspore.so): it cannot run here, but every API call must compile and link."""
+    fetch = subprocess.run(["bash", str(INFER_DIR / "fetch_mindspore_api.sh")],
+                           env={**os.environ, "PYTHON": sys.executable},
+                           check=False, capture_output=True, text=True, timeout=900)
+    assert fetch.returncode == 0, fetch.stderr
+    ms_path = fetch.stdout.strip().splitlines()[-1]
+    env = {**os.environ, "MS_PATH": ms_path, "RL310_REQUIRE_MINDSPORE": "1"}
+    build_dir = tmp_path / "b"
+    proc = subprocess.run(["bash", str(INFER_DIR / "build.sh"), str(build_dir)], env=env,
+                          check=False, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"rl310_infer: built (MindSpore at {ms_path})" in proc.stdout
+    undefined = subprocess.run(["nm", "-C", "--undefined-only", str(build_dir / "rl310_infer")],
+                               check=True, capture_output=True, text=True).stdout
+    for call in ("mindspore::Serialization::Load(", "mindspore::Model::Build(mindspore::GraphCell",
+                 "mindspore::Model::Predict(", "mindspore::Model::GetInputs()",
+                 "mindspore::AscendDeviceInfo::SetDeviceID(unsigned int)",
+                 "mindspore::AscendDeviceInfo::SetOutputType(mindspore::DataType)"):
+        assert call in undefined, f"{call} is not resolved from libmindspore.so"
+    # main.cc uses MindSpore's (old) string ABI; only the C interface crosses to OpenCV's side.
+    main_obj = build_dir / "CMakeFiles" / "rl310_infer.dir" / "src" / "main.cc.o"
+    symbols = subprocess.run(["nm", str(main_obj)], check=True, capture_output=True,
+                             text=True).stdout
+    assert "__cxx11" not in symbols
+    assert "rl310_preprocess_file" in symbols
