@@ -305,8 +305,6 @@ class KubernetesBackend(Backend):
             return out + err.problems
         if not SERVICE_NAME_RE.match(spec.name):
             out.append(f"name {spec.name!r}: Kubernetes jobs need a name starting with a letter")
-        if spec.device_kind == "cpu" and opts.volcano and spec.nodes < 2:
-            pass  # a one-pod gang is harmless
         for label, path, pvc in (("--data-dir", spec.data_dir, opts.data_pvc),
                                  ("--output-dir", spec.output_dir, opts.output_pvc)):
             if pvc and not (path and path.startswith("/")):
@@ -401,7 +399,6 @@ class KubernetesBackend(Backend):
         cluster.delete_job(name)
 
     def fetch_outputs(self, record: JobRecord, dest: Path) -> Path:
-        cluster, name = self._record_target(record)
         spec = record.job_spec
         opts = parse_k8s_options(spec.backend_options)
         dest.mkdir(parents=True, exist_ok=True)
@@ -411,6 +408,7 @@ class KubernetesBackend(Backend):
                 f"job {record.id} ran without --opt output_pvc: its output dir was inside the "
                 "pods and is gone; `rlaunch gather` reads the accuracy from the pod logs.\n")
             return dest
+        cluster, name = self._record_target(record)
         cluster.copy_from_pvc(
             job_name=name, pvc=opts.output_pvc, dest=dest,
             image=spec.image or DEFAULT_IMAGES[spec.device_kind],

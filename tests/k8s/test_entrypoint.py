@@ -23,15 +23,22 @@ from launcher.spec import JobSpec
 pytestmark = pytest.mark.timeout(120)
 
 FAKE_TRAIN = r"""#!/bin/bash
+me="${RANK_ID:-${MS_NODE_ID:-sched}}"
+trap 'kill $! 2>/dev/null; echo "term $me" >> "$FAKE_LOG"; exit 75' TERM
 echo "role=${MS_ROLE:-} rank=${RANK_ID:-} dev=${DEVICE_ID:-} node=${MS_NODE_ID:-}" \
      "sched=${MS_SCHED_HOST:-}:${MS_SCHED_PORT:-} workers=${MS_WORKER_NUM:-}" \
      "size=${RANK_SIZE:-} args=$*" >> "$FAKE_LOG"
-me="${RANK_ID:-${MS_NODE_ID:-sched}}"
 case "${FAKE_MODE:-ok}" in
   ok) exit 0 ;;
-  fail) if [ "$me" = "$FAKE_FAIL_RANK" ]; then exit 3; fi ;;
+  fail) if [ "$me" = "$FAKE_FAIL_RANK" ]; then
+          # Fail only once every rank is up (and has its TERM trap), like a real crash mid-run.
+          for _ in $(seq 300); do
+            [ "$(grep -c '^role=' "$FAKE_LOG")" -ge "$FAKE_RANKS" ] && break
+            sleep 0.1
+          done
+          exit 3
+        fi ;;
 esac
-trap 'kill $! 2>/dev/null; echo "term $me" >> "$FAKE_LOG"; exit 75' TERM
 sleep 60 & wait
 """
 
@@ -99,7 +106,7 @@ def test_first_failure_stops_the_others_and_sets_the_exit_code(tmp_path: Path,
     script, config = render_entrypoint(ascend_spec(tmp_path, fake))
     path = prepare_script(script, tmp_path, config["data"]["hccl.json"])
     done, log = run(path, tmp_path, JOB_COMPLETION_INDEX="0", HOST_IP="10.0.0.1",
-                    FAKE_MODE="fail", FAKE_FAIL_RANK="3")
+                    FAKE_MODE="fail", FAKE_FAIL_RANK="3", FAKE_RANKS="8")
     assert done.returncode == 3
     assert "a process exited with 3; stopping the others" in done.stderr
     assert sorted(line for line in log.splitlines() if line.startswith("term")) == sorted(
