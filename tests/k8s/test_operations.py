@@ -493,3 +493,21 @@ def test_cancelled_state_while_being_deleted(kube: KubeServer, tmp_path: Path) -
     job["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     kube.put("jobs", job, "batch/v1")
     assert KubernetesBackend().status(rec).state == CANCELLED
+
+
+def test_follow_moves_on_to_the_retried_pod_of_an_index(kube: KubeServer, tmp_path: Path) -> None:
+    from launcher.backends.k8s_api import Cluster
+
+    spec = gpu_spec().replace(nodes=1)
+    submit(spec, tmp_path)
+    kube.put("pods", pod("resnest-0-first", 0, "Failed", exit_code=75))
+    serve_log(kube, "resnest-0-first", b"[rank 0] saved, requeue me\n")
+    lines = Cluster.connect().job_logs(JOB, follow=True, poll_seconds=0.1)
+    assert next(lines) == "[rank 0] saved, requeue me"
+    # The Job controller starts a new pod for index 0; the stream continues with it.
+    kube.put("pods", pod("resnest-0-second", 0, "Running", created="2026-01-01T01:00:00Z"))
+    serve_log(kube, "resnest-0-second", b"[rank 0] resumed\n")
+    assert next(lines) == "[rank 0] resumed"
+    set_job_status(kube, succeeded=1, failed=1,
+                   conditions=[{"type": "Complete", "status": "True"}])
+    assert list(lines) == []
