@@ -1,0 +1,59 @@
+#!/bin/bash
+# Rendered by rlaunch (slurm backend). Edit the job spec, not this file.
+# Submitted with `sbatch --parsable --chdir=JOB_DIR --output=JOB_DIR/slurm-%j.out`: the job
+# directory (rendered files, logs) is the working directory when this script starts.
+#SBATCH --job-name=rn50-npu
+#SBATCH --nodes=2
+#SBATCH --ntasks-per-node=8
+#SBATCH --gres=npu:8
+#SBATCH --requeue
+#SBATCH --open-mode=append
+#SBATCH --signal=B:USR1@120
+set -uo pipefail
+
+JOB_DIR=$PWD
+RESTARTS=${SLURM_RESTART_COUNT:-0}
+MAX_RESTARTS=3
+LOG_DIR="$JOB_DIR/logs/restart-$RESTARTS"
+mkdir -p "$LOG_DIR"
+export PATH=/opt/venv/bin:"$PATH"
+export RLAUNCH_DEVICE_KIND=ascend
+MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))
+echo "rlaunch: job $SLURM_JOB_ID restart $RESTARTS/$MAX_RESTARTS on $SLURM_JOB_NODELIST, master $MASTER_ADDR:$MASTER_PORT" >&2
+
+# Before the time limit Slurm sends USR1 to this shell (--signal=B:USR1@...): pass it on to
+# every rank, which saves a checkpoint and exits 75; then requeue if restarts are left.
+# (scancel and `scontrol requeue` send TERM to the ranks directly: they save the same way.)
+preempted=0
+on_signal() {
+    preempted=1
+    echo "rlaunch: $1 received, asking every rank to checkpoint" >&2
+    scancel --signal=USR1 "$SLURM_JOB_ID"
+}
+trap 'on_signal USR1' USR1
+
+cd /opt/rlaunch || exit 1
+# Ascend: each node registers its device IPs (hccn.conf), the rank table is built from them,
+# then one process per card with RANK_TABLE_FILE / RANK_ID / DEVICE_ID.
+mkdir -p "$JOB_DIR/hccn-$RESTARTS"
+srun --ntasks-per-node=1 /opt/venv/bin/python -m launcher.ranktable register "$JOB_DIR/hccn-$RESTARTS" /etc/hccn.conf || exit 1
+/opt/venv/bin/python -m launcher.cli ranktable --hccn-dir "$JOB_DIR/hccn-$RESTARTS" --devices 0,1,2,3,4,5,6,7 -o "$JOB_DIR/rank_table.json" || exit 1
+export RANK_TABLE_FILE="$JOB_DIR/rank_table.json" RANK_SIZE=16 RLAUNCH_DEVICE_IDS='0 1 2 3 4 5 6 7' LOG_DIR
+srun --ntasks-per-node=8 --kill-on-bad-exit=0 bash -c 'ids=($RLAUNCH_DEVICE_IDS); export RANK_ID=$SLURM_PROCID DEVICE_ID=${ids[$SLURM_LOCALID]}; exec "$@" > "$LOG_DIR/worker_$SLURM_PROCID.log" 2>&1' rlaunch-card python resnest/train.py --data-dir /data/imagenet --output-dir '/scratch/run 1' --set epochs=270 --set net_name=resnest50 &
+step=$!
+wait "$step"; rc=$?
+# `wait` returns early when a trapped signal arrives: keep waiting for the step to finish.
+while kill -0 "$step" 2>/dev/null; do wait "$step"; rc=$?; done
+if [ "$preempted" = 1 ]; then
+    if [ "$RESTARTS" -lt "$MAX_RESTARTS" ]; then
+        echo "rlaunch: ranks saved (step exit $rc); requeueing job $SLURM_JOB_ID" >&2
+        scontrol requeue "$SLURM_JOB_ID"
+        sleep 60
+    fi
+    echo "rlaunch: preempted with no restarts left ($RESTARTS/$MAX_RESTARTS)" >&2
+    rc=75
+fi
+echo "rlaunch: step finished with exit code $rc" >&2
+echo "$rc" > "$JOB_DIR/exit_code.tmp" && mv "$JOB_DIR/exit_code.tmp" "$JOB_DIR/exit_code"
+exit "$rc"
