@@ -19,10 +19,10 @@ from launcher.spec import JobSpec
 GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("RLAUNCH_REGEN_GOLDEN") == "1"
 
-BASE = dict(
-    data_dir="/data/imagenet", output_dir="/scratch/run 1", code_dir="/opt/rlaunch",
-    python="/opt/venv/bin/python", overrides=["epochs=270", "net_name=resnest50"],
-)
+BASE = {
+    "data_dir": "/data/imagenet", "output_dir": "/scratch/run 1", "code_dir": "/opt/rlaunch",
+    "python": "/opt/venv/bin/python", "overrides": ["epochs=270", "net_name=resnest50"],
+}
 CASES = {
     "slurm_gpu8.sh": JobSpec(name="rn50", backend="slurm", device_kind="gpu", devices_per_node=8,
                              time_limit="2-00:00:00", partition="gpu", account="vision",

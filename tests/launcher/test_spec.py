@@ -8,7 +8,7 @@ import pytest
 
 from launcher.spec import JobSpec, SpecError
 
-OK = dict(data_dir="/d", output_dir="/o")
+OK = {"data_dir": "/d", "output_dir": "/o"}
 
 
 def problems(**fields) -> list[str]:
