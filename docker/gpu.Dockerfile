@@ -26,13 +26,20 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && python3.11 -m venv /opt/venv
 COPY docker/requirements.txt /tmp/requirements.txt
-# pip_ca (optional): a TLS-intercepting proxy's CA bundle, for this step only (never a layer).
-RUN --mount=type=secret,id=pip_ca --mount=type=cache,target=/root/.cache/pip \
+# pip_ca (optional): the CA bundle of a TLS-intercepting proxy, mounted for this step only so
+# it never lands in a layer. /wheelhouse is a cache mount: wheels downloaded once are reused by
+# later builds (`pip download` skips files it already has), so a rebuild does not fetch the
+# 800 MB mindspore wheel again. Last, the Ascend plugin goes: it never loads on a GPU host.
+RUN --mount=type=secret,id=pip_ca --mount=type=cache,target=/wheelhouse \
     if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
-    && /opt/venv/bin/pip install --disable-pip-version-check -r /tmp/requirements.txt
+    && /opt/venv/bin/pip download --disable-pip-version-check --only-binary=:all: \
+       --dest /wheelhouse -r /tmp/requirements.txt \
+    && /opt/venv/bin/pip install --disable-pip-version-check --no-index \
+       --find-links /wheelhouse -r /tmp/requirements.txt \
+    && rm -rf /opt/venv/lib/python3*/site-packages/mindspore/lib/plugin/*ascend*
 COPY pyproject.toml README.md /src/
 COPY resnest /src/resnest
-RUN --mount=type=secret,id=pip_ca --mount=type=cache,target=/root/.cache/pip \
+RUN --mount=type=secret,id=pip_ca \
     if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
     && /opt/venv/bin/pip install --disable-pip-version-check --no-deps /src \
     && /opt/venv/bin/pip uninstall --disable-pip-version-check -y pip \

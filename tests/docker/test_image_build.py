@@ -45,7 +45,14 @@ def buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def expected_version() -> str:
+    """Computed right before the build: others may edit the shared checkout meanwhile."""
+    return content_version(PROJECT_ROOT, PROJECT_ROOT / "docker" / "cpu.Dockerfile",
+                           {"BASE_IMAGE": local_base_name()}, prefix=_project_version())
+
+
+@pytest.fixture(scope="module")
+def image(expected_version: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if os.geteuid() != 0:
         pytest.fail("the image build test needs root (debootstrap, buildah's vfs storage)")
     done = subprocess.run(
@@ -85,9 +92,8 @@ def run_in(container: str, mounts: dict[Path, str], *argv: str) -> subprocess.Co
     return buildah("run", *volumes, container, "--", *argv, check=False)
 
 
-def test_tag_is_the_content_version_and_labels_say_it(image: str) -> None:
-    version = content_version(PROJECT_ROOT, PROJECT_ROOT / "docker" / "cpu.Dockerfile",
-                              {"BASE_IMAGE": local_base_name()}, prefix=_project_version())
+def test_tag_is_the_content_version_and_labels_say_it(image: str, expected_version: str) -> None:
+    version = expected_version
     assert image == f"rlaunch-cpu:{version}"
     config = json.loads(buildah("inspect", "--type", "image", image).stdout)["OCIv1"]["config"]
     assert config["Labels"]["org.opencontainers.image.version"] == version
