@@ -110,11 +110,14 @@ def build_train_step(net: Any, config: TrainConfig, lr: Any, device_target: str,
 
 
 def parameter_checksum(net: Any) -> str:
-    """Digest of all model weights: equal on every rank iff gradients were really averaged."""
+    """Digest of the trained weights: equal on every rank iff gradients were really averaged.
+
+    BatchNorm running statistics are left out: each rank keeps its own (as in the seed).
+    """
     import hashlib
 
     digest = hashlib.sha256()
-    for p in sorted(net.get_parameters(), key=lambda p: p.name):
+    for p in sorted(net.trainable_params(), key=lambda p: p.name):
         digest.update(p.name.encode())
         digest.update(p.asnumpy().tobytes())
     return digest.hexdigest()
