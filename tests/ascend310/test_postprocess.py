@@ -44,7 +44,8 @@ def test_counts_top1_and_top5(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 @pytest.mark.parametrize(("setup", "message"), [
     (lambda d: None, "is not a folder"),
     (lambda d: (d / "r").mkdir(), "no *_0.bin result files"),
-    (lambda d: write_results(d / "r", {"x": [1, 2, 3], "y": [1, 2]}), "found sizes [2, 3]"),
+    (lambda d: write_results(d / "r", {"x": [1, 2, 3], "y": [1, 2]}), "file sizes (bytes) [8, 12]"),
+    (lambda d: (d / "r").mkdir() or (d / "r" / "x_0.bin").write_bytes(b"12345"), "file sizes (bytes) [5]"),
     (lambda d: write_results(d / "r", {"stranger": [1, 2, 3]}), "have no label, e.g. 'stranger'"),
     (lambda d: write_results(d / "r", {"a": [1, 2]}), "label 5 is out of range for 2 logits"),
 ])
