@@ -27,7 +27,10 @@ std::vector<std::string> ListImages(const std::string& dir) {
     throw std::runtime_error("not a directory: " + dir);
   }
   std::vector<std::string> images;
-  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+  // Follow symlinked folders: data sets are often assembled from links to class folders.
+  const auto options = fs::directory_options::follow_directory_symlink;
+  for (fs::recursive_directory_iterator it(dir, options, ec), end; !ec && it != end;
+       it.increment(ec)) {
     if (it->is_regular_file(ec) && IsImageFile(it->path())) {
       images.push_back(it->path().string());
     }

@@ -125,6 +125,12 @@ void TestFilesAndDecode(const fs::path& scratch) {
   CHECK(images.size() == 2 && fs::path(images[0]).filename() == "img_1.JPEG");
   CHECK(images.size() == 2 && fs::path(images[1]).filename() == "img_2.png");
 
+  // A class folder that is a symlink is followed.
+  fs::create_directories(scratch / "linked");
+  fs::create_directory_symlink(scratch / "val" / "class_b", scratch / "linked" / "class_b");
+  const std::vector<std::string> linked = rl310::ListImages((scratch / "linked").string());
+  CHECK(linked.size() == 1 && fs::path(linked[0]).filename() == "img_2.png");
+
   const cv::Mat decoded = rl310::DecodeRgb((scratch / "val" / "class_b" / "img_2.png").string());
   CHECK(decoded.type() == CV_8UC3 && decoded.at<cv::Vec3b>(0, 0) == cv::Vec3b(0, 0, 255));
   CHECK(Throws([&] { rl310::DecodeRgb((scratch / "val" / "class_a" / "notes.txt").string()); }));
