@@ -1,0 +1,38 @@
+"""Rank and world size from msrun, rank-table and Slurm environments."""
+
+from __future__ import annotations
+
+import pytest
+
+from resnest.distributed import detect_process_group
+
+
+def test_single_process_by_default() -> None:
+    info = detect_process_group({})
+    assert (info.rank, info.world_size, info.source, info.distributed) == (0, 1, "single", False)
+
+
+def test_msrun_dynamic_cluster() -> None:
+    info = detect_process_group({"MS_ROLE": "MS_WORKER", "MS_WORKER_NUM": "8", "MS_NODE_ID": "5"})
+    assert (info.rank, info.world_size, info.source) == (5, 8, "msrun")
+
+
+def test_msrun_scheduler_is_not_a_worker() -> None:
+    assert detect_process_group({"MS_ROLE": "MS_SCHED", "MS_WORKER_NUM": "8"}).source == "single"
+
+
+def test_rank_table() -> None:
+    env = {"RANK_TABLE_FILE": "/x.json", "RANK_ID": "3", "RANK_SIZE": "8", "DEVICE_ID": "3"}
+    info = detect_process_group(env)
+    assert (info.rank, info.world_size, info.local_rank, info.source) == (3, 8, 3, "rank_table")
+
+
+def test_slurm_srun() -> None:
+    env = {"SLURM_PROCID": "9", "SLURM_NTASKS": "16", "SLURM_LOCALID": "1"}
+    info = detect_process_group(env)
+    assert (info.rank, info.world_size, info.local_rank, info.source) == (9, 16, 1, "slurm")
+
+
+def test_bad_integer_is_named() -> None:
+    with pytest.raises(ValueError, match="MS_WORKER_NUM='eight'"):
+        detect_process_group({"MS_ROLE": "MS_WORKER", "MS_WORKER_NUM": "eight"})
