@@ -44,7 +44,7 @@ class Progress:
             return "no training step yet"
         total = f"/{self.epochs_total}" if self.epochs_total else ""
         loss = f", loss {self.loss:.4f}" if isinstance(self.loss, (int, float)) else ""
-        return f"epoch {self.epoch}{total}, step {self.step} (global {self.global_step}){loss}"
+        return f"epoch {self.epoch + 1}{total}, step {self.step} (global {self.global_step}){loss}"
 
 
 def epochs_total(spec: dict[str, Any]) -> int | None:

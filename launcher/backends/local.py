@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from launcher.store import JobRecord
 
 HEADER = "Rendered by rlaunch (local backend). Edit the job spec, not this file."
-CANCEL_GRACE_SECONDS = 60.0
+CANCEL_GRACE_SECONDS = 30.0
 
 
 def free_port() -> int:
