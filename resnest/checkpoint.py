@@ -154,6 +154,16 @@ class CheckpointManager:
             "best": manifest["best"],
         })
 
+    def remove_partial_writes(self) -> list[Path]:
+        """Delete temporary files a killed writer left behind; they were never published."""
+        if not self.folder.is_dir():
+            return []
+        leftovers = [p for p in self.folder.glob(".*.tmp*") if p.is_file()]
+        for path in leftovers:
+            self.warn(f"warning: removing partial checkpoint write {path}")
+            path.unlink(missing_ok=True)
+        return leftovers
+
     def latest_valid(self) -> CheckpointEntry | None:
         """Newest checkpoint whose file exists and matches its recorded checksum."""
         entries = sorted(self.read_manifest()["checkpoints"], key=lambda e: e.global_step, reverse=True)

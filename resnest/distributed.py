@@ -156,3 +156,29 @@ def allreduce_sum(values: list[int] | list[float], info: ProcessGroupInfo) -> li
     # float32 is reduced on every backend and exact for counts below 2**24 (16.7 M images)
     summed: Any = _SUM_CELL(Tensor(np.asarray(values, dtype=np.float32)))
     return [float(v) for v in summed.asnumpy()]
+
+
+def average_batchnorm_statistics(net: Any, info: ProcessGroupInfo) -> None:
+    """Replace every rank's BN running mean/variance by their mean over ranks (one AllReduce).
+
+    Data parallel averages gradients, not BN statistics, so each rank drifts to its own. Averaging
+    them before a checkpoint or an eval makes every rank hold the very weights that are saved
+    (timm's `distribute_bn` does the same).
+    """
+    if not info.distributed:
+        return
+    import numpy as np
+    from mindspore import Tensor
+
+    stats = [p for p in net.get_parameters()
+             if p.name.endswith(("moving_mean", "moving_variance"))]
+    if not stats:
+        return
+    arrays = [p.asnumpy() for p in stats]
+    flat = np.concatenate([a.ravel() for a in arrays]).astype(np.float32)
+    summed = np.asarray(allreduce_sum(flat.tolist(), info), dtype=np.float32) / info.world_size
+    offset = 0
+    for param, array in zip(stats, arrays, strict=True):
+        size = array.size
+        param.set_data(Tensor(summed[offset:offset + size].reshape(array.shape).astype(array.dtype)))
+        offset += size

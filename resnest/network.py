@@ -30,6 +30,13 @@ def load_network_weights(net: Any, checkpoint: str | Path) -> None:
     if missing:
         raise ValueError(f"checkpoint {str(checkpoint)!r} lacks {len(missing)} model parameters "
                          f"(e.g. {missing[:3]}); is net_name/num_classes the one it was trained with?")
+    shapes = {p.name: tuple(p.shape) for p in net.get_parameters()}
+    mismatched = [n for n in sorted(wanted) if tuple(params[n].shape) != shapes[n]]
+    if mismatched:
+        name = mismatched[0]
+        raise ValueError(f"checkpoint {str(checkpoint)!r} has {name} of shape "
+                         f"{tuple(params[name].shape)} but the model wants {shapes[name]}; "
+                         "is net_name/num_classes the one it was trained with?")
     not_loaded, _ = ms.load_param_into_net(net, {k: v for k, v in params.items() if k in wanted},
                                            strict_load=True)
     if not_loaded:

@@ -130,7 +130,7 @@ def train(data_dir: Path, output_dir: Path, config: TrainConfig) -> int:
 
     from resnest.checkpoint import CheckpointManager
     from resnest.data.pipeline import create_train_dataset
-    from resnest.distributed import allreduce_sum, setup_runtime
+    from resnest.distributed import allreduce_sum, average_batchnorm_statistics, setup_runtime
     from resnest.evaluation import evaluate
     from resnest.lr_schedule import build_lr_schedule
     from resnest.network import create_network
@@ -154,6 +154,8 @@ def train(data_dir: Path, output_dir: Path, config: TrainConfig) -> int:
     train_step, optimizer = build_train_step(net, config, lr, device_target, log)
 
     checkpoints = CheckpointManager(output_dir / "checkpoints", keep=config.ckpt_keep, warn=log.warning)
+    if info.rank == 0:
+        checkpoints.remove_partial_writes()
     start_epoch, skip_steps = 0, 0
     resume = checkpoints.latest_valid()
     if resume is not None:
@@ -208,14 +210,17 @@ def train(data_dir: Path, output_dir: Path, config: TrainConfig) -> int:
             if info.distributed:  # every rank must leave at the same step or collectives hang
                 stopping = allreduce_sum([1.0 if stopping else 0.0], info)[0] > 0
             if stopping:
+                average_batchnorm_statistics(net, info)
                 save(epoch, step)
                 log.info(f"stopping on {stop.signal_name or 'a peer rank signal'} at epoch "
                          f"{epoch + 1} step {step}; exit {EXIT_REQUEUE} to be requeued", all_ranks=True)
                 return EXIT_REQUEUE
             if config.ckpt_every_steps and global_step % config.ckpt_every_steps == 0 \
                     and step < steps_per_epoch:
+                average_batchnorm_statistics(net, info)
                 save(epoch, step)
         skip_steps = 0
+        average_batchnorm_statistics(net, info)
         save(epoch, steps_per_epoch)
         is_last = epoch + 1 == config.epochs
         if is_last or (config.eval_every_epochs and (epoch + 1) % config.eval_every_epochs == 0):

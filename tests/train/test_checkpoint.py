@@ -75,3 +75,12 @@ def test_unreadable_manifest_means_no_checkpoint(tmp_path: Path) -> None:
 def test_resolve_checkpoint_path_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a .ckpt file"):
         resolve_checkpoint_path(tmp_path / "nothing")
+
+
+def test_partial_writes_are_removed(tmp_path: Path) -> None:
+    manager = CheckpointManager(tmp_path, warn=lambda m: None)
+    manager.save(fake_writer(b"good"), 0, 5, 5)
+    leftover = tmp_path / ".epoch0001-step00000010.ckpt.tmp"
+    leftover.write_bytes(b"half")
+    assert manager.remove_partial_writes() == [leftover]
+    assert not leftover.exists() and (tmp_path / "epoch0000-step00000005.ckpt").exists()

@@ -28,7 +28,7 @@ def test_synthetic_cli_writes_imagenet_layout(tmp_path: Path) -> None:
 
 def test_synthetic_cli_rejects_bad_sizes(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "resnest.data.synthetic", str(tmp_path),
-                             "--image-size", "8"], capture_output=True, text=True)
+                             "--image-size", "8"], capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "--image-size=8" in result.stderr
 
 
