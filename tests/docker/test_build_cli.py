@@ -191,3 +191,40 @@ def test_image_requirements_cover_every_import_of_resnest() -> None:
         if not names & pinned:
             missing[module] = sorted(names)
     assert missing == {}
+
+
+def test_local_base_is_made_once_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Stand-in debootstrap and buildah record their calls; the second run must hit the cache."""
+    bin_dir, calls, store = tmp_path / "bin", tmp_path / "calls.log", tmp_path / "images"
+    bin_dir.mkdir()
+    store.mkdir()
+    (bin_dir / "debootstrap").write_text(
+        f'#!/bin/sh\necho "debootstrap $*" >> {calls}\nmkdir -p "$3/etc"\n'
+        f'echo bookworm > "$3/etc/debian_version"\n')
+    (bin_dir / "buildah").write_text(
+        "#!/bin/sh\n"
+        f'echo "buildah $*" >> {calls}\n'
+        'case "$1" in\n'
+        f'  inspect) test -f "{store}/$(echo "$4" | tr / _)" ;;\n'
+        "  from) echo ctr-1 ;;\n"
+        f'  commit) touch "{store}/$(echo "$4" | tr / _)" ;;\n'
+        "esac\n")
+    for exe in bin_dir.iterdir():
+        exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("RLAUNCH_CACHE_DIR", str(tmp_path / "cache"))
+
+    name = build_mod.ensure_local_base("buildah", log=print)
+    assert name == build_mod.local_base_name()
+    first = calls.read_text().splitlines()
+    assert sum(c.startswith("debootstrap --variant=minbase bookworm ") for c in first) == 1
+    tarball = tmp_path / "cache" / f"{name.split(':', 1)[1]}.tar"
+    assert tarball.is_file()
+    assert f"buildah add ctr-1 {tarball} /" in first
+    assert f"buildah commit --rm ctr-1 {name}" in first
+
+    calls.write_text("")
+    assert build_mod.ensure_local_base("buildah", log=print) == name
+    assert calls.read_text().splitlines() == [f"buildah inspect --type image {name}"]
+    assert "(cached)" in capsys.readouterr().out
