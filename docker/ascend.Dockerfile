@@ -43,9 +43,12 @@ LABEL org.opencontainers.image.title="rlaunch-ascend" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0"
-# HwHiAiUser's group (1000 on Ascend hosts) is what the driver's device files belong to.
+# HwHiAiUser's group (1000 on Ascend hosts) is what the driver's device files belong to. Some
+# CANN images already have a uid 1000 (HwHiAiUser): then that account is the image's user.
 RUN (getent group 1000 >/dev/null || groupadd --gid 1000 HwHiAiUser) \
-    && useradd --create-home --uid 1000 --gid 1000 --shell /bin/sh rlaunch
+    && (getent passwd 1000 >/dev/null || useradd --create-home --uid 1000 --gid 1000 --shell /bin/sh rlaunch) \
+    && mkdir -p /home/rlaunch \
+    && chown 1000:1000 /home/rlaunch
 COPY --from=builder /opt/venv /opt/venv
 COPY docker/entrypoint.sh /usr/local/bin/rlaunch-entrypoint
 ENV PATH=/opt/venv/bin:$PATH \
