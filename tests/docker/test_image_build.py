@@ -149,3 +149,17 @@ def test_trains_and_evaluates_inside_the_image(container: str, dataset: Path,
         assert acc == pytest.approx(100.0 * correct / total, abs=0.01)
     result = json.loads((out / "eval" / "eval.json").read_text())
     assert result["total"] == total
+
+    export = run_in(container, mounts, ENTRYPOINT, "export", "--checkpoint", "/out/run",
+                    "--format", "MINDIR", "--batch-size", "1", "--image-size", "32",
+                    "--out", "/out/model.mindir", "--set", "net_name=resnest14d",
+                    "--set", "num_classes=3")
+    assert export.returncode == 0, export.stdout[-3000:] + export.stderr[-3000:]
+    assert (out / "model.mindir").stat().st_size > 1_000_000
+
+
+def test_serve_entry_point_starts_inside_the_image(container: str) -> None:
+    """The cpu image is the inference server's base: its dependencies must be in it."""
+    done = run_in(container, {}, ENTRYPOINT, "serve", "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m resnest.serve")
