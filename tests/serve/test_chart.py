@@ -38,8 +38,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "service": {"type": "NodePort", "nodePort": 30080},
         "pdb": {"create": True, "maxUnavailable": "", "minAvailable": "50%"},
         "imagePullSecrets": [{"name": "regcred"}],
-        "image": {"repository": "team/serve", "digest": "sha256:" + "a" * 64,
-                  "pullPolicy": "Always"},
+        "image": {"registry": "registry.example:5000/ml", "repository": "team/serve",
+                  "digest": "sha256:" + "a" * 64, "pullPolicy": "Always"},
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml",
                          "effect": "NoSchedule"}],
         "server": {"extraArgs": ["--access-log"], "accessLog": False},
@@ -128,6 +128,9 @@ def test_cpu_defaults_are_hardened() -> None:
                         ("readinessProbe", "/v2/health/ready")]:
         assert container[probe]["httpGet"] == {"path": path, "port": "http"}
     args = container["args"]
+    assert args[0] == "serve" and "command" not in container  # the image's entrypoint runs it
+    assert container["image"] == "rlaunch-cpu:0.1.0"
+    assert pod["securityContext"]["runAsUser"] == 1000  # the rlaunch images' user
     assert args[args.index("--device") + 1] == "cpu"
     assert args[args.index("--model") + 1] == "/models/resnest50_b1.mindir"
     annotations = kind(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
@@ -157,6 +160,7 @@ def test_devices_get_resources_selectors_tolerations(device: str, resource: str,
     assert pod["nodeSelector"] == {**selector, "pool": "infer"}
     assert {"key": resource, "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert container["args"][container["args"].index("--device") + 1] == server_device
+    assert container["image"] == f"rlaunch-{server_device}:0.1.0"
     driver_mounted = any(v["name"] == "ascend-driver" for v in pod["volumes"])
     assert driver_mounted == device.startswith("ascend")
 
@@ -178,7 +182,7 @@ def test_everything_on_pvc_checkpoint_labels_policy_monitor() -> None:
     assert args[args.index("--num-classes") + 1] == "1000"
     assert args[args.index("--labels") + 1] == "/etc/resnest-serve/labels.txt"
     assert args[-1] == "--access-log"
-    assert container["image"] == "docker.io/team/serve@sha256:" + "a" * 64
+    assert container["image"] == "registry.example:5000/ml/team/serve@sha256:" + "a" * 64
     pod = kind(docs, "Deployment")["spec"]["template"]["spec"]
     claim = next(v for v in pod["volumes"] if v["name"] == "model")
     assert claim["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
@@ -223,6 +227,7 @@ BAD_VALUES = {
     "unknown arch": {"model": {"arch": "resnet50"}},
     "bad pull policy": {"image": {"pullPolicy": "Sometimes"}},
     "bad digest": {"image": {"digest": "md5:abc"}},
+    "upper-case image name": {"image": {"repository": "Team/Serve"}},
     "string count": {"deviceCount": "two"},
     "hpa without metric": {"autoscaling": {"enabled": True,
                                            "targetCPUUtilizationPercentage": 0}},

@@ -47,8 +47,14 @@ app.kubernetes.io/part-of: rlaunch
 {{- end -}}
 {{- end -}}
 
+{{/* Image reference; the default name is the `rlaunch build` image of the device family. */}}
 {{- define "resnest-serve.image" -}}
-{{- $repo := printf "%s/%s" .Values.image.registry .Values.image.repository | trimPrefix "/" -}}
+{{- $family := include "resnest-serve.serverDevice" . -}}
+{{- $name := default (printf "rlaunch-%s" $family) .Values.image.repository -}}
+{{- $repo := $name -}}
+{{- if .Values.image.registry -}}
+{{- $repo = printf "%s/%s" (trimSuffix "/" .Values.image.registry) $name -}}
+{{- end -}}
 {{- if .Values.image.digest -}}
 {{- printf "%s@%s" $repo .Values.image.digest -}}
 {{- else -}}

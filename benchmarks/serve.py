@@ -1,0 +1,218 @@
+"""Serving overhead and dynamic batching, measured against direct model calls in one run.
+
+    python benchmarks/serve.py [--arch resnest14d] [--image-size 128] [--requests 400]
+
+Exports the model to MINDIR (one graph per static batch size 1/2/4/8), times direct
+``GraphCell`` calls in this process, then starts ``python -m resnest.serve`` on 127.0.0.1 with
+batching off (--max-batch-size 1) and on (--max-batch-size 8) and drives it with an aiohttp
+client at concurrency 1 and 32 (binary FP32 tensors, the KServe v2 binary-data extension).
+Prints throughput, p50/p99 latency and the ratios. Weights are random: speed does not depend on
+them. The client shares the machine's cores with the server, as a sidecar load generator would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+BATCHES = (1, 2, 4, 8)
+_T0 = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    print(f"[{time.perf_counter() - _T0:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Result:
+    name: str
+    concurrency: int
+    images: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def throughput(self) -> float:
+        return self.images / self.seconds
+
+    def pct(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q)) * 1000
+
+    def row(self) -> str:
+        return (f"| {self.name} | {self.concurrency} | {self.throughput:8.1f} | "
+                f"{self.pct(50):8.2f} | {self.pct(99):8.2f} |")
+
+
+def export_model(out: Path, arch: str, size: int, num_classes: int) -> list[Path]:
+    import mindspore as ms
+
+    from resnest.models import create_model
+
+    net = create_model(arch, num_classes=num_classes, final_drop=0.0, last_gamma=False)
+    net.set_train(False)
+    paths = []
+    for batch in BATCHES:
+        progress(f"exporting {arch} batch {batch}")
+        name = out / f"{arch}_b{batch}"
+        ms.export(net, ms.Tensor(np.zeros((batch, 3, size, size), np.float32)),
+                  file_name=str(name), file_format="MINDIR")
+        paths.append(name.with_suffix(".mindir"))
+    return paths
+
+
+def direct(paths: list[Path], size: int, requests: int) -> list[Result]:
+    """The model called in this process: batch 1 back to back, and full batches of 8."""
+    import mindspore as ms
+    from mindspore import nn
+
+    results = []
+    for path, batch in [(paths[0], 1), (paths[-1], BATCHES[-1])]:
+        progress(f"direct calls, batch {batch}")
+        cell = nn.GraphCell(ms.load(str(path)))
+        x = ms.Tensor(np.random.default_rng(0).normal(size=(batch, 3, size, size))
+                      .astype(np.float32))
+        for _ in range(3):
+            cell(x).asnumpy()
+        calls = max(requests // batch, 10)
+        latencies = []
+        started = time.perf_counter()
+        for _ in range(calls):
+            t = time.perf_counter()
+            cell(x).asnumpy()
+            latencies.append(time.perf_counter() - t)
+        results.append(Result(f"direct GraphCell, batch {batch}", 1, calls * batch,
+                              time.perf_counter() - started, latencies))
+    return results
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(paths: list[Path], max_batch: int, delay_ms: float) -> tuple[subprocess.Popen,
+                                                                              str]:
+    port = free_port()
+    args = [sys.executable, "-m", "resnest.serve", "--host", "127.0.0.1", "--port", str(port),
+            "--max-batch-size", str(max_batch), "--max-queue-delay-ms", str(delay_ms),
+            "--max-queue-size", "512", "--log-level", "WARNING"]
+    for path in paths:
+        args += ["--model", str(path)]
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited: {process.stderr.read().decode()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "/v2/health/ready", timeout=2) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise SystemExit("server did not become ready")
+
+
+async def drive(url: str, body: bytes, headers: dict[str, str], concurrency: int,
+                requests: int) -> tuple[float, list[float]]:
+    import aiohttp
+
+    latencies: list[float] = []
+    remaining = requests
+    async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        async def client() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                t = time.perf_counter()
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise SystemExit(f"HTTP {response.status}")
+                latencies.append(time.perf_counter() - t)
+
+        for _ in range(concurrency):  # warm connections
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+        started = time.perf_counter()
+        await asyncio.gather(*[client() for _ in range(concurrency)])
+        return time.perf_counter() - started, latencies
+
+
+def served(paths: list[Path], size: int, requests: int, batching: bool) -> list[Result]:
+    max_batch, delay = (BATCHES[-1], 2.0) if batching else (1, 0.0)
+    process, url = start_server(paths if batching else paths[:1], max_batch, delay)
+    raw = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype("<f4").tobytes()
+    header = json.dumps({"inputs": [{"name": "input", "shape": [1, 3, size, size],
+                                     "datatype": "FP32",
+                                     "parameters": {"binary_data_size": len(raw)}}]}).encode()
+    headers = {"Inference-Header-Content-Length": str(len(header))}
+    progress(f"server ready (batching {'on' if batching else 'off'})")
+    label = f"server, batching {'on (max 8, 2 ms)' if batching else 'off'}"
+    results = []
+    try:
+        for concurrency, count in [(1, max(requests // 4, 20)), (32, requests)]:
+            progress(f"{label}: {count} requests at concurrency {concurrency}")
+            seconds, latencies = asyncio.run(drive(url + "/v2/models/resnest/infer",
+                                                   header + raw, headers, concurrency, count))
+            results.append(Result(label, concurrency, count, seconds, latencies))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="resnest14d")
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--requests", type=int, default=400)
+    args = parser.parse_args()
+    import mindspore as ms
+
+    ms.set_device("CPU")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
+        paths = export_model(Path(tmp), args.arch, args.image_size, args.num_classes)
+        direct_1, direct_8 = direct(paths, args.image_size, args.requests)
+        off_1, off_32 = served(paths, args.image_size, args.requests, batching=False)
+        on_1, on_32 = served(paths, args.image_size, args.requests, batching=True)
+    print(f"\n{args.arch}, {args.image_size}x{args.image_size}, {args.num_classes} classes, "
+          f"CPU ({os.cpu_count()} cores), {args.requests} requests at concurrency 32\n")
+    print("| what | concurrency | img/s | p50 ms | p99 ms |")
+    print("| --- | --- | --- | --- | --- |")
+    for result in (direct_1, direct_8, off_1, off_32, on_1, on_32):
+        print(result.row())
+    print()
+    print(f"server / direct throughput at batch 1, concurrency 1:  "
+          f"{off_1.throughput / direct_1.throughput:.3f}  "
+          f"(p50 overhead {off_1.pct(50) - direct_1.pct(50):+.2f} ms)")
+    print(f"batching on / off throughput at concurrency 32:        "
+          f"{on_32.throughput / off_32.throughput:.3f}")
+    print(f"batching on / direct batch-8 throughput:               "
+          f"{on_32.throughput / direct_8.throughput:.3f}")
+    print(f"batching on / off p50 latency at concurrency 1:        "
+          f"{on_1.pct(50) / off_1.pct(50):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
