@@ -28,7 +28,7 @@ TINY_SETTINGS = {
     "autoaugment": "off",
     "num_workers": 1,
     "warmup_epochs": 1,
-    "lr": 0.05,
+    "lr": 0.01,  # per rank; x2 under 2-rank msrun (scale_lr_by_world_size)
     "weight_decay": 0.0001,
     "log_every_steps": 1,
 }
