@@ -87,14 +87,14 @@ def bench_ours(data: Path, repeats: int, workers: int, autoaugment: bool) -> flo
                                     num_parallel_workers=workers)
     dataset = dataset.map(train_transforms(config), input_columns="image",
                           num_parallel_workers=workers, python_multiprocessing=False)
-    size = dataset.get_dataset_size()
     iterator = dataset.create_tuple_iterator(output_numpy=True, num_epochs=repeats + 1)
-    for _ in range(size):  # warm-up epoch: thread pools, first decode
-        next(iterator)
+    for _ in iterator:  # warm-up epoch (each epoch ends with StopIteration): thread pools
+        pass
+    images = 0
     start = time.perf_counter()
-    for _ in range(repeats * size):
-        next(iterator)
-    return repeats * size / (time.perf_counter() - start)
+    for _ in range(repeats):
+        images += sum(1 for _ in iterator)
+    return images / (time.perf_counter() - start)
 
 
 def main() -> int:
