@@ -106,6 +106,9 @@ def plot_curves(metrics_dir: Path, rows: list[EpochRow], target: Path) -> Path |
         ax_acc.plot([r.epoch + 1 for r in evals], [r.top5 for r in evals], marker="s", label="top-5")
         ax_acc.legend()
     ax_acc.set(title="allreduced accuracy", xlabel="epoch", ylabel="%", ylim=(0, 100))
+    from matplotlib.ticker import MaxNLocator
+
+    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(target, dpi=100)
     plt.close(fig)

@@ -9,7 +9,6 @@ a Slurm Ascend job runs: it copies its hccn.conf to DIR/<node IP>.conf for the r
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 import socket
 import sys
@@ -115,11 +114,26 @@ def load_device_ips(path: Path) -> dict[str, dict[int, str]] | dict[int, str]:
     return mapping
 
 
+IPV4_RE = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$")
+
+
 def _checked_ip(value: str, what: str) -> str:
+    """The canonical text of an IP address (IPv4 checked by regex: 4,096-server tables)."""
+    text = str(value).strip()
+    if IPV4_RE.match(text):
+        return text
     try:
-        return str(ipaddress.ip_address(str(value).strip()))
+        return str(ipaddress.ip_address(text))
     except ValueError:
         raise RankTableError(f"{what}: {value!r} is not an IP address") from None
+
+
+def _ip_sort_key(text: str) -> tuple[int, int]:
+    """Numeric order, IPv4 before IPv6 (10.0.0.9 < 10.0.0.10)."""
+    if IPV4_RE.match(text):
+        a, b, c, d = (int(x) for x in text.split("."))
+        return 4, (a << 24) | (b << 16) | (c << 8) | d
+    return 6, int(ipaddress.ip_address(text))
 
 
 def build_rank_table(
@@ -129,7 +143,7 @@ def build_rank_table(
     if not device_ips:
         raise RankTableError("no servers given (use --server IP)")
     servers_sorted = sorted(
-        ((ipaddress.ip_address(_checked_ip(s, "--server")), s) for s in device_ips),
+        ((_ip_sort_key(_checked_ip(s, "--server")), s) for s in device_ips),
     )
     servers: list[Server] = []
     rank = 0
@@ -142,11 +156,15 @@ def build_rank_table(
             server.devices.append(Device(str(card), _checked_ip(ips[card], server_ip), str(rank)))
             rank += 1
         servers.append(server)
-    table = RankTable(servers)
-    problems = check_rank_table(json.loads(table.render()))
-    if problems:
-        raise RankTableError(problems[0])
-    return table
+    seen: set[str] = set()
+    for server in servers:
+        for device in server.devices:
+            if device.device_ip in seen:
+                raise RankTableError(
+                    f"device IP {device.device_ip} appears twice (server {server.server_id})"
+                )
+            seen.add(device.device_ip)
+    return RankTable(servers)
 
 
 def check_rank_table(data: Any) -> list[str]:
@@ -179,8 +197,8 @@ def check_rank_table(data: Any) -> list[str]:
             out.append(f"{where}.server_id must be a string, got {sid!r}")
             continue
         try:
-            keys.append(ipaddress.ip_address(sid))
-        except ValueError:
+            keys.append(_ip_sort_key(_checked_ip(sid, where)))
+        except (RankTableError, ValueError):
             out.append(f"{where}.server_id {sid!r} is not an IP address")
         devices = server.get("device")
         if not isinstance(devices, list) or not devices:
@@ -207,10 +225,11 @@ def check_rank_table(data: Any) -> list[str]:
                     out.append(f"{dwhere}.device_id {card!r} appears twice on {sid}")
                 cards.add(card)
             if isinstance(ip, str):
-                try:
-                    ipaddress.ip_address(ip)
-                except ValueError:
-                    out.append(f"{dwhere}.device_ip {ip!r} is not an IP address")
+                if not IPV4_RE.match(ip):
+                    try:
+                        ipaddress.ip_address(ip)
+                    except ValueError:
+                        out.append(f"{dwhere}.device_ip {ip!r} is not an IP address")
                 if ip in seen_ips:
                     out.append(f"{dwhere}.device_ip {ip!r} is used twice")
                 seen_ips.add(ip)

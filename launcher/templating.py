@@ -33,8 +33,11 @@ def _shjoin(values: list[Any]) -> str:
     return " ".join(shlex.quote(str(v)) for v in values)
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 def _tojson(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return _JSON.encode(value)
 
 
 def _toyaml(value: Any) -> str:
@@ -44,12 +47,27 @@ def _toyaml(value: Any) -> str:
     return text.removesuffix("\n...\n").rstrip("\n")
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates under the user's cache dir: compiling is most of a dry run's time."""
+    import os
+
+    import jinja2
+
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rlaunch" / "jinja"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(root))
+
+
 @cache
 def environment() -> jinja2.Environment:
     """The shared environment: strict undefined, no autoescape, the escaping filters."""
     import jinja2
 
     env = jinja2.Environment(
+        bytecode_cache=_bytecode_cache(),
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
