@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -71,7 +70,7 @@ class JobStore:
     def new_job_id(self, name: str) -> str:
         """`<name>-<6 hex>`: short enough to type, unique in this store."""
         while True:
-            job_id = f"{name}-{secrets.token_hex(3)}"
+            job_id = f"{name}-{os.urandom(3).hex()}"
             if not (self.jobs_dir / job_id).exists():
                 return job_id
 

@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from launcher.backends import BACKENDS
-from launcher.ranktable import RankTableError, parse_device_range
 from launcher.spec import JobSpec
 
 DEVICE_FLAGS = {"gpus": "gpu", "ascend": "ascend", "cpus": "cpu"}
@@ -53,6 +52,8 @@ def build_spec(params: dict[str, Any]) -> JobSpec:
         if DEVICE_FLAGS[kinds[0]] != "ascend":
             changes["device_ids"] = None
     if params["ascend_devices"]:
+        from launcher.ranktable import RankTableError, parse_device_range
+
         try:
             changes["device_ids"] = parse_device_range(params["ascend_devices"])
         except RankTableError as err:
