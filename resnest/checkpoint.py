@@ -99,7 +99,8 @@ class CheckpointManager:
         tmp = self.folder / f".{name}.tmp"
         write(str(tmp))
         written = tmp if tmp.exists() else Path(f"{tmp}.ckpt")  # some writers append .ckpt
-        with open(written, "rb+") as f:
+        # save_checkpoint leaves the file 0400; fsync works on a read-only descriptor too.
+        with open(written, "rb") as f:
             os.fsync(f.fileno())
         delay = float(os.environ.get(WRITE_DELAY_ENV, "0") or 0)
         if delay > 0:
