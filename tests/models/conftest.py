@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +13,6 @@ REPO = MODELS_TESTS.parents[1]
 REFERENCE_PYTHON = REPO / ".venv-ref" / "bin" / "python"
 REFERENCE_SCRIPT = MODELS_TESTS / "torch_reference.py"
 TIMM_FIXTURE = MODELS_TESTS / "fixtures" / "resnest14d_timm.json"
-
-# synthetic_weights is shared with the reference script, which runs outside this package.
-sys.path.insert(0, str(MODELS_TESTS))
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +53,6 @@ def timm_fixture() -> dict:
 @pytest.fixture
 def timm14d_state(timm_fixture) -> dict[str, np.ndarray]:
     """timm-named synthetic resnest14d weights (names/shapes recorded from timm itself)."""
-    from synthetic_weights import synthetic_state_dict
+    from tests.models.synthetic_weights import synthetic_state_dict
 
     return synthetic_state_dict(timm_fixture["seed"], timm_fixture["tensors"])

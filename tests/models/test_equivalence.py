@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REFERENCE_SCRIPT, REPO
 from safetensors.numpy import save_file
-from synthetic_weights import synthetic_images
 
 from resnest.convert import convert
+from tests.models.conftest import REFERENCE_SCRIPT, REPO
+from tests.models.synthetic_weights import synthetic_images
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
