@@ -40,6 +40,7 @@ class TrainConfig:
     batch_size: int = 64
     test_batch_size: int = 64
     num_workers: int = 8
+    cpu_threads: int = 0  # CPU compute threads per process; 0 = the process's CPUs / world size
     autoaugment: bool = True
     color_jitter: float = 0.4
     # optimisation
@@ -78,7 +79,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: must be >= 1")
-        non_negative = ("warmup_epochs", "weight_decay", "eta_min", "ckpt_every_steps",
+        non_negative = ("cpu_threads", "warmup_epochs", "weight_decay", "eta_min", "ckpt_every_steps",
                         "eval_every_epochs", "lr_gamma", "color_jitter")
         for name in non_negative:
             if getattr(self, name) < 0:

@@ -99,7 +99,15 @@ def resolve_device_target(requested: str) -> str:
     return "CPU"
 
 
-def setup_runtime(device_target: str) -> tuple[ProcessGroupInfo, str]:
+def cpu_thread_count(requested: int, world_size: int) -> int:
+    """Compute threads for one CPU process: MindSpore's default (25) thrashes a small machine."""
+    if requested > 0:
+        return requested
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (available or 1) // max(1, world_size))
+
+
+def setup_runtime(device_target: str, cpu_threads: int = 0) -> tuple[ProcessGroupInfo, str]:
     """Set the device, join the process group (collectives ready) and enable data parallel."""
     import mindspore as ms
 
@@ -115,6 +123,7 @@ def setup_runtime(device_target: str) -> tuple[ProcessGroupInfo, str]:
     target = resolve_device_target(device_target)
     if target == "CPU":
         ms.set_device("CPU")
+        ms.device_context.cpu.op_tuning.threads_num(cpu_thread_count(cpu_threads, info.world_size))
     else:
         ms.set_device(target, info.local_rank)
     ms.set_context(mode=ms.GRAPH_MODE)

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from resnest.network import create_network, load_network_weights
     from resnest.run_log import RunLog
 
-    info, device_target = setup_runtime(config.device_target)
+    info, device_target = setup_runtime(config.device_target, config.cpu_threads)
     log = RunLog(info.rank)
     net = create_network(config)
     try:

@@ -138,7 +138,7 @@ def train(data_dir: Path, output_dir: Path, config: TrainConfig) -> int:
 
     stop = StopRequest()
     stop.install()
-    info, device_target = setup_runtime(config.device_target)
+    info, device_target = setup_runtime(config.device_target, config.cpu_threads)
     log = RunLog(info.rank, output_dir)
     log.info(f"world_size={info.world_size} ({info.source}) device={device_target} "
              f"net={config.net_name} classes={config.num_classes}")

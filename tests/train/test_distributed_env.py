@@ -36,3 +36,14 @@ def test_slurm_srun() -> None:
 def test_bad_integer_is_named() -> None:
     with pytest.raises(ValueError, match="MS_WORKER_NUM='eight'"):
         detect_process_group({"MS_ROLE": "MS_WORKER", "MS_WORKER_NUM": "eight"})
+
+
+def test_cpu_threads_split_the_cpus_between_ranks() -> None:
+    import os
+
+    from resnest.distributed import cpu_thread_count
+
+    cpus = len(os.sched_getaffinity(0))
+    assert cpu_thread_count(0, 1) == cpus
+    assert cpu_thread_count(0, 2 * cpus) == 1
+    assert cpu_thread_count(3, 2) == 3
