@@ -201,6 +201,8 @@ class JobSpec:
             out.append(f"a {self.task} job needs --data-dir")
         if self.task == "train" and not self.output_dir:
             out.append("a train job needs --output-dir")
+        if self.task == "export" and self.world_size != 1:
+            out.append(f"an export job runs one process, not {self.world_size}: use one device")
         return out
 
     def _ascend_problems(self) -> list[str]:

@@ -90,3 +90,9 @@ def test_script_args_order() -> None:
     spec = JobSpec(config="/c.yaml", overrides=["a=1"], args=["--x"], **OK)
     assert spec.script_args() == ["--data-dir", "/d", "--output-dir", "/o", "--config", "/c.yaml",
                                   "--set", "a=1", "--x"]
+
+
+def test_export_is_one_process() -> None:
+    assert JobSpec(task="export", args=["--checkpoint", "c"]).problems() == []
+    (line,) = JobSpec(task="export", devices_per_node=8, device_kind="gpu").problems()
+    assert "an export job runs one process, not 8" in line
