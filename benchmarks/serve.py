@@ -44,6 +44,9 @@ class Result:
     images: int
     seconds: float
     latencies: list[float]
+    server_request_ms: float = float("nan")  # mean, from the server's own histograms
+    server_compute_ms: float = float("nan")  # mean model call (one batch)
+    mean_batch: float = float("nan")
 
     @property
     def throughput(self) -> float:
@@ -54,7 +57,8 @@ class Result:
 
     def row(self) -> str:
         return (f"| {self.name} | {self.concurrency} | {self.throughput:8.1f} | "
-                f"{self.pct(50):8.2f} | {self.pct(99):8.2f} |")
+                f"{self.pct(50):8.2f} | {self.pct(99):8.2f} | {self.server_request_ms:8.2f} | "
+                f"{self.server_compute_ms:8.2f} | {self.mean_batch:5.2f} |")
 
 
 def export_model(out: Path, arch: str, size: int, num_classes: int) -> list[Path]:
@@ -95,7 +99,9 @@ def direct(paths: list[Path], size: int, requests: int) -> list[Result]:
             cell(x).asnumpy()
             latencies.append(time.perf_counter() - t)
         results.append(Result(f"direct GraphCell, batch {batch}", 1, calls * batch,
-                              time.perf_counter() - started, latencies))
+                              time.perf_counter() - started, latencies,
+                              server_compute_ms=1000 * float(np.mean(latencies)),
+                              mean_batch=batch))
     return results
 
 
@@ -156,6 +162,29 @@ async def drive(url: str, body: bytes, headers: dict[str, str], concurrency: int
         return time.perf_counter() - started, latencies
 
 
+def server_means(url: str) -> dict[str, float]:
+    """Sums and counts of the server's histograms, from /metrics."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        key, value = line.rsplit(" ", 1)
+        for name in ("resnest_request_duration_seconds", "resnest_compute_duration_seconds",
+                     "resnest_batch_size"):
+            for part in ("_sum", "_count"):
+                prefix = name + part
+                if key == prefix or key == prefix + '{endpoint="/v2/models/{model}/infer"}':
+                    values[prefix] = float(value)
+    return values
+
+
+def _delta(after: dict[str, float], before: dict[str, float], name: str) -> float:
+    count = after.get(name + "_count", 0) - before.get(name + "_count", 0)
+    return (after.get(name + "_sum", 0) - before.get(name + "_sum", 0)) / count if count else 0.0
+
+
 def served(paths: list[Path], size: int, requests: int, batching: bool) -> list[Result]:
     max_batch, delay = (BATCHES[-1], 2.0) if batching else (1, 0.0)
     process, url = start_server(paths if batching else paths[:1], max_batch, delay)
@@ -170,9 +199,15 @@ def served(paths: list[Path], size: int, requests: int, batching: bool) -> list[
     try:
         for concurrency, count in [(1, max(requests // 4, 20)), (32, requests)]:
             progress(f"{label}: {count} requests at concurrency {concurrency}")
+            before = server_means(url)
             seconds, latencies = asyncio.run(drive(url + "/v2/models/resnest/infer",
                                                    header + raw, headers, concurrency, count))
-            results.append(Result(label, concurrency, count, seconds, latencies))
+            after = server_means(url)
+            results.append(Result(
+                label, concurrency, count, seconds, latencies,
+                server_request_ms=1000 * _delta(after, before, "resnest_request_duration_seconds"),
+                server_compute_ms=1000 * _delta(after, before, "resnest_compute_duration_seconds"),
+                mean_batch=_delta(after, before, "resnest_batch_size")))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -197,14 +232,16 @@ def main() -> int:
         on_1, on_32 = served(paths, args.image_size, args.requests, batching=True)
     print(f"\n{args.arch}, {args.image_size}x{args.image_size}, {args.num_classes} classes, "
           f"CPU ({os.cpu_count()} cores), {args.requests} requests at concurrency 32\n")
-    print("| what | concurrency | img/s | p50 ms | p99 ms |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| what | concurrency | img/s | p50 ms | p99 ms | server request ms (mean) | "
+          "model call ms (mean) | images per call |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for result in (direct_1, direct_8, off_1, off_32, on_1, on_32):
         print(result.row())
     print()
     print(f"server / direct throughput at batch 1, concurrency 1:  "
           f"{off_1.throughput / direct_1.throughput:.3f}  "
-          f"(p50 overhead {off_1.pct(50) - direct_1.pct(50):+.2f} ms)")
+          f"(p50 overhead {off_1.pct(50) - direct_1.pct(50):+.2f} ms; inside the server "
+          f"{off_1.server_request_ms - off_1.server_compute_ms:+.2f} ms beyond the model call)")
     print(f"batching on / off throughput at concurrency 32:        "
           f"{on_32.throughput / off_32.throughput:.3f}")
     print(f"batching on / direct batch-8 throughput:               "

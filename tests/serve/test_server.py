@@ -281,3 +281,11 @@ def test_checkpoint_model_with_arch(tiny_model: TinyModel, tmp_path: Path) -> No
         assert http("GET", srv.url + "/v2/models/resnest")[1]["platform"] == "mindspore_checkpoint"
     finally:
         assert srv.stop() == 0, srv.log()
+
+
+def test_model_that_fails_to_load_exits_non_zero(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mindir"
+    broken.write_bytes(b"this is not a MINDIR protobuf")
+    with pytest.raises(AssertionError, match="server exited with 1") as raised:
+        start_server(["--model", str(broken)], tmp_path / "broken.log", ready_timeout=120)
+    assert "model failed to load" in str(raised.value)
