@@ -70,7 +70,9 @@ def status(job: str, as_json: bool) -> None:
 
         with Progress(TextColumn("epochs"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       transient=False) as bar:
-            bar.add_task("epochs", total=progress.epochs_total, completed=progress.epoch)
+            # epochs fully done: the current (0-based) epoch index, or all of them once finished
+            done = progress.epochs_total if state.state == "COMPLETED" else progress.epoch
+            bar.add_task("epochs", total=progress.epochs_total, completed=done)
 
 
 @click.command("list")
