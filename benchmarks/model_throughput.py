@@ -57,6 +57,9 @@ def measure_mindspore(args: argparse.Namespace) -> dict:
     net = create_model(args.arch, num_classes=1000)
     net.set_train(False)
     infer_warm, infer_step = time_loop(lambda: net(images).asnumpy(), args.warmup, args.iters)
+    # Printed at once: on a busy machine the training phase can take many minutes more.
+    print(f"MindSpore inference: {args.batch / infer_step:.3f} img/s "
+          f"(warm-up {infer_warm:.1f} s)", flush=True)
 
     loss = nn.CrossEntropyLoss(label_smoothing=0.1)
     optimizer = nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9)
