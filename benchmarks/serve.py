@@ -1,6 +1,6 @@
 """Serving overhead and dynamic batching, measured against direct model calls in one run.
 
-    python benchmarks/serve.py [--arch resnest14d] [--image-size 128] [--requests 400]
+    python benchmarks/serve.py [--arch resnest14d] [--image-size 32] [--requests 128]
 
 Exports the model to MINDIR (one graph per static batch size 1/2/4/8), times direct
 ``GraphCell`` calls in this process, then starts ``python -m resnest.serve`` on 127.0.0.1 with
@@ -78,31 +78,31 @@ def export_model(out: Path, arch: str, size: int, num_classes: int) -> list[Path
     return paths
 
 
-def direct(paths: list[Path], size: int, requests: int) -> list[Result]:
-    """The model called in this process: batch 1 back to back, and full batches of 8."""
-    import mindspore as ms
-    from mindspore import nn
+class DirectModel:
+    """The exported graph called in this process, the way an in-process user would."""
 
-    results = []
-    for path, batch in [(paths[0], 1), (paths[-1], BATCHES[-1])]:
-        progress(f"direct calls, batch {batch}")
-        cell = nn.GraphCell(ms.load(str(path)))
-        x = ms.Tensor(np.random.default_rng(0).normal(size=(batch, 3, size, size))
-                      .astype(np.float32))
+    def __init__(self, path: Path, batch: int, size: int) -> None:
+        import mindspore as ms
+        from mindspore import nn
+
+        self._cell = nn.GraphCell(ms.load(str(path)))
+        self._x = ms.Tensor(np.random.default_rng(0).normal(size=(batch, 3, size, size))
+                            .astype(np.float32))
+        self.batch = batch
         for _ in range(3):
-            cell(x).asnumpy()
-        calls = max(requests // batch, 10)
-        latencies = []
-        started = time.perf_counter()
-        for _ in range(calls):
-            t = time.perf_counter()
-            cell(x).asnumpy()
-            latencies.append(time.perf_counter() - t)
-        results.append(Result(f"direct GraphCell, batch {batch}", 1, calls * batch,
-                              time.perf_counter() - started, latencies,
-                              server_compute_ms=1000 * float(np.mean(latencies)),
-                              mean_batch=batch))
-    return results
+            self.call()
+
+    def call(self) -> float:
+        t = time.perf_counter()
+        self._cell(self._x).asnumpy()
+        return time.perf_counter() - t
+
+
+def direct(model: DirectModel, calls: int) -> Result:
+    latencies = [model.call() for _ in range(calls)]
+    return Result(f"direct GraphCell, batch {model.batch}", 1, calls * model.batch,
+                  sum(latencies), latencies, server_compute_ms=1000 * float(np.mean(latencies)),
+                  mean_batch=model.batch)
 
 
 def free_port() -> int:
@@ -185,7 +185,10 @@ def _delta(after: dict[str, float], before: dict[str, float], name: str) -> floa
     return (after.get(name + "_sum", 0) - before.get(name + "_sum", 0)) / count if count else 0.0
 
 
-def served(paths: list[Path], size: int, requests: int, batching: bool) -> list[Result]:
+def served(paths: list[Path], size: int, requests: int, batching: bool,
+           direct_1: DirectModel) -> list[Result]:
+    """Server results at concurrency 1 and 32, and direct batch-1 calls timed in alternation
+    with the concurrency-1 requests (same minutes, same machine load)."""
     max_batch, delay = (BATCHES[-1], 2.0) if batching else (1, 0.0)
     process, url = start_server(paths if batching else paths[:1], max_batch, delay)
     raw = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype("<f4").tobytes()
@@ -197,17 +200,30 @@ def served(paths: list[Path], size: int, requests: int, batching: bool) -> list[
     label = f"server, batching {'on (max 8, 2 ms)' if batching else 'off'}"
     results = []
     try:
-        for concurrency, count in [(1, max(requests // 4, 20)), (32, requests)]:
+        rounds, per_round = 4, max(requests // 16, 5)
+        direct_latencies: list[float] = []
+        for concurrency, count in [(1, rounds * per_round), (32, requests)]:
             progress(f"{label}: {count} requests at concurrency {concurrency}")
             before = server_means(url)
-            seconds, latencies = asyncio.run(drive(url + "/v2/models/resnest/infer",
-                                                   header + raw, headers, concurrency, count))
+            seconds, latencies = 0.0, []
+            for _ in range(rounds if concurrency == 1 else 1):
+                if concurrency == 1:
+                    direct_latencies += [direct_1.call() for _ in range(per_round)]
+                part_seconds, part = asyncio.run(drive(
+                    url + "/v2/models/resnest/infer", header + raw, headers, concurrency,
+                    per_round if concurrency == 1 else count))
+                seconds += part_seconds
+                latencies += part
             after = server_means(url)
             results.append(Result(
                 label, concurrency, count, seconds, latencies,
                 server_request_ms=1000 * _delta(after, before, "resnest_request_duration_seconds"),
                 server_compute_ms=1000 * _delta(after, before, "resnest_compute_duration_seconds"),
                 mean_batch=_delta(after, before, "resnest_batch_size")))
+        results.insert(0, Result(f"direct GraphCell, batch 1 (alternating with {label})", 1,
+                                 len(direct_latencies), sum(direct_latencies), direct_latencies,
+                                 server_compute_ms=1000 * float(np.mean(direct_latencies)),
+                                 mean_batch=1))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -217,9 +233,9 @@ def served(paths: list[Path], size: int, requests: int, batching: bool) -> list[
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="resnest14d")
-    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--num-classes", type=int, default=10)
-    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--requests", type=int, default=128)
     args = parser.parse_args()
     import mindspore as ms
 
@@ -227,23 +243,32 @@ def main() -> int:
     ms.set_context(mode=ms.GRAPH_MODE)
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         paths = export_model(Path(tmp), args.arch, args.image_size, args.num_classes)
-        direct_1, direct_8 = direct(paths, args.image_size, args.requests)
-        off_1, off_32 = served(paths, args.image_size, args.requests, batching=False)
-        on_1, on_32 = served(paths, args.image_size, args.requests, batching=True)
+        progress("direct calls")
+        model_1 = DirectModel(paths[0], 1, args.image_size)
+        direct_8 = direct(DirectModel(paths[-1], BATCHES[-1], args.image_size),
+                          max(args.requests // 16, 5))
+        direct_off, off_1, off_32 = served(paths, args.image_size, args.requests, False, model_1)
+        direct_on, on_1, on_32 = served(paths, args.image_size, args.requests, True, model_1)
     print(f"\n{args.arch}, {args.image_size}x{args.image_size}, {args.num_classes} classes, "
           f"CPU ({os.cpu_count()} cores), {args.requests} requests at concurrency 32\n")
     print("| what | concurrency | img/s | p50 ms | p99 ms | server request ms (mean) | "
           "model call ms (mean) | images per call |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for result in (direct_1, direct_8, off_1, off_32, on_1, on_32):
+    for result in (direct_8, direct_off, off_1, off_32, direct_on, on_1, on_32):
         print(result.row())
+    direct_1 = direct_off
     print()
     print(f"server / direct throughput at batch 1, concurrency 1:  "
-          f"{off_1.throughput / direct_1.throughput:.3f}  "
+          f"{off_1.throughput / direct_1.throughput:.3f} (batching off), "
+          f"{on_1.throughput / direct_on.throughput:.3f} (batching on)  "
           f"(p50 overhead {off_1.pct(50) - direct_1.pct(50):+.2f} ms; inside the server "
           f"{off_1.server_request_ms - off_1.server_compute_ms:+.2f} ms beyond the model call)")
     print(f"batching on / off throughput at concurrency 32:        "
           f"{on_32.throughput / off_32.throughput:.3f}")
+    print(f"  same, each normalised by its alternating direct rate: "
+          f"{(on_32.throughput / direct_on.throughput)
+             / (off_32.throughput / direct_off.throughput):.3f}"
+          "  (the machine's load drifts between phases)")
     print(f"batching on / direct batch-8 throughput:               "
           f"{on_32.throughput / direct_8.throughput:.3f}")
     print(f"batching on / off p50 latency at concurrency 1:        "
