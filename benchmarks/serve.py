@@ -265,9 +265,9 @@ def main() -> int:
           f"{off_1.server_request_ms - off_1.server_compute_ms:+.2f} ms beyond the model call)")
     print(f"batching on / off throughput at concurrency 32:        "
           f"{on_32.throughput / off_32.throughput:.3f}")
-    print(f"  same, each normalised by its alternating direct rate: "
-          f"{(on_32.throughput / direct_on.throughput)
-             / (off_32.throughput / direct_off.throughput):.3f}"
+    normalised = (on_32.throughput / direct_on.throughput) / (
+        off_32.throughput / direct_off.throughput)
+    print(f"  same, each normalised by its alternating direct rate: {normalised:.3f}"
           "  (the machine's load drifts between phases)")
     print(f"batching on / direct batch-8 throughput:               "
           f"{on_32.throughput / direct_8.throughput:.3f}")
