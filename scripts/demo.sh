@@ -25,7 +25,7 @@ job=$("$RLAUNCH" submit --backend local --cpus 2 --name demo \
     --set log_every_steps=2)
 echo "demo: job $job; following its logs (Ctrl-C stops following, not the job)" >&2
 
-"$RLAUNCH" logs -f "$job" | grep -E "^\[rank [0-9]+\] (world_size|epoch|after allreduce|saved|training)" || true
+"$RLAUNCH" logs -f "$job" | grep --line-buffered -E "^\[rank [0-9]+\] (world_size|epoch|after allreduce|saved|training)" || true
 "$RLAUNCH" status "$job"
 "$RLAUNCH" gather "$job" --dest "$DEMO/results"
 state=$("$RLAUNCH" status "$job" --json | .venv/bin/python -c "import json,sys; print(json.load(sys.stdin)['state'])")
