@@ -13,6 +13,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 WORKER_LOG_RE = re.compile(r"^worker_(\d+)\.log$")
+# Lines of the job script's own output worth showing next to the ranks' (the rest of that output
+# repeats the rank logs through msrun's tail).
+JOB_MESSAGE_PREFIXES = ("rlaunch:", "slurmstepd:", "srun:", "sbatch:", "bash:", "run.sh:",
+                        "sbatch.sh:", "/bin/bash:")
 RESTART_DIR_RE = re.compile(r"^restart-(\d+)$")
 
 
@@ -76,3 +80,15 @@ def iter_rank_logs(
         if rest:
             match = WORKER_LOG_RE.match(path.name)
             yield with_rank_prefix(int(match[1]) if match else -1, rest)
+
+
+def job_messages(paths: list[Path]) -> Iterator[str]:
+    """`[job] ...` lines: the launcher script's and the scheduler's own messages."""
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(JOB_MESSAGE_PREFIXES):
+                yield f"[job] {line}"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from launcher.backends import base
 from launcher.backends.base import Backend, BackendError, JobStatus, RenderedJob
-from launcher.rank_logs import iter_rank_logs
+from launcher.rank_logs import iter_rank_logs, job_messages
 from launcher.spec import JobSpec
 from launcher.templating import render_template
 
@@ -164,7 +164,10 @@ class LocalBackend(Backend):
         def finished() -> bool:
             return self.status(record).finished or self.status(record).state == base.UNKNOWN
 
-        return iter_rank_logs(Path(record.job_dir) / "logs", rank, follow, finished)
+        job_dir = Path(record.job_dir)
+        yield from iter_rank_logs(job_dir / "logs", rank, follow, finished)
+        if rank is None:
+            yield from job_messages(sorted(job_dir.glob('launcher.log')))
 
     def fetch_logs(self, record: JobRecord, dest: Path) -> list[Path]:
         return base.copy_job_dir_logs(record, dest)

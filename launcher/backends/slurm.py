@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from launcher.backends import base
 from launcher.backends.base import Backend, BackendError, JobStatus, RenderedJob
-from launcher.rank_logs import iter_rank_logs
+from launcher.rank_logs import iter_rank_logs, job_messages
 from launcher.spec import REQUEUE_EXIT_CODE, JobSpec
 from launcher.templating import render_template
 
@@ -212,7 +212,10 @@ class SlurmBackend(Backend):
         def finished() -> bool:
             return self.status(record).finished
 
-        return iter_rank_logs(Path(record.job_dir) / "logs", rank, follow, finished)
+        job_dir = Path(record.job_dir)
+        yield from iter_rank_logs(job_dir / "logs", rank, follow, finished)
+        if rank is None:
+            yield from job_messages(sorted(job_dir.glob('slurm-*.out')))
 
     def fetch_logs(self, record: JobRecord, dest: Path) -> list[Path]:
         return base.copy_job_dir_logs(record, dest)
