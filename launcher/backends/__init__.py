@@ -32,5 +32,8 @@ def get_backend(name: str) -> Backend:
             f"backend {name!r} is not one of {', '.join(BACKENDS)}"
         ) from None
     module_name, _, attr = target.partition(":")
-    backend_cls = getattr(importlib.import_module(module_name), attr)
+    try:
+        backend_cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise UnknownBackendError(f"backend {name!r} cannot be loaded: {err}") from err
     return backend_cls()
