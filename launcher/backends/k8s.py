@@ -32,10 +32,12 @@ DEVICE_RESOURCES: dict[str, str] = {
     "ascend": "huawei.com/Ascend910",
     "gpu": "nvidia.com/gpu",
 }
+# What `rlaunch build --target <kind>` names its images; pass --image with the exact tag it
+# printed (and a registry) so a job names exactly the code it runs.
 DEFAULT_IMAGES: dict[str, str] = {
-    "ascend": "rlaunch/resnest-train:ascend",
-    "gpu": "rlaunch/resnest-train:gpu",
-    "cpu": "rlaunch/resnest-train:cpu",
+    "ascend": "rlaunch-ascend:latest",
+    "gpu": "rlaunch-gpu:latest",
+    "cpu": "rlaunch-cpu:latest",
 }
 # MindX DL conventions: pods of a ring-managed job carry this label; the operator fills the
 # ConfigMap `rings-config-<job>`, mounted at this path in every pod.
@@ -55,6 +57,8 @@ DEFAULT_SCHEDULER_PORT = 8118
 # Where --data-pvc / --output-pvc are mounted when no --data-dir / --output-dir is given.
 DEFAULT_DATA_DIR = "/data"
 DEFAULT_OUTPUT_DIR = "/output"
+# Where the images of docker/ install the resnest package (/opt/venv/resnest -> site-packages).
+IMAGE_CODE_DIR = "/opt/venv"
 JOB_LABEL = "rlaunch.dev/job"
 MANIFEST_FILE = "manifests.yaml"
 RANK_PREFIX_RE = re.compile(r"^\[rank \d+\]")
@@ -332,6 +336,8 @@ class KubernetesBackend(Backend):
         changes: dict[str, Any] = {}
         if not spec.master_port:
             changes["master_port"] = DEFAULT_SCHEDULER_PORT
+        if not spec.code_dir:
+            changes["code_dir"] = IMAGE_CODE_DIR
         if not spec.data_dir and spec.task in ("train", "eval"):
             changes["data_dir"] = DEFAULT_DATA_DIR
         if not spec.output_dir and spec.task in ("train", "eval"):

@@ -116,7 +116,7 @@ def submit(**params: Any) -> None:
     try:
         spec = build_spec(params)
         backend = get_backend(spec.backend)
-        spec.validate()
+        # prepare() first: backends fill in defaults (e.g. k8s in-pod data/output paths).
         spec = backend.prepare(spec)
         problems = spec.problems() + backend.problems(spec)
     except (SpecError, UnknownBackendError) as err:
