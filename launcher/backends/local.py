@@ -162,7 +162,8 @@ class LocalBackend(Backend):
         self, record: JobRecord, rank: int | None = None, follow: bool = False
     ) -> Iterator[str]:
         def finished() -> bool:
-            return self.status(record).finished or self.status(record).state == base.UNKNOWN
+            status = self.status(record)
+            return status.finished or status.state == base.UNKNOWN
 
         job_dir = Path(record.job_dir)
         yield from iter_rank_logs(job_dir / "logs", rank, follow, finished)
