@@ -107,6 +107,24 @@ def cpu_thread_count(requested: int, world_size: int) -> int:
     return max(1, (available or 1) // max(1, world_size))
 
 
+def select_device(target: str, device_id: int | None = None) -> None:
+    """`mindspore.set_device`, tolerant of kernels that already ran on that same device.
+
+    MindSpore refuses set_device once any kernel ran in the process (it then runs on the
+    default, CPU); in-process callers (notebooks, tests) hit that, command lines never do.
+    """
+    import mindspore as ms
+
+    try:
+        if device_id is None:
+            ms.set_device(target)
+        else:
+            ms.set_device(target, device_id)
+    except RuntimeError:
+        if ms.get_context("device_target") != target:
+            raise
+
+
 def setup_runtime(device_target: str, cpu_threads: int = 0) -> tuple[ProcessGroupInfo, str]:
     """Set the device, join the process group (collectives ready) and enable data parallel."""
     import mindspore as ms
@@ -122,10 +140,10 @@ def setup_runtime(device_target: str, cpu_threads: int = 0) -> tuple[ProcessGrou
     info = detect_process_group()
     target = resolve_device_target(device_target)
     if target == "CPU":
-        ms.set_device("CPU")
+        select_device("CPU")
         ms.device_context.cpu.op_tuning.threads_num(cpu_thread_count(cpu_threads, info.world_size))
     else:
-        ms.set_device(target, info.local_rank)
+        select_device(target, info.local_rank)
     ms.set_context(mode=ms.GRAPH_MODE)
     if info.distributed:
         if info.source == "slurm":

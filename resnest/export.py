@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import mindspore as ms
 
-    ms.set_device(device_target)
+    from resnest.distributed import select_device
+
+    select_device(device_target)
     ms.set_context(mode=ms.GRAPH_MODE)
     net = create_network(config)
     try:

@@ -84,7 +84,9 @@ class ModelRunner:
         """Import MindSpore, select the device, load the weights (slow: call off the loop)."""
         import mindspore as ms
 
-        ms.set_device(DEVICE_TARGETS[self.spec.device], self.spec.device_id)
+        from resnest.distributed import select_device
+
+        select_device(DEVICE_TARGETS[self.spec.device], self.spec.device_id)
         ms.set_context(mode=ms.GRAPH_MODE)
         self._tensor = ms.Tensor
         if self.spec.is_mindir:

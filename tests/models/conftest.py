@@ -26,8 +26,10 @@ def reference_python() -> Path:
 def _with_mode(mode_name: str):
     import mindspore
 
+    from resnest.distributed import select_device
+
     previous = mindspore.get_context("mode")
-    mindspore.set_device("CPU")
+    select_device("CPU")
     mindspore.set_context(mode=getattr(mindspore, mode_name))
     yield mindspore
     mindspore.set_context(mode=previous)

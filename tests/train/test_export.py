@@ -20,9 +20,10 @@ def checkpoint_and_logits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     import mindspore as ms
 
     from resnest.config import load_config
+    from resnest.distributed import select_device
     from resnest.network import create_network
 
-    ms.set_device("CPU")
+    select_device("CPU")
     ms.set_context(mode=ms.GRAPH_MODE)
     net = create_network(load_config(None, {"net_name": "resnest14d", "num_classes": 5}))
     rng = np.random.default_rng(0)
