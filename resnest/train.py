@@ -212,6 +212,10 @@ def train(data_dir: Path, output_dir: Path, config: TrainConfig) -> int:
             if stopping:
                 average_batchnorm_statistics(net, info)
                 save(epoch, step)
+                if info.distributed:
+                    # A barrier: msrun kills every worker once one exits non-zero, so no rank
+                    # may exit 75 before rank 0 has published the checkpoint.
+                    allreduce_sum([0.0], info)
                 log.info(f"stopping on {stop.signal_name or 'a peer rank signal'} at epoch "
                          f"{epoch + 1} step {step}; exit {EXIT_REQUEUE} to be requeued", all_ranks=True)
                 return EXIT_REQUEUE

@@ -11,16 +11,17 @@ import pytest
 from launcher.backends.local import descendants
 
 from .conftest import TINY_TRAIN_SETS, rlaunch
-from .test_slurm_e2e import job_status, step_events, wait_for
+from .test_slurm_e2e import SLOW_CHECKPOINTS, job_status, step_events, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def submit_local(data: Path, output_dir: Path, name: str, env: dict[str, str],
-                 *extra: str) -> str:
+                 *extra: str, options: tuple[str, ...] = ()) -> str:
     sets = [a for s in [*TINY_TRAIN_SETS, *extra] for a in ("--set", s)]
     result = rlaunch("submit", "--backend", "local", "--cpus", "2", "--name", name,
-                     "--data-dir", str(data), "--output-dir", str(output_dir), *sets, env=env)
+                     "--data-dir", str(data), "--output-dir", str(output_dir), *sets, *options,
+                     env=env)
     return result.stdout.strip().splitlines()[-1]
 
 
@@ -53,9 +54,10 @@ def test_local_cancel_saves_and_stops_every_process(synthetic_data: Path, tmp_pa
                                                     state_dir: Path) -> None:
     env = {"RLAUNCH_STATE_DIR": str(state_dir)}
     output_dir = tmp_path / "out"
-    # batch 1: 16 steps per rank, so the job is still training when cancelled
+    # Tiny steps take milliseconds: slow each epoch's checkpoint write so the job is surely
+    # still running when cancelled.
     job_id = submit_local(synthetic_data, output_dir, "local-cancel", env, "batch_size=1",
-                          "epochs=3")
+                          "epochs=3", options=SLOW_CHECKPOINTS)
     pid = int((state_dir / "jobs" / job_id / "pid").read_text().split()[0])
     wait_for(lambda: step_events(output_dir), 400, "the first training step")
     rlaunch("cancel", job_id, env=env)

@@ -19,6 +19,11 @@ from .conftest import TINY_TRAIN_SETS, rlaunch
 
 pytestmark = pytest.mark.integration
 
+# Tiny training steps take milliseconds, so a job can finish before a test's signal lands:
+# the training's fault-injection knob makes every checkpoint write last 3 s (the signal is
+# still handled between steps, as in a real run).
+SLOW_CHECKPOINTS = ("--env", "RESNEST_FAULT_CKPT_WRITE_DELAY_S=3")
+
 
 def wait_for(predicate, timeout: float, what: str, poll: float = 1.0):
     deadline = time.monotonic() + timeout
@@ -58,7 +63,8 @@ def test_slurm_gpus8_preempted_requeued_resumes_and_finishes(
     submitted = rlaunch(
         "submit", "--backend", "slurm", "--gpus", "8", "--name", "e2e-requeue",
         "--data-dir", str(synthetic_data), "--output-dir", str(output_dir),
-        "--max-restarts", "2", *[a for s in sets for a in ("--set", s)], env=env,
+        "--max-restarts", "2", *[a for s in sets for a in ("--set", s)], *SLOW_CHECKPOINTS,
+        env=env,
     )
     job_id = submitted.stdout.strip().splitlines()[-1]
     record = json.loads((state_dir / "jobs" / job_id / "record.json").read_text())
@@ -71,6 +77,10 @@ def test_slurm_gpus8_preempted_requeued_resumes_and_finishes(
     wait_for(lambda: int(scontrol_job(slurm_id).get("Restarts", "0")) >= 1, 300,
              "the job to requeue itself")
     # Slurm holds a requeued job ~2 minutes (BeginTime); a real cluster just waits, we don't.
+    # But not within the requeue's own second: slurmd revokes the old run's credential with
+    # 1 s resolution and kills a start in that second ("Job credential revoked", exit 1).
+    wait_for(lambda: scontrol_job(slurm_id)["JobState"] == "PENDING", 60, "the requeued job")
+    time.sleep(2)
     wait_for(lambda: subprocess.run(["scontrol", "update", f"jobid={slurm_id}", "starttime=now"],
                                     capture_output=True, check=False).returncode == 0
              or scontrol_job(slurm_id)["JobState"] != "PENDING", 60, "scontrol update")
