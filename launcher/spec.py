@@ -89,6 +89,9 @@ class JobSpec:
     python: str | None = None
     # msrun scheduler port; None: the backend picks (local: a free port, slurm: from the job id).
     master_port: int | None = None
+    # The job store id (`<name>-<6 hex>`), chosen by `rlaunch submit` before anything is
+    # rendered, so that what `--dry-run` prints is what `submit` sends (k8s object names use it).
+    job_id: str | None = None
 
     # ---- derived values (pure) -------------------------------------------------------------
 

@@ -113,6 +113,7 @@ def submit(**params: Any) -> None:
     from launcher.spec import SpecError
     from launcher.store import JobStore
 
+    store = JobStore()
     try:
         spec = build_spec(params)
         backend = get_backend(spec.backend)
@@ -125,13 +126,14 @@ def submit(**params: Any) -> None:
         raise click.ClickException(str(err)) from None
     if problems:
         raise click.UsageError("\n".join(problems))
+    # The id before rendering: a backend renders once, with the names it will submit under.
+    spec = spec.replace(job_id=store.new_job_id(spec.name))
     rendered = backend.render(spec)
     if params["dry_run"]:
         click.echo(rendered.dry_run_text(), nl=False)
         return
 
-    store = JobStore()
-    record = store.create(spec)
+    record = store.create(spec, job_id=spec.job_id)
     job_dir = Path(record.job_dir)
     try:
         record.files = [str(p.relative_to(job_dir)) for p in rendered.write(job_dir)]
