@@ -17,6 +17,16 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from resnest.contract import DEVICE_KIND_ENV, DEVICE_KINDS, TARGET_OF_DEVICE_KIND
+
+
+class DeviceRequestError(ValueError):
+    """The job's device request is malformed or contradicts the config (a usage error, exit 2)."""
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The requested device is not on this node or in this MindSpore build (exit 1)."""
+
 
 @dataclass(frozen=True)
 class ProcessGroupInfo:
@@ -84,9 +94,49 @@ def _slurm_to_dynamic_cluster(info: ProcessGroupInfo) -> None:
     env["MS_ROLE"] = "MS_WORKER"
 
 
+def requested_device_target(config_target: str, env: dict[str, str] | None = None) -> str:
+    """The device the job asked for: the launcher's `RLAUNCH_DEVICE_KIND`, else the config's.
+
+    The launcher exports the kind it allocated (`--gpus` -> gpu, `--cpus` -> cpu); the trainer
+    must use exactly that, e.g. train on CPU on a GPU node. An explicit `device_target` that
+    contradicts it is refused rather than silently overridden.
+    """
+    env = os.environ if env is None else env
+    kind = env.get(DEVICE_KIND_ENV, "")
+    if not kind:
+        return config_target
+    if kind not in DEVICE_KINDS:
+        raise DeviceRequestError(f"{DEVICE_KIND_ENV}={kind!r}: allowed values are "
+                                 f"{', '.join(DEVICE_KINDS)}")
+    target = TARGET_OF_DEVICE_KIND[kind]
+    if config_target not in ("auto", target):
+        raise DeviceRequestError(f"device_target={config_target} contradicts {DEVICE_KIND_ENV}="
+                                 f"{kind} set by the launcher; drop device_target or make it "
+                                 f"auto or {target}")
+    return target
+
+
+def check_device_available(target: str) -> None:
+    """Fail with one line when a GPU/Ascend target is not usable in this process."""
+    if target == "CPU":
+        return
+    import mindspore as ms
+
+    try:
+        available = bool(ms.hal.is_available(target))
+    except Exception:  # noqa: BLE001 - a backend that fails to probe is absent
+        available = False
+    if not available:
+        source = f" (asked for by {DEVICE_KIND_ENV})" if os.environ.get(DEVICE_KIND_ENV) else ""
+        raise DeviceUnavailableError(
+            f"device {target}{source} is not available here: this MindSpore build or node has "
+            f"no {target} backend (mindspore.hal.is_available({target!r}) is false)")
+
+
 def resolve_device_target(requested: str) -> str:
     """`auto` -> the best backend this MindSpore build can use here."""
     if requested != "auto":
+        check_device_available(requested)
         return requested
     import mindspore as ms
 
@@ -138,7 +188,7 @@ def setup_runtime(device_target: str, cpu_threads: int = 0) -> tuple[ProcessGrou
         init()
         sys.exit(0)
     info = detect_process_group()
-    target = resolve_device_target(device_target)
+    target = resolve_device_target(requested_device_target(device_target))
     if target == "CPU":
         select_device("CPU")
         ms.device_context.cpu.op_tuning.threads_num(cpu_thread_count(cpu_threads, info.world_size))

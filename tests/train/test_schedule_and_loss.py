@@ -18,9 +18,10 @@ def test_warmup_then_cosine_per_step() -> None:
     lr = build_lr_schedule(config, steps_per_epoch=5)
     assert len(lr) == 50
     np.testing.assert_allclose(lr[:10], 0.1 * np.arange(1, 11) / 10, rtol=1e-6)  # linear warmup
-    # step 25 = epoch 5.0 of T_max 10: half way down the cosine
-    expected = 0.001 + (0.1 - 0.001) * (1 + math.cos(math.pi * 0.5)) / 2
-    assert lr[25] == pytest.approx(expected, rel=1e-6)
+    # step 30 of the cosine's 0..49: 0.6 of the way down
+    expected = 0.001 + (0.1 - 0.001) * (1 + math.cos(math.pi * 30 / 49)) / 2
+    assert lr[30] == pytest.approx(expected, rel=1e-6)
+    assert lr[-1] == pytest.approx(0.001, rel=1e-6)  # the last step runs at eta_min
     assert all(np.diff(lr[10:]) < 0)  # falls every step after warmup
 
 
