@@ -258,13 +258,14 @@ class TrainingRun:
         """Train one epoch (the rest of it when resumed mid-epoch); an exit code ends the run."""
         import numpy as np
 
+        from resnest.data.pipeline import start_epoch
         from resnest.distributed import allreduce_sum, average_batchnorm_statistics
 
         config, info, pos = self.config, self.info, self.position
         skip_steps = pos.step if pos.epoch == epoch else 0
         pos.epoch, pos.step = epoch, skip_steps
         step_start = time.time()
-        for images, labels in self.dataset.create_tuple_iterator(num_epochs=1):
+        for images, labels in start_epoch(self.dataset, config.seed, epoch):
             if pos.step >= self.steps_per_epoch:
                 break
             out = self.train_step(images, labels)

@@ -106,6 +106,26 @@ def eval_transforms(config: TrainConfig) -> list[Any]:
     ]
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The data pipeline's seed for one epoch: a new shuffle and new augmentations every epoch.
+
+    A `mindspore.dataset` pipeline re-launched (one iterator per epoch) starts from the global
+    dataset seed again: without a per-epoch seed every epoch replays the first one's order and
+    the very same random crops and flips. Deterministic in (seed, epoch), so a resumed epoch
+    draws what the interrupted one drew, and equal on every rank (the shard sampler needs one
+    permutation).
+    """
+    return (seed * 1_000_003 + epoch) % (2**32)
+
+
+def start_epoch(dataset: Any, seed: int, epoch: int) -> Any:
+    """One epoch's iterator over `dataset`, seeded with `epoch_seed`."""
+    import mindspore.dataset as ds
+
+    ds.config.set_seed(epoch_seed(seed, epoch))
+    return dataset.create_tuple_iterator(num_epochs=1)
+
+
 def create_train_dataset(data_dir: str | Path, config: TrainConfig, rank: int = 0,
                          world_size: int = 1) -> Any:
     """Shuffled, sharded, augmented, batched train split (drop_remainder: equal steps per rank)."""
