@@ -42,14 +42,21 @@ def split_indices(labels: np.ndarray, classes: list[int]) -> tuple[list[int], li
 
 
 def write_digits_folders(root: str | Path, classes: list[int] | None = None,
-                         image_size: int = 32) -> Path:
-    """Write DATA/{train,val}/<digit>/<index>.png for `classes` (default all ten); returns root."""
+                         image_size: int = 32, train_per_class: int | None = None) -> Path:
+    """Write DATA/{train,val}/<digit>/<index>.png for `classes` (default all ten); returns root.
+
+    `train_per_class` keeps only the first N train images of each class (a few-shot set); val
+    stays whole.
+    """
     from PIL import Image
 
     root = Path(root)
     classes = list(range(10)) if classes is None else sorted(classes)
     images, labels = digits_arrays(image_size)
     train, val = split_indices(labels, classes)
+    if train_per_class is not None:
+        train = [i for label in classes
+                 for i in [j for j in train if labels[j] == label][:train_per_class]]
     for split, indices in (("train", train), ("val", val)):
         for index in indices:
             folder = root / split / f"digit{int(labels[index])}"

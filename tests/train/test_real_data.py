@@ -89,10 +89,12 @@ def five_class_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_fine_tuning_beats_scratch_on_other_classes(five_class_checkpoint: Path,
                                                     tmp_path: Path) -> None:
+    """Few-shot: 8 train images of each of 7 classes (5-9 unseen, plus 0 and 1), 21 steps."""
     from resnest.data.digits import write_digits_folders
 
-    data = write_digits_folders(tmp_path / "digits5-9", classes=[5, 6, 7, 8, 9, 0, 1])
-    few = {"num_classes": 7, "epochs": 1, "warmup_epochs": 0}
+    data = write_digits_folders(tmp_path / "digits-few", classes=[5, 6, 7, 8, 9, 0, 1],
+                                train_per_class=8)
+    few = {"num_classes": 7, "epochs": 3, "warmup_epochs": 0, "batch_size": 8}
     tuned = train(data, tmp_path / "tuned", pretrained=five_class_checkpoint,
                   env={DEVICE_KIND_ENV: "cpu"}, **few)
     log = tuned.stdout
@@ -103,8 +105,8 @@ def test_fine_tuning_beats_scratch_on_other_classes(five_class_checkpoint: Path,
     assert "skipped (not model weights): " in log  # the 5-class run's optimizer state
     train(data, tmp_path / "scratch", **few)
     tuned_top1, scratch_top1 = top1(tmp_path / "tuned"), top1(tmp_path / "scratch")
-    # measured (seed 1): fine-tuned 93.7 %, scratch 74.0 % after the same 31 steps
-    assert tuned_top1 > scratch_top1 + 5, (tuned_top1, scratch_top1)
+    print(f"fine-tuned {tuned_top1:.2f} % vs scratch {scratch_top1:.2f} %")
+    assert tuned_top1 > scratch_top1 + 10, (tuned_top1, scratch_top1)
 
     # Preempted fine-tunes resume their own weights: resuming wins over pretrained.
     again = train(data, tmp_path / "tuned", pretrained=five_class_checkpoint, **few)
