@@ -60,7 +60,7 @@ def test_submit_dry_run_prints_script_and_writes_nothing(runner: CliRunner, stat
         (["--ascend", "3"], "--ascend 3 is not allowed: devices per node must be 1, 2, 4 or 8"),
         (["--ascend", "4", "--ascend-devices", "2-5"], "must sit within devices 0-3 or 4-7"),
         (["--name", "Bad Name"], "name 'Bad Name' is not a valid job name"),
-        (["--backend", "local", "--data-dir", "/nonexistent/x"], "data dir '/nonexistent/x' does not exist"),
+        (["--backend", "local", "--data-dir", "/nonexistent/x"], "--data-dir '/nonexistent/x' does not exist"),
         (["--backend", "local", "--nodes", "2"], "the local backend runs on this one machine"),
         (["--env", "NOEQUALS"], "'NOEQUALS' must look like KEY=VALUE"),
         (["--opt", "nope=1"], "--opt 'nope' is not an option of the slurm backend"),
