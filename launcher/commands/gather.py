@@ -13,7 +13,8 @@ from pathlib import Path
 import click
 
 from launcher.commands import user_errors
-from launcher.commands.jobs import backend_for, load_record, refreshed_status
+from launcher.commands.jobs import backend_for, load_record
+from launcher.store import JobStore
 
 
 def _move_into(staging: Path, target: Path) -> None:
@@ -40,7 +41,7 @@ def gather(job: str, dest: str | None) -> None:
     record = load_record(job)
     backend = backend_for(record)
     target = Path(dest or record.id)
-    state = refreshed_status(record)
+    state = backend.status(record)  # remembered in the store only once the gather succeeded
     staging = Path(tempfile.mkdtemp(prefix=f"rlaunch-gather-{record.id}-"))
     try:
         outputs = backend.fetch_outputs(record, staging / "outputs")
@@ -56,6 +57,9 @@ def gather(job: str, dest: str | None) -> None:
         _move_into(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if state.state != record.last_state:
+        record.last_state = state.state
+        JobStore().save(record)
 
     console = Console(stderr=False)
     table = Table("epoch", "top-1 %", "top-5 %", "loss", title=f"{record.id} ({state.state})")

@@ -134,10 +134,13 @@ def config_problems(spec: JobSpec) -> list[str]:
 
     local = spec.config if spec.config and Path(spec.config).is_file() else None
     try:
+        load_config(local)
+    except ConfigError as err:
+        return [f"{spec.label('config')} {local!r}: {str(err).splitlines()[0]}"]
+    try:
         load_config(local, parse_set_overrides(spec.overrides))
     except ConfigError as err:
-        where = "--set" if spec.overrides and spec.origin.get("overrides") == "--set" else "config"
-        return [f"{where}: {str(err).splitlines()[0]}"]
+        return [f"{spec.label('overrides')}: {str(err).splitlines()[0]}"]
     return []
 
 
