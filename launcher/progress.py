@@ -64,8 +64,10 @@ def read_progress(output_dir: str | None, spec: dict[str, Any]) -> Progress:
              if e.get("event") == EVENT_STEP]
     if steps:
         last = steps[-1]
-        progress.epoch, progress.step = _int_or_none(last.get("epoch")), _int_or_none(last.get("step"))
+        progress.epoch = _int_or_none(last.get("epoch"))
+        progress.step = _int_or_none(last.get("step"))
         progress.global_step = _int_or_none(last.get("global_step"))
         loss = last.get("loss")
-        progress.loss = float(loss) if isinstance(loss, (int, float)) and not isinstance(loss, bool) else None
+        number = isinstance(loss, (int, float)) and not isinstance(loss, bool)
+        progress.loss = float(loss) if number else None
     return progress

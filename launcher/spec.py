@@ -47,7 +47,9 @@ CONSTRAINT_RE = re.compile(r"[A-Za-z0-9_.&|,\[\]()*-]{1,256}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 OVERRIDE_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 # Slurm time formats: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.
-TIME_LIMIT_RE = re.compile(r"[0-9]+|[0-9]+:[0-9]{2}|[0-9]+:[0-9]{2}:[0-9]{2}|[0-9]+-[0-9]+(:[0-9]{2}){0,2}")
+TIME_LIMIT_RE = re.compile(
+    r"[0-9]+|[0-9]+:[0-9]{2}|[0-9]+:[0-9]{2}:[0-9]{2}|[0-9]+-[0-9]+(:[0-9]{2}){0,2}"
+)
 # One image reference: [registry[:port]/]path[:tag], lower-case path components (Docker's
 # reference grammar, distribution/reference, sha256 digests only).
 IMAGE_REF_RE = re.compile(

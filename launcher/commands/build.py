@@ -25,6 +25,21 @@ from launcher.images.targets import TARGETS
 from launcher.spec import IMAGE_REF_RE
 
 
+def check_flags(target: str, base_image: str | None, local_base: bool) -> None:
+    """Flag combinations and values `plan_build` cannot judge on its own."""
+    if local_base and target != "cpu":
+        raise click.BadParameter(
+            f"--local-base makes a Debian base, which fits only --target cpu (got {target!r})",
+            param_hint="--local-base")
+    if local_base and base_image:
+        raise click.BadParameter("give either --base-image or --local-base, not both",
+                                 param_hint="--base-image")
+    if base_image is not None and not IMAGE_REF_RE.fullmatch(base_image):
+        raise click.BadParameter(
+            f"{base_image!r} is not an image reference ([registry/]name[:tag][@sha256:digest])",
+            param_hint="--base-image")
+
+
 @click.command("build")
 @click.option("--target", required=True, type=click.Choice(TARGETS),
               help="Which image: ascend (910/310), gpu (CUDA) or cpu (also the serving base).")
@@ -47,16 +62,7 @@ from launcher.spec import IMAGE_REF_RE
 def build(target: str, tag: str | None, builder: str, base_image: str | None, local_base: bool,
           context: Path, push: bool, dry_run: bool) -> None:
     """Build a training/serving image from docker/<target>.Dockerfile."""
-    if local_base and target != "cpu":
-        raise click.BadParameter(
-            f"--local-base makes a Debian base, which fits only --target cpu (got {target!r})",
-            param_hint="--local-base")
-    if local_base and base_image:
-        raise click.BadParameter("give either --base-image or --local-base, not both",
-                                 param_hint="--base-image")
-    if base_image is not None and not IMAGE_REF_RE.fullmatch(base_image):
-        raise click.BadParameter(f"{base_image!r} is not an image reference "
-                                 "([registry/]name[:tag][@sha256:digest])", param_hint="--base-image")
+    check_flags(target, base_image, local_base)
     context = context.resolve()
     chosen = detect_builder() if builder == "auto" else builder
     if local_base:

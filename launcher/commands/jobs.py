@@ -84,7 +84,8 @@ def list_jobs(limit: int, as_json: bool, no_refresh: bool) -> None:
     store = JobStore()
     entries = store.entries(limit)
     for record in entries:
-        if isinstance(record, JobRecord) and not no_refresh and record.last_state not in FINAL_STATES:
+        stale = isinstance(record, JobRecord) and record.last_state not in FINAL_STATES
+        if stale and not no_refresh:
             try:
                 refreshed_status(record, store)
             except (BackendError, StoreError):

@@ -116,7 +116,8 @@ def build_spec(params: dict[str, Any]) -> JobSpec:
             value = {**spec.env, **parse_pairs(value, meta.flag)}
         elif name == "backend_options":
             parsed = parse_pairs(value, meta.flag)
-            value = {**spec.backend_options, **{k: parse_option_value(v) for k, v in parsed.items()}}
+            value = {**spec.backend_options,
+                     **{k: parse_option_value(v) for k, v in parsed.items()}}
         elif isinstance(value, tuple):  # repeated flags add to the job file's list
             value = [*getattr(spec, name), *value]
         changes[name] = value
