@@ -113,6 +113,18 @@ class JobStore:
             output_dir=spec.output_dir,
         )
 
+    def discard(self, record: JobRecord) -> None:
+        """Remove a job that failed to submit, and the store folders if that leaves them empty
+        (a failed first submit leaves nothing behind)."""
+        import shutil
+
+        shutil.rmtree(record.job_dir, ignore_errors=True)
+        for folder in (self.jobs_dir, self.root):
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (other jobs) or already gone
+
     def save(self, record: JobRecord) -> None:
         path = Path(record.job_dir) / "record.json"
         tmp = path.with_suffix(f".tmp{os.getpid()}")

@@ -40,6 +40,13 @@ def refreshed_status(record: JobRecord, store: JobStore | None = None) -> JobSta
     return status
 
 
+def _world_size(record: JobRecord) -> int | None:
+    try:
+        return int(record.job_spec.world_size)
+    except (ValueError, TypeError):
+        return None
+
+
 @click.command()
 @click.argument("job")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -131,6 +138,10 @@ def cancel(job: str) -> None:
 def logs(job: str, follow: bool, rank: int | None) -> None:
     """Print JOB's logs: all ranks merged with a [rank R] prefix, or one rank."""
     record = load_record(job)
+    ranks = _world_size(record)
+    if rank is not None and ranks is not None and rank >= ranks:
+        raise click.BadParameter(f"{rank}: job {record.id} has {ranks} ranks (0-{ranks - 1})",
+                                 param_hint="--rank")
     try:
         for line in backend_for(record).logs(record, rank=rank, follow=follow):
             click.echo(line)

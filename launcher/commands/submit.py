@@ -10,7 +10,6 @@ Nothing is written before all of them pass.
 from __future__ import annotations
 
 import json
-import shutil
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -79,8 +78,9 @@ def spec_options(func: Callable[..., Any]) -> Callable[..., Any]:
         elif int in (hint, *typing.get_args(hint)):
             kwargs["type"] = int
         options.append(click.option(meta.flag, _param(meta.flag), **kwargs))
-    for flag, help_text in DEVICE_FLAG_HELP.items():
-        options.append(click.option(flag, _param(flag), type=int, help=help_text))
+        if name == "nodes":  # the device flags set the next fields, devices_per_node and kind
+            options += [click.option(flag, _param(flag), type=int, help=help_text)
+                        for flag, help_text in DEVICE_FLAG_HELP.items()]
     for option in reversed(options):
         func = option(func)
     return func
@@ -196,7 +196,7 @@ def submit(**params: Any) -> None:
         record.last_state = "SUBMITTED"
         store.save(record)
     except (BackendError, OSError):
-        shutil.rmtree(job_dir, ignore_errors=True)
+        store.discard(record)
         raise
     click.echo(
         f"submitted {record.id} to {spec.backend} ({record.backend_id}); "

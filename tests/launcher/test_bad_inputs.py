@@ -349,3 +349,26 @@ def test_a_real_process_prints_no_traceback(argv: list[str], tmp_path: Path) -> 
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert len(error_lines(done.stderr)) == 1, done.stderr
     assert os.listdir(state / "jobs") == [JOB]
+
+
+def test_failed_submit_leaves_no_folder(runner: CliRunner, state_dir: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """sbatch missing from PATH: the submit fails at the side effect, after the job folder was
+    made; the folder (and the store folders it created) must be gone again."""
+    empty = tmp_path / "no-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    result = runner.invoke(cli, slurm()[:-1])
+    assert result.exit_code == 1, result.output
+    assert error_lines(result.output) == ["Error: sbatch is not installed or not on PATH"]
+    assert not state_dir.exists()
+
+
+def test_logs_rank_beyond_the_job(runner: CliRunner, state_dir: Path) -> None:
+    job_dir = state_dir / "jobs" / JOB
+    job_dir.mkdir(parents=True)
+    (job_dir / "record.json").write_text(record(spec={"devices_per_node": 2}).replace(
+        '"job_dir": ""', f'"job_dir": "{job_dir}"'))
+    result = runner.invoke(cli, ["logs", JOB, "--rank", "2"])
+    assert result.exit_code == 2
+    assert "Invalid value for --rank: 2: job rn-abc123 has 2 ranks (0-1)" in result.output
