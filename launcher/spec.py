@@ -21,7 +21,7 @@ from typing import Any, Union
 
 # Re-exported until the Slurm and Kubernetes backends import it from resnest.contract (being
 # changed on their branches now); the lead removes this line after the merge.
-from resnest.contract import DEVICE_KINDS, REQUEUE_EXIT_CODE  # noqa: F401
+from resnest.contract import DEVICE_KIND_ENV, DEVICE_KINDS, REQUEUE_EXIT_CODE  # noqa: F401
 
 TASKS: tuple[str, ...] = ("train", "eval", "export")
 # Ascend 910 servers: 8 cards in two HCCS rings of four (0-3, 4-7); a job of 1, 2 or 4 cards
@@ -62,6 +62,10 @@ CARD_RANGE_RE = re.compile(r"([0-9]{1,100})(?:-([0-9]{1,100}))?")
 MAX_DEVICES_PER_NODE: dict[str, int] = {"gpu": 16, "cpu": 1024, "ascend": 8}
 MAX_NODES = 100_000
 MAX_RESTARTS = 1000
+# Environment variables the launcher sets itself: `--env` must not contradict them.
+RESERVED_ENV: dict[str, str] = {DEVICE_KIND_ENV: "set from --gpus/--ascend/--cpus"}
+# A job file is a handful of lines; refuse to read a device or a runaway file into memory.
+MAX_JOB_FILE_BYTES = 1 << 20
 # Characters no path, name or option value may hold: no scheduler line format survives them.
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -439,6 +443,8 @@ def _env(spec: JobSpec, label: str, value: dict[str, str]) -> list[str]:
     out = [f"{label} {key!r} is not a valid environment variable name "
            "(letters, digits and _, not starting with a digit)"
            for key in value if not ENV_NAME_RE.fullmatch(key)]
+    out += [f"{label} {key} cannot be set: the launcher sets it ({RESERVED_ENV[key]})"
+            for key in value if key in RESERVED_ENV]
     return out + [f"{label} {key}: the value contains a NUL byte"
                   for key, item in value.items() if "\0" in item]
 
@@ -534,9 +540,12 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     import yaml
 
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_JOB_FILE_BYTES + 1)
     except OSError as err:
         raise SpecError([f"{what} {str(path)!r} cannot be read: {err.strerror or err}"]) from None
+    if len(raw) > MAX_JOB_FILE_BYTES:
+        raise SpecError([f"{what} {str(path)!r} is larger than {MAX_JOB_FILE_BYTES} bytes"])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -37,6 +37,8 @@ def _load_device_ips(path: Path) -> dict[str, dict[int, str]] | dict[int, str]:
     one line instead of a ValueError."""
     try:
         return load_device_ips(path)
+    except UnicodeDecodeError:
+        raise RankTableError(f"device IP file {str(path)!r} is not UTF-8 text") from None
     except (ValueError, TypeError) as err:
         if isinstance(err, RankTableError):
             raise

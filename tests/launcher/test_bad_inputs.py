@@ -76,6 +76,8 @@ CASES: dict[str, Case] = {
     "env-newline-key": Case(slurm("--env", "FOO\n=x"), 2, "--env 'FOO\\n' is not a valid"),
     "env-digit-key": Case(slurm("--env", "1X=y"), 2, "--env '1X' is not a valid"),
     "env-no-equals": Case(slurm("--env", "NOEQUALS"), 2, "'NOEQUALS' must look like KEY=VALUE"),
+    "env-device-kind": Case(slurm("--gpus", "1", "--env", "RLAUNCH_DEVICE_KIND=cpu"), 2,
+                            "--env RLAUNCH_DEVICE_KIND cannot be set: the launcher sets it"),
     "env-twice": Case(slurm("--env", "A=1", "--env", "A=2"), 2, "'A' is given twice"),
     "time-newline": Case(slurm("--time", "02:00:00\n"), 2, "--time '02:00:00\\n' is not a Slurm time"),
     "time-unicode-digits": Case(slurm("--time", "١٢"), 2, "--time '١٢' is not a Slurm time"),
@@ -150,6 +152,8 @@ CASES: dict[str, Case] = {
     "file-missing": Case(["submit", "--file", "{work}/nope.yaml", "--dry-run"], 2,
                          "job file '{work}/nope.yaml' cannot be read: No such file"),
     "file-not-utf8": from_file(b"name: caf\xe9\n"),
+    "file-a-device": Case(["submit", "--file", "/dev/zero", "--dry-run"], 2,
+                          "job file '/dev/zero' is larger than 1048576 bytes"),
     "file-a-list": from_file("- name\n- nodes\n"),
     "file-bad-yaml": from_file("name: [unclosed\n"),
     "file-python-tag": from_file("name: !!python/object/apply:os.system [id]\n"),
@@ -206,6 +210,9 @@ CASES: dict[str, Case] = {
     "ranktable-card-not-int": Case(["ranktable", "--device-ips", "{work}/ips.json", "--server",
                                     "10.0.0.1"], 2, "invalid literal for int() with base 10: 'x'",
                                    {"ips.json": '{"10.0.0.1": {"x": "1.1.1.1"}}'}),
+    "ranktable-hccn-not-utf8": Case(["ranktable", "--hccn-dir", "{work}/hccn"], 2,
+                                    "device IP file '{work}/hccn/10.0.0.1.conf' is not UTF-8 text",
+                                    {"hccn/10.0.0.1.conf": b"address_0=\xff\n"}),
     "ranktable-no-input": Case(["ranktable"], 2, "give --device-ips FILE"),
     "ranktable-empty-hccn-dir": Case(["ranktable", "--hccn-dir", "{work}"], 2,
                                      "holds no <server IP>.conf files"),
@@ -290,6 +297,7 @@ def test_bad_input_is_one_line_and_writes_nothing(name: str, tmp_path: Path, sta
     (work / "data").mkdir(parents=True)
     for rel, content in case.files.items():
         target = work / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
     if case.record is not None:
         job_dir = state_dir / "jobs" / JOB
