@@ -33,22 +33,21 @@ class Progress:
 
 
 def epochs_total(spec: dict[str, Any]) -> int | None:
-    """The `epochs` of the job: a `--set epochs=N` override, else the config file's value."""
-    for item in reversed(spec.get("overrides") or []):
-        key, _, value = str(item).partition("=")
-        if key.strip() == "epochs" and value.strip().isdigit():
-            return int(value)
-    config = spec.get("config")
-    if isinstance(config, str) and config:
-        import yaml
+    """The `epochs` the job trains for, as the trainer will compute it: defaults, then the
+    config file (when it is on this machine), then the `--set` overrides (`resnest.config`,
+    which imports only yaml). None when that config cannot be loaded here."""
+    from resnest.config import ConfigError, load_config, parse_set_overrides
 
-        try:
-            data = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            return None
-        if isinstance(data, dict) and isinstance(data.get("epochs"), int):
-            return data["epochs"]
-    return None
+    config = spec.get("config")
+    overrides = spec.get("overrides") or []
+    local = config if isinstance(config, str) and Path(config).is_file() else None
+    try:
+        parsed = parse_set_overrides([str(o) for o in overrides])
+        if config and local is None and "epochs" not in parsed:
+            return None  # the config is only on the cluster (a pod's path): epochs unknown here
+        return load_config(local, parsed).epochs
+    except (ConfigError, OSError, ValueError):
+        return None
 
 
 def _int_or_none(value: Any) -> int | None:
