@@ -425,7 +425,10 @@ def _no_nul(spec: JobSpec, label: str, values: list[str]) -> list[str]:
 
 def _devices_per_node(spec: JobSpec, label: str, value: int) -> list[str]:
     if spec.device_kind == "ascend":
-        return spec._ascend_problems()
+        # The Ascend card and ring rules are moving to the backends (k8s branch, issue 11);
+        # until then they are JobSpec._ascend_problems.
+        ascend_rules = getattr(spec, "_ascend_problems", None)
+        return ascend_rules() if ascend_rules is not None else []
     most = MAX_DEVICES_PER_NODE.get(spec.device_kind)
     if most is None or 1 <= value <= most:
         return []
