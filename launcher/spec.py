@@ -41,14 +41,16 @@ TASK_SCRIPTS: dict[str, str] = {
 # Job names end up in scheduler names, file names and Kubernetes labels; keep them boring.
 JOB_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
 # Scheduler words (partition, account, qos): what Slurm itself accepts, no shell metacharacters.
-SCHEDULER_WORD_RE = re.compile(r"[A-Za-z0-9_.:+@-]{1,128}")
+# The first character is never '-', so a value cannot read as an option.
+SCHEDULER_WORD_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:+@-]{0,127}")
 # Slurm constraint expressions: features joined by & | , with optional [ ] ( ) and *counts.
-CONSTRAINT_RE = re.compile(r"[A-Za-z0-9_.&|,\[\]()*-]{1,256}")
+CONSTRAINT_RE = re.compile(r"[A-Za-z0-9_\[(][A-Za-z0-9_.&|,\[\]()*-]{0,255}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 OVERRIDE_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 # Slurm time formats: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.
 TIME_LIMIT_RE = re.compile(
-    r"[0-9]+|[0-9]+:[0-9]{2}|[0-9]+:[0-9]{2}:[0-9]{2}|[0-9]+-[0-9]+(:[0-9]{2}){0,2}"
+    r"[0-9]{1,8}|[0-9]{1,8}:[0-9]{2}|[0-9]{1,8}:[0-9]{2}:[0-9]{2}"
+    r"|[0-9]{1,5}-[0-9]{1,2}(:[0-9]{2}){0,2}"
 )
 # One image reference: [registry[:port]/]path[:tag], lower-case path components (Docker's
 # reference grammar, distribution/reference, sha256 digests only).
@@ -286,8 +288,12 @@ class JobSpec:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> JobSpec:
-        """Load a YAML job file (`--file job.yaml`): a mapping of JobSpec fields."""
-        return cls.from_dict(read_yaml_mapping(Path(path), "job file"), source=str(path))
+        """Load a YAML job file (`--file job.yaml`): a mapping of JobSpec fields (not `job_id`,
+        which `rlaunch submit` chooses)."""
+        data = read_yaml_mapping(Path(path), "job file")
+        if data.get("job_id") is not None:
+            raise SpecError([f"{path}: job_id is chosen by rlaunch submit; remove it"])
+        return cls.from_dict(data, source=str(path))
 
     def replace(self, **changes: Any) -> JobSpec:
         """A copy with some fields changed."""
@@ -419,6 +425,13 @@ def _one_line(spec: JobSpec, label: str, value: str | None) -> list[str]:
     return [f"{label} {value!r} contains a newline or control character, which is not allowed"]
 
 
+def _nonempty_one_line(spec: JobSpec, label: str, value: str | None) -> list[str]:
+    """Like `_one_line`, and an empty string is not a path (it would silently mean "none")."""
+    if value == "":
+        return [f"{label} is empty: give a path or leave it out"]
+    return _one_line(spec, label, value)
+
+
 def _no_nul(spec: JobSpec, label: str, values: list[str]) -> list[str]:
     return [f"{label} {v!r} contains a NUL byte" for v in values if "\0" in v]
 
@@ -486,7 +499,8 @@ _FIELD_CHECKS: dict[str, FieldCheck] = {
     "time_limit": _pattern(TIME_LIMIT_RE, "is not a Slurm time: use minutes, MM:SS, HH:MM:SS "
                                           "or D-HH:MM:SS"),
     **{name: _pattern(SCHEDULER_WORD_RE, "has characters a scheduler does not accept (allowed: "
-                                         "1-128 letters, digits, _ . : + @ -)")
+                                         "1-128 letters, digits, _ . : + @ -, not "
+                                         "starting with . : + @ -)")
        for name in ("partition", "account", "qos")},
     "constraint": _pattern(CONSTRAINT_RE, "is not a Slurm feature expression (allowed: letters, "
                                           "digits, _ . - & | , [ ] ( ) *)"),
@@ -494,7 +508,8 @@ _FIELD_CHECKS: dict[str, FieldCheck] = {
                                     "lower-case name)"),
     "env": _env,
     "overrides": _overrides,
-    **{name: _one_line for name in ("data_dir", "output_dir", "config", "code_dir", "python")},
+    **{name: _one_line for name in ("data_dir", "output_dir")},
+    **{name: _nonempty_one_line for name in ("config", "code_dir", "python")},
     "args": _no_nul,
     "scheduler_args": _no_nul,
     "backend_options": _backend_options,

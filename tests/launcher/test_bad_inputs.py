@@ -83,6 +83,8 @@ CASES: dict[str, Case] = {
     "time-unicode-digits": Case(slurm("--time", "١٢"), 2, "--time '١٢' is not a Slurm time"),
     "time-shell": Case(slurm("--time", "$(reboot)"), 2, "--time '$(reboot)' is not a Slurm time"),
     "partition-newline": Case(slurm("--partition", "gpu\n"), 2, "--partition 'gpu\\n' has characters"),
+    "partition-dash": Case(slurm("--partition", "-p"), 2, "--partition '-p' has characters"),
+    "time-huge": Case(slurm("--time", "99999999999999999999"), 2, "is not a Slurm time"),
     "account-space": Case(slurm("--account", "a b"), 2, "--account 'a b' has characters"),
     "qos-newline": Case(slurm("--qos", "high\n"), 2, "--qos 'high\\n' has characters"),
     "constraint-semicolon": Case(slurm("--constraint", "a;b"), 2, "--constraint 'a;b' is not a Slurm"),
@@ -169,6 +171,8 @@ CASES: dict[str, Case] = {
     "file-args-int": from_file("args: [--batch-size, 4]\n"),
     "file-max-restarts-float": from_file("max_restarts: 1.5\n"),
     "file-unknown-field": from_file("nodez: 2\n"),
+    "file-job-id": from_file("job_id: mine-1\n"),
+    "file-empty-config": from_file("config: ''\nbackend: slurm\ndata_dir: /d\noutput_dir: /o\n"),
     "file-nodes-zero": from_file("nodes: 0\nbackend: slurm\ndata_dir: /d\noutput_dir: /o\n"),
     "file-time-newline": from_file("time_limit: \"10\\n\"\nbackend: slurm\ndata_dir: /d\n"
                                    "output_dir: /o\n"),
@@ -264,6 +268,8 @@ FILE_MESSAGES = {
     "file-args-int": "job.yaml: args[1] must be a string, not an integer (4)",
     "file-max-restarts-float": "job.yaml: max_restarts must be an integer, not a number (1.5)",
     "file-unknown-field": "unknown job spec field 'nodez'",
+    "file-job-id": "job.yaml: job_id is chosen by rlaunch submit",
+    "file-empty-config": "job.yaml: config is empty",
     "file-nodes-zero": "job.yaml: nodes 0 must be 1-100000",
     "file-time-newline": "job.yaml: time_limit '10\\n' is not a Slurm time",
 }
