@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
 from pathlib import Path
@@ -26,6 +27,11 @@ def checked_servers(servers: tuple[str, ...], hccn_dir: str | None) -> tuple[str
                                "names give the servers)")
     seen: set[str] = set()
     for server in servers:
+        try:
+            ipaddress.ip_address(server)  # exactly: no surrounding space or newline
+        except ValueError:
+            raise click.BadParameter(f"{server!r} is not an IP address",
+                                     param_hint="--server") from None
         if server in seen:
             raise click.BadParameter(f"{server!r} is given twice", param_hint="--server")
         seen.add(server)
