@@ -195,6 +195,8 @@ class JobStore:
             what += [f"unknown {', '.join(map(str, unknown))}"] if unknown else []
             what += [f"wrong type of {', '.join(wrong)}"] if wrong else []
             return DamagedRecord(job_id, path, "; ".join(what))
+        if data["id"] != job_id:
+            return DamagedRecord(job_id, path, f"its id {data['id']!r} is not its folder's name")
         try:
             JobSpec.from_dict(data["spec"])
         except SpecError as err:

@@ -192,6 +192,8 @@ CASES: dict[str, Case] = {
                               record=record(created="yesterday")),
     "status-bad-spec": Case(["status", JOB], 1, "its job spec: nodes must be an integer",
                             record=record(spec={"nodes": "many"})),
+    "status-other-id": Case(["status", JOB], 1, "its id 'rn-other' is not its folder's name",
+                            record=record(id="rn-other")),
     "status-unknown-backend": Case(["status", JOB], 1, "backend 'mainframe' is not one of",
                                    record=record(backend="mainframe")),
     "status-unknown-job": Case(["status", "nope-1"], 2, "job 'nope-1' is not in the job store"),
