@@ -20,8 +20,10 @@ from launcher.images.builders import plan_build
 from launcher.images.context import content_version, context_files
 
 # Imported by resnest/ but deliberately not in the images: the PyTorch weight converter reads
-# .pth files on a workstation; the images only need the converted safetensors.
-OPTIONAL_IMPORTS = {"torch"}
+# .pth files on a workstation; the images only need the converted safetensors. scikit-learn is
+# imported lazily by resnest/data/digits.py (train branch) to write a small real image set for
+# tests and demos on a workstation, not by anything a job runs.
+OPTIONAL_IMPORTS = {"torch", "sklearn"}
 
 
 @pytest.fixture()
