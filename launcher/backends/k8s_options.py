@@ -23,11 +23,14 @@ OPTION_HELP: dict[str, str] = {
     "service_account": "ServiceAccount the pods run as",
     "node_selector": "comma-separated KEY=VALUE node labels the pods require",
     "tolerations": "comma-separated KEY[=VALUE][:EFFECT] taints the pods tolerate",
-    "priority_class": "PriorityClass of the pods (and of the Volcano PodGroup)",
-    "volcano": "true: gang-schedule with Volcano (schedulerName volcano + PodGroup)",
-    "volcano_queue": "Volcano queue of the PodGroup",
+    "priority_class": "PriorityClass of the pods",
+    "workload": "what runs the pods: acjob (MindX DL AscendJob, Ascend default), vcjob (Volcano "
+    "Job), jobset (JobSet, GPU/CPU default)",
+    "chip": "Ascend chip generation: 910 or 910b (default 910b, what the Ascend image targets)",
+    "volcano_queue": "Volcano queue of the job (acjob, vcjob)",
     "rank_table": "Ascend: HCCL rank table JSON file (e.g. from `rlaunch ranktable`) to ship "
-    "in a ConfigMap; without it (or device_ips) the Ascend operator's rings-config-<job> is used",
+    "in a ConfigMap, pods pinned to its servers; without it (or device_ips) the MindX DL "
+    "operator writes rings-config-<job>",
     "device_ips": "Ascend: YAML/JSON file {node IP: [device IP per card]} to build the rank "
     "table from",
     "rank_table_timeout": "Ascend operator mode: seconds to wait for the rank table (default 600)",
@@ -46,6 +49,8 @@ LABEL_NAME_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-
 LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+WORKLOAD_KEYS = ("acjob", "vcjob", "jobset")
+CHIP_KEYS = ("910", "910b")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off", "")
 
@@ -80,7 +85,8 @@ class K8sOptions:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[Toleration] = field(default_factory=list)
     priority_class: str | None = None
-    volcano: bool = False
+    workload: str | None = None
+    chip: str = "910b"
     volcano_queue: str | None = None
     rank_table: str | None = None
     device_ips: str | None = None
@@ -162,7 +168,20 @@ def parse_options(raw: dict[str, Any]) -> K8sOptions:
                 else:
                     opts.tolerations.append(
                         Toleration(taint_key, taint_value if sep else None, effect or None))
-        elif key in ("volcano", "ascend_driver_mounts"):
+        elif key == "workload":
+            if value not in WORKLOAD_KEYS:
+                bad(key, value, f"one of {', '.join(WORKLOAD_KEYS)}")
+            else:
+                opts.workload = value
+        elif key == "chip":
+            # `--opt chip=910` arrives as the YAML integer 910.
+            text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) \
+                else None
+            if text not in CHIP_KEYS:
+                bad(key, value, f"one of {', '.join(CHIP_KEYS)}")
+            else:
+                opts.chip = text
+        elif key == "ascend_driver_mounts":
             word = str(value).strip().lower()
             if word not in TRUE_WORDS + FALSE_WORDS:
                 bad(key, value, "true or false")
