@@ -133,7 +133,7 @@ IPV4_RE = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\
 def _checked_ip(value: str, what: str) -> str:
     """The canonical text of an IP address (IPv4 checked by regex: 4,096-server tables)."""
     text = str(value).strip()
-    if IPV4_RE.match(text):
+    if IPV4_RE.fullmatch(text):
         return text
     try:
         return str(ipaddress.ip_address(text))

@@ -49,6 +49,9 @@ LABEL_NAME_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-
 LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+STRING_KEYS = ("namespace", "context", "data_pvc", "output_pvc", "service_account",
+               "priority_class", "workload", "volcano_queue", "rank_table", "device_ips")
+SECONDS_KEYS = ("rank_table_timeout", "ttl_after_finished", "grace_seconds")
 WORKLOAD_KEYS = ("acjob", "vcjob", "jobset")
 CHIP_KEYS = ("910", "910b")
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -125,11 +128,19 @@ def parse_options(raw: dict[str, Any]) -> K8sOptions:
     for key, value in raw.items():
         if key not in OPTION_HELP:
             continue  # the Backend base class reports unknown keys
+        # Types before values: `volcano_queue: null` or a list is not a name, a bool is not a
+        # number of seconds. Integers pass as text: `--opt data_pvc=2024` reaches us as YAML 2024.
+        if key in STRING_KEYS and (isinstance(value, bool) or not isinstance(value, (str, int))):
+            bad(key, value, f"a string, not {type(value).__name__}")
+            continue
+        if key in SECONDS_KEYS and (isinstance(value, bool) or not isinstance(value, (int, str))):
+            bad(key, value, "a whole number of seconds")
+            continue
         if key in ("namespace", "service_account", "priority_class", "volcano_queue",
                    "data_pvc", "output_pvc"):
             text = str(value)
             rule = DNS_LABEL_RE if key == "namespace" else DNS_SUBDOMAIN_RE
-            if not rule.match(text):
+            if not rule.fullmatch(text):
                 bad(key, value, "a Kubernetes name (lowercase letters, digits, '-', '.')")
             else:
                 setattr(opts, key, text)
@@ -142,7 +153,7 @@ def parse_options(raw: dict[str, Any]) -> K8sOptions:
         elif key == "image_pull_secrets":
             names = _words(value)
             for name in names:
-                if not DNS_SUBDOMAIN_RE.match(name):
+                if not DNS_SUBDOMAIN_RE.fullmatch(name):
                     bad(key, name, "comma-separated Secret names")
             opts.image_pull_secrets = names
         elif key == "node_selector":
@@ -151,8 +162,8 @@ def parse_options(raw: dict[str, Any]) -> K8sOptions:
                 for w in _words(value)]
             for label, label_value in items:
                 label = str(label)
-                if (label_value is None or not LABEL_NAME_RE.match(label)
-                        or not LABEL_VALUE_RE.match(str(label_value))):
+                if (label_value is None or not LABEL_NAME_RE.fullmatch(label)
+                        or not LABEL_VALUE_RE.fullmatch(str(label_value))):
                     shown = label if label_value is None else f"{label}={label_value}"
                     bad(key, shown, "comma-separated KEY=VALUE node labels")
                 else:
@@ -161,8 +172,8 @@ def parse_options(raw: dict[str, Any]) -> K8sOptions:
             for word in _words(value):
                 rest, _, effect = word.partition(":")
                 taint_key, sep, taint_value = rest.partition("=")
-                if (not LABEL_NAME_RE.match(taint_key)
-                        or (sep and not LABEL_VALUE_RE.match(taint_value))
+                if (not LABEL_NAME_RE.fullmatch(taint_key)
+                        or (sep and not LABEL_VALUE_RE.fullmatch(taint_value))
                         or (effect and effect not in TAINT_EFFECTS)):
                     bad(key, word, f"KEY[=VALUE][:EFFECT] with EFFECT one of {', '.join(TAINT_EFFECTS)}")
                 else:
@@ -188,17 +199,15 @@ def parse_options(raw: dict[str, Any]) -> K8sOptions:
             else:
                 setattr(opts, key, word in TRUE_WORDS)
         elif key in ("rank_table_timeout", "ttl_after_finished", "grace_seconds"):
-            try:
-                number = int(str(value))
-            except ValueError:
-                number = -1
+            text = str(value)
+            number = int(text) if text.isdigit() and len(text) < 10 else -1
             if not 0 <= number <= 10**8:
                 bad(key, value, "a whole number of seconds")
             else:
                 setattr(opts, key, number)
         elif key in ("cpu", "memory", "shm_size"):
             text = str(value)
-            if not QUANTITY_RE.match(text):
+            if not QUANTITY_RE.fullmatch(text):
                 bad(key, value, "a Kubernetes quantity such as 32, 500m, 256Gi")
             else:
                 setattr(opts, key, text)

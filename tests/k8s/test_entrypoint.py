@@ -178,8 +178,8 @@ def test_sigterm_is_forwarded_and_the_requeue_code_comes_back(tmp_path: Path,
 
 
 def test_time_limit_asks_for_a_checkpoint_per_attempt(tmp_path: Path, fake: Path) -> None:
-    """--time 1 (minute) with 120 s grace: the signal comes at once, the pod exits 75."""
-    spec = ascend_spec(tmp_path, fake).replace(time_limit="1")
+    """--time 1 (minute) with 55 s grace: the signal comes after 5 s, the pod exits 75."""
+    spec = ascend_spec(tmp_path, fake, grace_seconds=55).replace(time_limit="1")
     script, config = render_entrypoint(spec)
     path = prepare_script(script, tmp_path, config["data"]["hccl.json"], config)
     done, log = run(path, tmp_path, HOST_IP="10.0.0.1", FAKE_MODE="wait")
