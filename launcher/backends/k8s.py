@@ -165,7 +165,7 @@ def _table_hosts(rank_table: str | None) -> list[str]:
 
 
 def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) -> dict[str, Any]:
-    """The data the templates place: object names, labels, the pods, the entrypoint's values."""
+    """The data the templates place: the job's names and labels, its pod, its entrypoint."""
     names = names_for(spec.job_id or spec.name, workload_of(spec, opts))
     workload, ascend = names.workload.key, spec.device_kind == "ascend"
     operator_table = ascend and rank_table is None
@@ -201,7 +201,6 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
         "node_selector": node_selector,
         "tolerations": ([GPU_TOLERATION] if spec.device_kind == "gpu" else [])
         + [t.to_manifest() for t in opts.tolerations],
-        "priority_class": opts.priority_class,
         "affinity": _affinity(spec, {JOB_LABEL: names.job, ROLE_LABEL: NODE_TASK},
                               _table_hosts(rank_table)),
         "grace_seconds": opts.grace_seconds,
@@ -218,26 +217,11 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
         "volumes": _volumes(spec, opts, names, operator_table),
     }
     limit = time_limit_seconds(spec.time_limit)
-    return {
-        "names": names,
-        "workload": workload,
-        "namespace": opts.namespace,
-        "labels": labels,
-        "job_labels": job_labels,
-        "nodes": spec.nodes,
-        "node_task": NODE_TASK,
-        "max_restarts": spec.max_restarts,
-        "ttl_seconds_after_finished": opts.ttl_after_finished,
-        "queue": opts.volcano_queue,
-        "priority_class": opts.priority_class,
-        "pod": pod,
-        "rank_table": rank_table,
-        # ---- the entrypoint's values
+    entry = {
         "mode": "ascend" if ascend else "dynamic",
         "procs_per_node": spec.devices_per_node,
         "world_size": spec.world_size,
         "command": [spec.python or "python3", spec.script, *spec.script_args()],
-        "code_dir": spec.code_dir,
         "requeue_exit_code": REQUEUE_EXIT_CODE,
         "checkpoint_after": max(limit - opts.grace_seconds, 1) if limit else None,
         "rank_table_path": (f"{OPERATOR_RANK_TABLE_DIR}/hccl.json" if operator_table
@@ -245,11 +229,14 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
         "rank_entry_path": f"{ENTRYPOINT_DIR}/rank_entry.py",
         "wait_for_table": operator_table,
         "rank_table_timeout": opts.rank_table_timeout,
-        "rank_table_poll": 5,
         "node_rank_env": "JOB_COMPLETION_INDEX" if workload == "jobset" else "VC_TASK_INDEX",
         "topo_timeout": TOPO_TIMEOUT_SECONDS,
-        "resolve_poll": 2,
     }
+    return {"names": names, "namespace": opts.namespace, "labels": labels,
+            "job_labels": job_labels, "nodes": spec.nodes, "max_restarts": spec.max_restarts,
+            "ttl_seconds_after_finished": opts.ttl_after_finished, "queue": opts.volcano_queue,
+            "priority_class": opts.priority_class, "rank_table": rank_table, "pod": pod,
+            "entry": entry}
 
 
 def render_manifests(spec: JobSpec, opts: K8sOptions) -> tuple[list[dict[str, Any]], str, str]:
@@ -266,9 +253,10 @@ def render_manifests(spec: JobSpec, opts: K8sOptions) -> tuple[list[dict[str, An
     ctx["rank_entry"] = Path(rank_entry.__file__).read_text(encoding="utf-8")
     ctx["node_pod"] = render_template("k8s/pod.yaml.j2", **ctx).rstrip("\n")
     templates = ["k8s/configmap.yaml.j2"]
-    if ctx["wait_for_table"]:
+    if ctx["entry"]["wait_for_table"]:
         templates.append("k8s/rings-configmap.yaml.j2")
-    if ctx["workload"] == "acjob":
+    workload = ctx["names"].workload.key
+    if workload == "acjob":
         # The Scheduler pod: no cards, no rank table, any node.
         scheduler = {**ctx["pod"], "labels": {**ctx["pod"]["labels"], ROLE_LABEL: "scheduler"},
                      "resources": {k: v for k, v in ctx["pod"]["resources"].items()
@@ -277,8 +265,7 @@ def render_manifests(spec: JobSpec, opts: K8sOptions) -> tuple[list[dict[str, An
                      "volumes": [v for v in ctx["pod"]["volumes"] if v.name != "ranktable"]}
         ctx["scheduler_pod"] = render_template("k8s/pod.yaml.j2", **{**ctx, "pod": scheduler}) \
             .rstrip("\n")
-    templates.append(f"k8s/{'ascendjob' if ctx['workload'] == 'acjob' else ctx['workload']}"
-                     ".yaml.j2")
+    templates.append(f"k8s/{'ascendjob' if workload == 'acjob' else workload}.yaml.j2")
     docs: list[str] = []
     objects: list[dict[str, Any]] = []
     for template in templates:

@@ -64,6 +64,10 @@ class JobNames:
     workload: Workload
 
     @property
+    def node_task(self) -> str:
+        return NODE_TASK
+
+    @property
     def config_map(self) -> str:
         return f"{self.job}-rlaunch"
 
