@@ -168,7 +168,10 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
     """The data the templates place: the job's names and labels, its pod, its entrypoint."""
     names = names_for(spec.job_id or spec.name, workload_of(spec, opts))
     workload, ascend = names.workload.key, spec.device_kind == "ascend"
-    operator_table = ascend and rank_table is None
+    # MindX DL's documented MindSpore modes (Ascend/mindcluster-deploy samples/train/
+    # basic-training): an AscendJob runs "without ranktable" on the operator's MindSpore
+    # variables; a Volcano Job reads the rank table the operator writes to rings-config-<job>.
+    operator_table = ascend and rank_table is None and workload == "vcjob"
     labels = {"app.kubernetes.io/name": "resnest", "app.kubernetes.io/managed-by": "rlaunch",
               "app.kubernetes.io/component": spec.task, JOB_LABEL: names.job}
     chip = CHIPS[opts.chip]
@@ -187,10 +190,10 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
         node_selector.setdefault("accelerator-type", chip.accelerator_type(spec.devices_per_node))
     env_fields = [("HOST_IP", "status.hostIP"), ("POD_IP", "status.podIP"),
                   ("POD_UID", "metadata.uid")]
-    if ascend and workload == "vcjob":
+    if ascend:
         # Volcano's Ascend plugin writes the allocated cards in this annotation; MindX DL's
-        # Volcano Job examples hand it to the Ascend Docker Runtime (the operator does this
-        # itself for an AscendJob: pkg/controllers/v1/env.go setAscendVisibleDevicesEnv).
+        # samples hand it to the Ascend Docker Runtime (recent operators add the same variable
+        # to an AscendJob themselves: pkg/controllers/v1/env.go setAscendVisibleDevicesEnv).
         env_fields.append(("ASCEND_VISIBLE_DEVICES", f"metadata.annotations['{RESOURCE_NAME}']"))
     env = [("RLAUNCH_JOB", names.job), ("RLAUNCH_TASK", spec.task),
            (DEVICE_KIND_ENV, spec.device_kind), *sorted(spec.env.items())]
@@ -219,6 +222,8 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
     limit = time_limit_seconds(spec.time_limit)
     entry = {
         "mode": "ascend" if ascend else "dynamic",
+        # Where an Ascend pod's ranks come from: a rank table, or the AscendJob operator's env.
+        "ranks_from_table": rank_table is not None or operator_table,
         "procs_per_node": spec.devices_per_node,
         "world_size": spec.world_size,
         "command": [spec.python or "python3", spec.script, *spec.script_args()],

@@ -131,18 +131,22 @@ def test_ascend_cards_4_to_7_are_devices_0_to_3_in_the_container(tmp_path: Path,
 def test_ascendjob_worker_keeps_the_operators_mindspore_variables(tmp_path: Path,
                                                                   fake: Path) -> None:
     """What the operator injects (pkg/controllers/v1/env.go setMindSporeEnv) is used as is."""
-    script, config = render_entrypoint(ascend_spec(tmp_path, fake))
-    path = prepare_script(script, tmp_path, config["data"]["hccl.json"], config)
+    spec = ascend_spec(tmp_path, fake).replace(backend_options={})  # no table: MindX's default
+    script, config = render_entrypoint(spec)
+    assert "hccl.json" not in config["data"] and "RANK_TABLE_FILE" not in script
+    path = prepare_script(script, tmp_path, None, config)
     operator_env = {"MS_ROLE": "MS_WORKER", "MS_SCHED_HOST": "10.9.0.5", "MS_SCHED_PORT": "8118",
                     "MS_WORKER_NUM": "16", "MS_LOCAL_WORKER": "8", "MS_NODE_RANK": "1"}
+    done, log = run(path, tmp_path, HOST_IP="10.0.0.2")
+    assert done.returncode == 1
+    assert "MS_NODE_RANK / MS_LOCAL_WORKER unset" in done.stderr
     done, log = run(path, tmp_path, HOST_IP="10.0.0.2", **operator_env)
     assert done.returncode == 0, done.stderr
     for card, line in enumerate(ranked(log)):
         assert line.startswith(f"role=MS_WORKER rank={8 + card} dev={card} node={8 + card} "
                                "sched=10.9.0.5:8118 workers=16 size=16 ")
     (tmp_path / "fake.log").unlink()
-    # The Scheduler pod has no cards and no table: it runs the scheduler process only.
-    (tmp_path / "hccl.json").unlink()
+    # The Scheduler pod has no cards: it runs the scheduler process only.
     done, log = run(path, tmp_path, **{**operator_env, "MS_ROLE": "MS_SCHED"})
     assert done.returncode == 0, done.stderr
     assert log.startswith("role=MS_SCHED rank= dev= ") and len(log.splitlines()) == 1
@@ -200,13 +204,13 @@ def test_node_missing_from_the_rank_table_is_a_clear_error(tmp_path: Path, fake:
 def test_operator_rank_table_wait_is_bounded(tmp_path: Path, fake: Path) -> None:
     spec = JobSpec(name="resnest", backend="k8s", device_kind="ascend", devices_per_node=8,
                    data_dir="/data", output_dir="/out", python=str(fake),
-                   backend_options={"rank_table_timeout": 0}).validate()
+                   backend_options={"rank_table_timeout": 0, "workload": "vcjob"}).validate()
     script, config = render_entrypoint(spec)
     path = prepare_script(script, tmp_path, json.dumps({"status": "initializing"}), config)
     done, log = run(path, tmp_path, HOST_IP="10.0.0.1")
     assert done.returncode == 1
     assert "not completed after 0s" in done.stderr
-    assert "is the MindX DL ascend-operator running and watching this acjob?" in done.stderr
+    assert "is the MindX DL ascend-operator running and watching this vcjob?" in done.stderr
     assert log == ""
 
 

@@ -70,11 +70,11 @@ def node_pods(cluster: Cluster, prefix: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("chip", "server_id"), [("910", "pod-uid"), ("910b", "node-ip")])
-def test_ascendjob_operator_fills_the_table_and_each_pod_finds_its_ranks(
+def test_volcano_job_gets_the_operators_table_and_each_pod_finds_its_ranks(
         kube: KubeServer, tmp_path: Path, chip: str, server_id: str) -> None:
     rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2,
-                  backend_options={"chip": chip})
-    assert set(kube.objects(*ACJOBS)) == {JOB}
+                 backend_options={"chip": chip, "workload": "vcjob"})
+    assert set(kube.objects(*VCJOBS)) == {JOB}
     cluster = Cluster(kube, DevicePlugin(NODES, server_id=server_id))
     cluster.reconcile()
     table = json.loads(kube.objects("configmaps")[f"rings-config-{JOB}"]["data"]["hccl.json"])
@@ -82,16 +82,37 @@ def test_ascendjob_operator_fills_the_table_and_each_pod_finds_its_ranks(
     uids = {p["metadata"]["uid"] for p in cluster.pods.values()}
     assert {s["server_id"] in uids for s in table["server_list"]} == {server_id == "pod-uid"}
 
-    seen: dict[int, tuple[str, str]] = {}
-    for index, pod in enumerate(node_pods(cluster, f"{JOB}-worker-")):
+    seen: set[int] = set()
+    for index, pod in enumerate(node_pods(cluster, f"{JOB}-node-")):
         ranks = run_pod(kube, cluster, pod, tmp_path)
         assert sorted(int(r["dev"]) for r in ranks) == list(range(8))  # local card indexes
+        assert all(r["size"] == "16" and r["role"] == "" for r in ranks)
+        # The rank index decides the pod's ranks (common.go getDeviceList).
+        assert {int(r["rank"]) for r in ranks} == set(range(8 * index, 8 * index + 8))
+        seen |= {int(r["rank"]) for r in ranks}
+    assert sorted(seen) == list(range(16))
+    status = KubernetesBackend().status(rec)
+    assert (status.state, status.detail) == (RUNNING, "2/2 pods running")
+
+
+@pytest.mark.parametrize("chip", ["910", "910b"])
+def test_ascendjob_pods_take_their_ranks_from_the_operator(kube: KubeServer, tmp_path: Path,
+                                                           chip: str) -> None:
+    rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2,
+                 backend_options={"chip": chip})
+    assert set(kube.objects(*ACJOBS)) == {JOB}
+    assert f"rings-config-{JOB}" not in kube.objects("configmaps")  # "without ranktable"
+    cluster = Cluster(kube, DevicePlugin(NODES))
+    cluster.reconcile()
+    seen: set[int] = set()
+    for index, pod in enumerate(node_pods(cluster, f"{JOB}-worker-")):
+        ranks = run_pod(kube, cluster, pod, tmp_path)
+        assert sorted(int(r["dev"]) for r in ranks) == list(range(8))
         for r in ranks:
             assert r["role"] == "MS_WORKER" and r["size"] == "16" and r["workers"] == "16"
-            assert r["node"] == r["rank"]  # MS_NODE_ID follows the table's rank
-            seen[int(r["rank"])] = (pod, r["dev"])
-        # The operator's rank index decides the pod's ranks (common.go getDeviceList).
+            assert r["node"] == r["rank"]  # MS_NODE_ID: MS_NODE_RANK * MS_LOCAL_WORKER + card
         assert {int(r["rank"]) for r in ranks} == set(range(8 * index, 8 * index + 8))
+        seen |= {int(r["rank"]) for r in ranks}
     assert sorted(seen) == list(range(16))
     # The scheduler pod runs the scheduler only.
     sched = run_pod(kube, cluster, f"{JOB}-scheduler-0", tmp_path)
@@ -103,13 +124,15 @@ def test_ascendjob_operator_fills_the_table_and_each_pod_finds_its_ranks(
 def test_a_batch_v1_job_is_never_given_a_rank_table(kube: KubeServer, tmp_path: Path) -> None:
     """As on a real cluster: the operator has no plugin for batch/v1 Jobs; pods time out."""
     submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=1,
-                     backend_options={"rank_table_timeout": 1})
-    acjob = kube.objects(*ACJOBS)[JOB]
-    kube.remove(*ACJOBS[:1], JOB, ACJOBS[1])
-    worker = acjob["spec"]["replicaSpecs"]["Worker"]["template"]
+           backend_options={"rank_table_timeout": 1, "workload": "vcjob"})
+    vcjob = kube.objects(*VCJOBS)[JOB]
+    kube.remove(VCJOBS[0], JOB, VCJOBS[1])
+    # The same pods, labels and ranktable volume, under a batch/v1 Job (the old rendering).
     kube.put(BATCH_JOBS[0], {"apiVersion": "batch/v1", "kind": "Job",
-                             "metadata": {"name": JOB, "labels": acjob["metadata"]["labels"]},
-                             "spec": {"completions": 1, "template": worker}}, BATCH_JOBS[1])
+                             "metadata": {"name": JOB, "labels": vcjob["metadata"]["labels"]},
+                             "spec": {"completions": 1,
+                                      "template": vcjob["spec"]["tasks"][0]["template"]}},
+             BATCH_JOBS[1])
     cluster = Cluster(kube, DevicePlugin(NODES))
     cluster.fill_rank_tables()
     rings = kube.objects("configmaps")[f"rings-config-{JOB}"]
