@@ -47,11 +47,12 @@ DEFAULT_IMAGES: dict[str, str] = {
     "gpu": "rlaunch-gpu:latest",
     "cpu": "rlaunch-cpu:latest",
 }
-# MindX DL: the operator's ConfigMap is mounted here in a volume named "ranktable", the name the
-# operator looks for (mind-cluster component/ascend-operator/pkg/ranktable/plugins.go
-# hasRankTableMount); the job carries `framework` and `ring-controller.atlas` labels
-# (pkg/api/v1/constants.go FrameworkKey, ascend-common api AtlasTaskLabel).
+# MindX DL: the operator writes the rank table of a job labelled `ring-controller.atlas`
+# (mind-cluster component/ascend-operator/pkg/ranktable/plugins.go ShouldGenerateRankTable)
+# into its ConfigMap rings-config-<job>, which pods mount here under this volume name
+# (Ascend/mindcluster-deploy samples/train/basic-training/ranktable/yaml/910b/a800_mindspore_vcjob.yaml).
 OPERATOR_RANK_TABLE_DIR = "/user/serverid/devindex/config"
+OPERATOR_RANK_TABLE_VOLUME = "ascend-910-config"
 ASCEND_CONTAINER = "ascend"  # the AscendJob container name the operator requires
 ASCEND_DRIVER_PATHS: tuple[tuple[str, str, str], ...] = (
     ("ascend-driver", "/usr/local/Ascend/driver", "Directory"),
@@ -122,7 +123,7 @@ def _volumes(spec: JobSpec, opts: K8sOptions, names: JobNames, operator_table: b
     volumes = [Volume("rlaunch", "configMap", {"name": names.config_map}, ENTRYPOINT_DIR,
                       read_only=True)]
     if operator_table:
-        volumes.append(Volume("ranktable", "configMap", {"name": names.rings_config},
+        volumes.append(Volume(OPERATOR_RANK_TABLE_VOLUME, "configMap", {"name": names.rings_config},
                               OPERATOR_RANK_TABLE_DIR, read_only=True))
     if spec.data_dir and opts.data_pvc:
         volumes.append(Volume("data", "persistentVolumeClaim",
@@ -266,8 +267,7 @@ def render_manifests(spec: JobSpec, opts: K8sOptions) -> tuple[list[dict[str, An
         scheduler = {**ctx["pod"], "labels": {**ctx["pod"]["labels"], ROLE_LABEL: "scheduler"},
                      "resources": {k: v for k, v in ctx["pod"]["resources"].items()
                                    if k != RESOURCE_NAME},
-                     "affinity": {},
-                     "volumes": [v for v in ctx["pod"]["volumes"] if v.name != "ranktable"]}
+                     "affinity": {}}
         ctx["scheduler_pod"] = render_template("k8s/pod.yaml.j2", **{**ctx, "pod": scheduler}) \
             .rstrip("\n")
     templates.append(f"k8s/{'ascendjob' if workload == 'acjob' else workload}.yaml.j2")

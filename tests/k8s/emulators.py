@@ -12,7 +12,7 @@ project implements, cited next to the behaviour:
   variables from pkg/controllers/v1/env.go setMindSporeEnv, `hccl/rankIndex`), and fills the
   rank table ConfigMap `rings-config-<job>` only for the workloads it watches
   (pkg/ranktable/plugins.go: AscendJob, Volcano Job, Deployment, StatefulSet with the
-  `ring-controller.atlas` label or a volume named `ranktable`), building it as
+  `ring-controller.atlas` label, or a volume named like common.RanktableStr), building it as
   pkg/ranktable/common/common.go does (rank_id = rankIndex * cards + i, container_ip = pod IP,
   servers sorted by their first rank, "status": "completed").
 - `VolcanoJobController`: volcano's job controller. Pods `<job>-<task>-<index>` with

@@ -127,7 +127,7 @@ def test_a_batch_v1_job_is_never_given_a_rank_table(kube: KubeServer, tmp_path: 
            backend_options={"rank_table_timeout": 1, "workload": "vcjob"})
     vcjob = kube.objects(*VCJOBS)[JOB]
     kube.remove(VCJOBS[0], JOB, VCJOBS[1])
-    # The same pods, labels and ranktable volume, under a batch/v1 Job (the old rendering).
+    # The same pods, labels and rank table volume, under a batch/v1 Job (the old rendering).
     kube.put(BATCH_JOBS[0], {"apiVersion": "batch/v1", "kind": "Job",
                              "metadata": {"name": JOB, "labels": vcjob["metadata"]["labels"]},
                              "spec": {"completions": 1,

@@ -199,7 +199,7 @@ def test_ascendjob_is_what_the_operator_runs(tmp_path: Path, case: str, ring: st
     assert pod["nodeSelector"] == {"accelerator-type": accelerator}
     # MindX DL's MindSpore AscendJob runs "without ranktable": no table to wait for.
     assert "rings" not in docs
-    assert all(v["name"] != "ranktable" for v in pod["volumes"])
+    assert all(v["name"] != "ascend-910-config" for v in pod["volumes"])
     # The operator injects MindSpore's variables: we set none of them.
     env = {e["name"]: e for e in container["env"]}
     assert not [n for n in env if n.startswith("MS_")]
@@ -208,7 +208,6 @@ def test_ascendjob_is_what_the_operator_runs(tmp_path: Path, case: str, ring: st
     scheduler = job["spec"]["replicaSpecs"]["Scheduler"]["template"]["spec"]
     assert "huawei.com/Ascend910" not in scheduler["containers"][0].get("resources", {}).get(
         "limits", {})
-    assert all(v["name"] != "ranktable" for v in scheduler["volumes"])
     assert "/output" in {m["mountPath"] for m in container["volumeMounts"]}
 
 
@@ -217,10 +216,11 @@ def test_volcano_job_waits_for_the_operators_rank_table(tmp_path: Path) -> None:
     job = docs["workload"]
     assert job["metadata"]["labels"]["ring-controller.atlas"] == "ascend-910b"
     pod = job["spec"]["tasks"][0]["template"]["spec"]
-    # The rank table volume: the name the operator looks for, its ConfigMap waiting to be filled.
-    volume = next(v for v in pod["volumes"] if v["name"] == "ranktable")
+    # The rank table volume as MindX DL's samples mount it, its ConfigMap waiting to be filled.
+    volume = next(v for v in pod["volumes"] if v["name"] == "ascend-910-config")
     assert volume["configMap"]["name"] == f"rings-config-{JOB_ID}"
-    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "ranktable")
+    mount = next(m for m in pod["containers"][0]["volumeMounts"]
+                 if m["name"] == "ascend-910-config")
     assert mount["mountPath"] == "/user/serverid/devindex/config"
     assert json.loads(docs["rings"]["data"]["hccl.json"]) == {"status": "initializing"}
     assert docs["rings"]["metadata"]["labels"]["ring-controller.atlas"] == "ascend-910b"
