@@ -122,10 +122,18 @@ def test_ascend_cards_4_to_7_are_devices_0_to_3_in_the_container(tmp_path: Path,
     table = json.loads(config["data"]["hccl.json"])
     assert [d["device_id"] for d in table["server_list"][0]["device"]] == ["4", "5", "6", "7"]
     path = prepare_script(script, tmp_path, config["data"]["hccl.json"], config)
-    done, log = run(path, tmp_path, HOST_IP="10.0.0.1")
+    done, log = run(path, tmp_path, HOST_IP="10.0.0.1",
+                    ASCEND_VISIBLE_DEVICES="Ascend910-4,Ascend910-5,Ascend910-6,Ascend910-7")
     assert done.returncode == 0, done.stderr
     assert [line.split(" sched=")[0] for line in ranked(log)] == [
         f"role= rank={r} dev={r} node=" for r in range(4)]
+    # The device plugin gave this pod the other ring: the table cannot be right for it.
+    (tmp_path / "fake.log").unlink()
+    done, log = run(path, tmp_path, HOST_IP="10.0.0.1",
+                    ASCEND_VISIBLE_DEVICES="Ascend910-0,Ascend910-1,Ascend910-2,Ascend910-3")
+    assert done.returncode == 1
+    assert "given cards 0,1,2,3 but the rank table lists cards 4,5,6,7" in done.stderr
+    assert log == ""
 
 
 def test_ascendjob_worker_keeps_the_operators_mindspore_variables(tmp_path: Path,
