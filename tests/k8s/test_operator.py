@@ -148,7 +148,7 @@ def test_a_batch_v1_job_is_never_given_a_rank_table(kube: KubeServer, tmp_path: 
 
 def test_volcano_job_eviction_restarts_the_whole_group(kube: KubeServer, tmp_path: Path) -> None:
     rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2,
-                       max_restarts=1, backend_options={"workload": "vcjob"})
+                       max_restarts=1, backend_options={"workload": "vcjob", "output_pvc": "runs"})
     assert set(kube.objects(*VCJOBS)) == {JOB}
     cluster = Cluster(kube, DevicePlugin(NODES, server_id="pod-uid"))
     cluster.reconcile()
@@ -162,9 +162,15 @@ def test_volcano_job_eviction_restarts_the_whole_group(kube: KubeServer, tmp_pat
     status = backend.status(rec)
     assert (status.state, status.restarts) == (REQUEUED, 1)
 
+    before = json.dumps(kube.objects(*VCJOBS)[JOB]["spec"]["tasks"][0]["template"])
     cluster.resume(JOB)
     cluster.reconcile()
     assert not first & {p["metadata"]["uid"] for p in cluster.pods.values()}
+    # The new attempt runs the same command on the same claim directory: it resumes from there.
+    again = cluster.pods[f"{JOB}-node-1"]["spec"]
+    assert json.loads(before)["spec"]["volumes"] == again["volumes"]
+    assert {"name": "output", "mountPath": "/out", "subPath": JOB} in \
+        again["containers"][0]["volumeMounts"]
     status = backend.status(rec)
     assert (status.state, status.restarts) == (RUNNING, 1)
     # The new pods find themselves in the new table (new pod UIDs as server_id).
