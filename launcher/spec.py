@@ -19,16 +19,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Union
 
-# Re-exported until the Slurm and Kubernetes backends import it from resnest.contract (being
+# Re-exported until the Slurm backend imports it from resnest.contract (being
 # changed on their branches now); the lead removes this line after the merge.
 from resnest.contract import DEVICE_KIND_ENV, DEVICE_KINDS, REQUEUE_EXIT_CODE  # noqa: F401
 
 TASKS: tuple[str, ...] = ("train", "eval", "export")
-# Ascend 910 servers: 8 cards in two HCCS rings of four (0-3, 4-7); a job of 1, 2 or 4 cards
-# must sit inside one ring, an 8-card job takes the whole server.
-ASCEND_DEVICES_PER_NODE: tuple[int, ...] = (1, 2, 4, 8)
-ASCEND_RINGS: tuple[range, ...] = (range(4), range(4, 8))
-
 # The training entry points (issue 3) run as script files because msrun launches script paths.
 TASK_SCRIPTS: dict[str, str] = {
     "train": "resnest/train.py",
@@ -60,7 +55,7 @@ IMAGE_REF_RE = re.compile(
     r"(?:@sha256:[0-9a-f]{64})?"
 )
 CARD_RANGE_RE = re.compile(r"([0-9]{1,100})(?:-([0-9]{1,100}))?")
-# Per device kind, the most devices one node can have (Ascend: ASCEND_DEVICES_PER_NODE).
+# Per device kind, the most devices one node can have (Ascend: the chip's rules, launcher/ascend.py).
 MAX_DEVICES_PER_NODE: dict[str, int] = {"gpu": 16, "cpu": 1024, "ascend": 8}
 MAX_NODES = 100_000
 MAX_RESTARTS = 1000
@@ -236,19 +231,6 @@ class JobSpec:
         for whole_spec_check in _SPEC_CHECKS:
             out += whole_spec_check(self)
         return out
-
-    def _ascend_problems(self) -> list[str]:
-        n = self.devices_per_node
-        if n not in ASCEND_DEVICES_PER_NODE:
-            return [f"--ascend {n} is not allowed: devices per node must be 1, 2, 4 or 8"]
-        ids = self.visible_device_ids
-        if len(ids) != n or len(set(ids)) != n:
-            return [f"device_ids {ids} must be {n} distinct card numbers"]
-        if any(not 0 <= i <= 7 for i in ids):
-            return [f"device_ids {ids} must be within 0-7"]
-        if n < 8 and not any(set(ids) <= set(ring) for ring in ASCEND_RINGS):
-            return [f"device_ids {ids}: a {n}-card Ascend job must sit within devices 0-3 or 4-7"]
-        return []
 
     def validate(self) -> JobSpec:
         """Raise `SpecError` listing every problem; return self when valid."""
@@ -437,11 +419,11 @@ def _no_nul(spec: JobSpec, label: str, values: list[str]) -> list[str]:
 
 
 def _devices_per_node(spec: JobSpec, label: str, value: int) -> list[str]:
-    if spec.device_kind == "ascend":
-        # The Ascend card and ring rules are moving to the backends (k8s branch, issue 11);
-        # until then they are JobSpec._ascend_problems.
-        ascend_rules = getattr(spec, "_ascend_problems", None)
-        return ascend_rules() if ascend_rules is not None else []
+    if spec.device_kind == "ascend":  # the card and ring rules depend on the chip
+        from launcher import ascend
+
+        return ascend.placement_problems(value, spec.visible_device_ids,
+                                         ascend.chip_of(spec.backend_options))
     most = MAX_DEVICES_PER_NODE.get(spec.device_kind)
     if most is None or 1 <= value <= most:
         return []
