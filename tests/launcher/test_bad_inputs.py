@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from launcher.backends.k8s import KubernetesBackend
 from launcher.cli import cli
 
 from .conftest import rlaunch
@@ -34,7 +33,6 @@ class Case:
     says: str
     files: dict[str, str | bytes] = field(default_factory=dict)  # made under {work} first
     record: str | bytes | None = None  # record.json of job JOB in the store
-    marks: tuple[pytest.MarkDecorator, ...] = ()
 
 
 def slurm(*args: str) -> list[str]:
@@ -64,10 +62,6 @@ def record(spec: dict | None = None, **fields: object) -> str:
             "last_state": "UNKNOWN", "extra": {}}
     return json.dumps({**data, **fields})
 
-
-K8S_UNUSED = pytest.mark.skipif(
-    not KubernetesBackend.unused_fields,
-    reason="the k8s backend declares its unused_fields on the k8s branch (issue 11)")
 
 CASES: dict[str, Case] = {
     # ---- submit flags: patterns are full matches (a trailing newline is not accepted) -------
@@ -135,8 +129,7 @@ CASES: dict[str, Case] = {
     "local-nodes": Case(local("--nodes", "2"), 2, "--nodes 2: the local backend runs on this one"),
     "local-data-missing": Case(local("--data-dir", "/nonexistent/x"), 2,
                                "--data-dir '/nonexistent/x' does not exist on this machine"),
-    **{f"k8s-{flag}": Case(k8s(f"--{flag}", value), 2, f"--{flag} is not used by the k8s backend",
-                           marks=(K8S_UNUSED,))
+    **{f"k8s-{flag}": Case(k8s(f"--{flag}", value), 2, f"--{flag} is not used by the k8s backend")
        for flag, value in (("partition", "gpu"), ("account", "a"), ("qos", "q"),
                            ("constraint", "a100"), ("scheduler-arg", "--exclusive"))},
     # ---- --set: the training config's own rules, at submit, on every backend ----------------
@@ -300,7 +293,7 @@ def error_lines(output: str) -> list[str]:
             if line.strip() and not line.startswith(("Usage: ", "Try '"))]
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=c.marks) for n, c in CASES.items()])
+@pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_is_one_line_and_writes_nothing(name: str, tmp_path: Path, state_dir: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     case = CASES[name]
