@@ -292,6 +292,10 @@ multi_ready() {
 
 down_multi() {
     local i name ns
+    # A private test cluster: its jobs end with it (a restarted slurmctld would run them again).
+    if daemon_running "$MDIR/run/slurmctld.pid"; then
+        SLURM_CONF="$MDIR/slurm.conf" scancel --user=root >/dev/null 2>&1 || true
+    fi
     for ((i = 0; i < MNODES; i++)); do
         name=$(node_name "$i")
         stop_daemon "$MDIR/run/slurmd-$name.pid" "slurmd $name"
@@ -309,7 +313,8 @@ down_multi() {
     if [ -f "$MDIR/run/created-etc-hccn.conf" ] && [ ! -s /etc/hccn.conf ]; then
         rm -f /etc/hccn.conf "$MDIR/run/created-etc-hccn.conf"
     fi
-    log "multi-node cluster removed (state kept in $MDIR)"
+    rm -rf "$MDIR/state"
+    log "multi-node cluster removed (logs kept in $MDIR/log)"
 }
 
 case "${1:-}" in
