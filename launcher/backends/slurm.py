@@ -245,6 +245,9 @@ class SlurmBackend(Backend):
             "runtime": runtime,
             "msrun": f"{code_dir}/bin/msrun" if runtime else "msrun",
             "rank_python": "python" if runtime else python,
+            # Mount sources must exist before the container starts (the trainer would make it
+            # inside, where nobody sees it).
+            "make_dirs": [spec.output_dir] if runtime and spec.output_dir else [],
             **self._container_context(spec, runtime, python, code_dir),
         }
 

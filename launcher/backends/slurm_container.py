@@ -67,11 +67,13 @@ def task_config(bundle_config: dict[str, Any], rootfs: Path, cwd: str, binds: li
               if m.get("destination") not in {*binds, "/tmp"}]
     mounts.append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                    "options": ["nosuid", "nodev", "mode=1777"]})
-    for path in [*binds, "/etc/hosts", "/etc/resolv.conf"]:
+    for path in binds:
+        mounts.append({"destination": path, "type": "bind", "source": path,
+                       "options": ["rbind", "rw"]})
+    for path in ("/etc/hosts", "/etc/resolv.conf"):  # the node's names, as the host sees them
         if os.path.exists(path):
-            options = ["rbind", "ro" if path.startswith("/etc/") else "rw"]
             mounts.append({"destination": path, "type": "bind", "source": path,
-                           "options": options})
+                           "options": ["rbind", "ro"]})
     config["mounts"] = mounts
     return config
 
@@ -83,6 +85,11 @@ def run_runc(bundle: Path, cwd: str, binds: list[str], command: list[str]) -> in
         print(f"rlaunch: {bundle} is not an OCI bundle (config.json: {err})", file=sys.stderr)
         return 1
     rootfs = bundle / str(bundle_config.get("root", {}).get("path", "rootfs"))
+    missing = [path for path in binds if not os.path.exists(path)]
+    if missing:  # a bind of nothing would leave the ranks writing into the container's /tmp
+        print(f"rlaunch: cannot bind {missing[0]!r} into the container: no such path on "
+              f"{socket.gethostname()}", file=sys.stderr)
+        return 1
     config = task_config(bundle_config, rootfs.resolve(), cwd, binds, command, dict(os.environ),
                          os.getuid(), os.getgid(), os.sched_getaffinity(0))
     job = os.environ.get("SLURM_JOB_ID", "0")

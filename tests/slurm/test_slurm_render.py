@@ -207,3 +207,18 @@ def test_merged_env_keeps_image_paths() -> None:
                                                        {"PATH": "/host", "HOME": "/root",
                                                         "MS_ROLE": "MS_WORKER"}))
     assert merged == {"PATH": "/img", "HOME": "/h", "MS_ROLE": "MS_WORKER"}
+
+
+def test_runc_refuses_to_bind_a_missing_path(tmp_path: Path, capsys) -> None:
+    from launcher.backends.slurm_container import run_runc
+
+    (tmp_path / "config.json").write_text(json.dumps({"root": {"path": "rootfs"}}))
+    assert run_runc(tmp_path, "/", [str(tmp_path / "nope")], ["true"]) == 1
+    assert "cannot bind" in capsys.readouterr().err
+
+
+def test_container_jobs_make_the_output_dir_before_mounting_it() -> None:
+    script = render(device_kind="gpu", devices_per_node=2, image="img:1",
+                    backend_options={"container_runtime": "pyxis", "cpus_per_gpu": 1})
+    assert "mkdir -p '/scratch/run 1' || exit 1\n" in script
+    assert "cd /opt/rlaunch" not in script  # the code is the image's

@@ -41,6 +41,7 @@ on_signal() {
 }
 trap 'on_signal USR1' USR1
 
+mkdir -p '/scratch/run 1' || exit 1
 # Ascend: each node registers its device IPs (hccn.conf), the rank table is built from them,
 # then one process per card. Each takes RANK_ID and DEVICE_ID from its own server's entry of
 # the table (the table's server order need not be Slurm's node order); one failing card ends

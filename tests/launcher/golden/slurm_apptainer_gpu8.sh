@@ -41,6 +41,7 @@ on_signal() {
 }
 trap 'on_signal USR1' USR1
 
+mkdir -p '/scratch/run 1' || exit 1
 # One msrun per node (one srun task each, holding the CPUs of its 8 ranks) starts the ranks
 # there. msrun itself ignores TERM/USR1 so that only the ranks react (msrun would otherwise die
 # and take them down unsaved).
