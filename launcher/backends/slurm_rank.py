@@ -11,7 +11,7 @@ addresses and takes the `SLURM_LOCALID`-th device of it.
     python -m launcher.backends.slurm_rank RANK_TABLE LOG_DIR -- COMMAND...
 
 sets RANK_ID and DEVICE_ID, sends the rank's output to LOG_DIR/worker_<RANK_ID>.log and execs
-COMMAND. Standard library only: it runs once per card at job start.
+COMMAND. Standard library and `launcher.rank_entry` only: it runs once per card at job start.
 """
 
 from __future__ import annotations
@@ -23,23 +23,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from launcher.rank_entry import entry_for_host
+
 
 class RankLookupError(ValueError):
     """The table has no (single) entry for this node, or too few cards in it."""
 
 
 def server_for_node(table: dict[str, Any], names: set[str]) -> dict[str, Any]:
-    """The one `server_list` entry whose server_id or host_ip is among `names`."""
-    matches = [
-        server for server in table.get("server_list", [])
-        if isinstance(server, dict)
-        and ({str(server.get("server_id")), str(server.get("host_ip"))} & names)
-    ]
+    """The one `server_list` entry that any of `names` finds (`launcher.rank_entry`'s lookup,
+    shared with the Kubernetes entrypoint: host_ip, then server_id)."""
+    found = [entry_for_host(table, name) for name in sorted(names)]
+    matches = list({id(e): e for e in found if e is not None}.values())
     if len(matches) != 1:
         known = ", ".join(str(s.get("server_id")) for s in table.get("server_list", [])
                           if isinstance(s, dict))
-        found = "no entry" if not matches else f"{len(matches)} entries"
-        raise RankLookupError(f"rank table has {found} for this node ({', '.join(sorted(names))}); "
+        what = "no entry" if not matches else f"{len(matches)} entries"
+        raise RankLookupError(f"rank table has {what} for this node ({', '.join(sorted(names))}); "
                               f"its servers: {known}")
     return matches[0]
 
