@@ -19,9 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Union
 
-# Re-exported until the Slurm backend imports it from resnest.contract (being
-# changed on their branches now); the lead removes this line after the merge.
-from resnest.contract import DEVICE_KIND_ENV, DEVICE_KINDS, REQUEUE_EXIT_CODE  # noqa: F401
+from resnest.contract import DEVICE_KIND_ENV, DEVICE_KINDS
 
 TASKS: tuple[str, ...] = ("train", "eval", "export")
 # The training entry points (issue 3) run as script files because msrun launches script paths.
