@@ -3,10 +3,10 @@
 GPU and CPU jobs run one `msrun` per node under `srun` (one task per node, holding the CPUs of all
 its ranks); Ascend jobs build a rank table at start and run one process per card, each taking its
 rank and card from its own server's entry of the table. Preemption: `--requeue` plus
-`--signal=B:USR1@<signal_seconds>`; the script passes the signal to the ranks (they save and exit
-75) and requeues itself until `max_restarts`. Paths are those of this machine, which is assumed to
-share its filesystem with the nodes (as Slurm clusters do for home and project dirs). With
-`--image`, the ranks run inside the image through the cluster's container runtime.
+`--signal=B:USR1@<signal_seconds>`; the script passes the signal to the ranks (they save and
+exit with the contract's REQUEUE_EXIT_CODE) and requeues itself until `max_restarts`. Paths are
+those of this machine, which is assumed to share its filesystem with the nodes (as Slurm
+clusters do for home and project dirs). With `--image`, the ranks run inside the image through the cluster's container runtime.
 """
 
 from __future__ import annotations
