@@ -195,13 +195,17 @@ def setup_runtime(device_target: str, cpu_threads: int = 0) -> tuple[ProcessGrou
     else:
         select_device(target, info.local_rank)
     ms.set_context(mode=ms.GRAPH_MODE)
-    if info.distributed:
+    # msrun's scheduler waits for every worker it spawned to join the cluster, a lone worker
+    # too (`msrun --worker_num=1`, e.g. `rlaunch submit --cpus 1`): without init() it retries
+    # for ten minutes and then fails the job after training succeeded.
+    if info.distributed or info.source == "msrun":
         if info.source == "slurm":
             _slurm_to_dynamic_cluster(info)
         from mindspore.communication import get_group_size, get_rank, init
 
         init()
         info = ProcessGroupInfo(get_rank(), get_group_size(), info.local_rank, info.source)
+    if info.distributed:
         ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL,
                                      gradients_mean=True, device_num=info.world_size)
     return info, target
