@@ -149,12 +149,31 @@ def resolve_device_target(requested: str) -> str:
     return "CPU"
 
 
-def cpu_thread_count(requested: int, world_size: int) -> int:
-    """Compute threads for one CPU process: MindSpore's default (25) thrashes a small machine."""
+def ranks_on_this_node(world_size: int, env: dict[str, str] | None = None) -> int:
+    """How many ranks share this node's CPUs: the launcher's count where it says one (MindX DL's
+    MS_LOCAL_WORKER, Slurm's node count for msrun-per-node steps), else all of them."""
+    env = dict(os.environ if env is None else env)
+    local = _int_env(env, "MS_LOCAL_WORKER", 0)
+    if local > 0:
+        return local
+    nodes = _int_env(env, "SLURM_JOB_NUM_NODES", _int_env(env, "SLURM_NNODES", 1))
+    return max(1, world_size // max(1, nodes))
+
+
+def cpu_thread_count(requested: int, world_size: int, env: dict[str, str] | None = None) -> int:
+    """Compute threads for one CPU process: MindSpore's default (25) thrashes a small machine.
+
+    An explicit `cpu_threads`, else OMP_NUM_THREADS (the launcher sets it per rank from the CPUs
+    Slurm gave), else the CPUs this process may run on divided by the ranks on this node.
+    """
     if requested > 0:
         return requested
+    env = dict(os.environ if env is None else env)
+    omp = _int_env(env, "OMP_NUM_THREADS", 0)
+    if omp > 0:
+        return omp
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (available or 1) // max(1, world_size))
+    return max(1, (available or 1) // ranks_on_this_node(world_size, env))
 
 
 def select_device(target: str, device_id: int | None = None) -> None:
