@@ -405,6 +405,21 @@ def _one_line(spec: JobSpec, label: str, value: str | None) -> list[str]:
     return [f"{label} {value!r} contains a newline or control character, which is not allowed"]
 
 
+def _image(spec: JobSpec, label: str, value: str | None) -> list[str]:
+    """A registry reference (enroot's `registry#name:tag` too), or an absolute path to an image
+    file or bundle (Apptainer's .sif, enroot's .sqsh, an OCI bundle for runc): Slurm's container
+    runtimes take those."""
+    if value is None or IMAGE_REF_RE.fullmatch(value):
+        return []
+    registry, sep, ref = value.partition("#")  # enroot/pyxis: registry#name:tag
+    if sep and re.fullmatch(r"[a-zA-Z0-9.-]+(?::[0-9]+)?", registry) and IMAGE_REF_RE.fullmatch(ref):
+        return []
+    if value.startswith("/") and not CONTROL_RE.search(value):
+        return []
+    what = "is not an image reference ([registry/]name[:tag], lower-case name) nor an absolute path"
+    return [f"{label} {value!r} {what} to an image file"]
+
+
 def _nonempty_one_line(spec: JobSpec, label: str, value: str | None) -> list[str]:
     """Like `_one_line`, and an empty string is not a path (it would silently mean "none")."""
     if value == "":
@@ -484,8 +499,7 @@ _FIELD_CHECKS: dict[str, FieldCheck] = {
        for name in ("partition", "account", "qos")},
     "constraint": _pattern(CONSTRAINT_RE, "is not a Slurm feature expression (allowed: letters, "
                                           "digits, _ . - & | , [ ] ( ) *)"),
-    "image": _pattern(IMAGE_REF_RE, "is not an image reference ([registry/]name[:tag], "
-                                    "lower-case name)"),
+    "image": _image,
     "env": _env,
     "overrides": _overrides,
     **{name: _one_line for name in ("data_dir", "output_dir")},

@@ -310,6 +310,9 @@ class KubernetesBackend(Backend):
         if opts.workload and opts.workload not in allowed:
             out.append(f"--opt workload={opts.workload} cannot run {spec.device_kind} jobs "
                        f"(allowed: {', '.join(allowed)})")
+        if spec.image and (spec.image.startswith("/") or "#" in spec.image):
+            out.append(f"--image {spec.image!r} is a file path or an enroot URI: Kubernetes "
+                       "pulls images by reference ([registry/]name[:tag])")
         if "chip" in spec.backend_options and spec.device_kind != "ascend":
             out.append("--opt chip is only for Ascend jobs (--ascend N)")
         for label, path, pvc in (("--data-dir", spec.data_dir, opts.data_pvc),

@@ -85,6 +85,8 @@ CASES: dict[str, Case] = {
     "data-dir-newline": Case(slurm("--data-dir", "/d\n"), 2, "--data-dir '/d\\n' contains a newline"),
     "config-nul-free-newline": Case(slurm("--config", "/c\r.yaml"), 2, "--config '/c\\r.yaml' contains"),
     "image-newline": Case(k8s("--image", "img:1\n"), 2, "--image 'img:1\\n' is not an image reference"),
+    "image-path-on-k8s": Case(k8s("--image", "/images/r.sif"), 2,
+                              "--image '/images/r.sif' is a file path"),
     # ---- numbers: type first, then stated bounds ------------------------------------------
     "gpus-too-many": Case(slurm("--gpus", "99999"), 2, "--gpus 99999 must be 1-16"),
     "gpus-zero": Case(slurm("--gpus", "0"), 2, "--gpus 0 must be 1-16"),
