@@ -181,7 +181,7 @@ def check_against_network(run: Any, net: Any, batch_sizes: list[int], image_size
     return worst
 
 
-def _export_onnx(net: Any, image_size: int, base: Path) -> Path:
+def write_onnx(net: Any, image_size: int, base: Path) -> Path:
     """Trace, rewrite (dynamic batch, BN folded) and write ``base``.onnx; returns its path."""
     import mindspore as ms
     import numpy as np
@@ -221,7 +221,7 @@ def export_network(net: Any, fmt: str, batch_size: int, image_size: int, out: Pa
     net.set_train(False)
     try:
         if fmt == "ONNX":
-            written = _export_onnx(net, image_size, staging)
+            written = write_onnx(net, image_size, staging)
             from resnest.serve.engine import OnnxRuntimeModel
 
             session = OnnxRuntimeModel(written)

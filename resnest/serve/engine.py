@@ -106,6 +106,10 @@ class OnnxRuntimeModel:
         options.inter_op_num_threads = 1  # one request batch at a time: no parallel branches
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle pool threads sleep instead of spinning: the server's event loop and decode
+        # threads share these CPUs. Measured here (resnest14d, 32 px, 2 threads, shared
+        # machine): batch 1 10 ms instead of 13-14 ms, batch 8 43 ms instead of 60-66 ms.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options,
                                                 providers=["CPUExecutionProvider"])
