@@ -62,14 +62,15 @@ def evaluate_exported(model: Path, engine: str, data_dir: Path, config: Any, inf
     import numpy as np
 
     from resnest.data.pipeline import create_eval_dataset
-    from resnest.distributed import allreduce_sum, cpu_thread_count
+    from resnest.distributed import allreduce_sum
     from resnest.evaluation import count_topk_correct
     from resnest.serve.engine import available_cpus
     from resnest.serve.model import ModelRunner, ModelSpec
 
-    threads = config.cpu_threads or max(1, available_cpus() // max(1, info.world_size))
-    if engine != "onnxruntime":
-        threads = cpu_thread_count(config.cpu_threads, info.world_size)
+    # MindSpore's CPU threads were set by setup_runtime already (they can be set once).
+    threads = 0
+    if engine == "onnxruntime":
+        threads = config.cpu_threads or max(1, available_cpus() // max(1, info.world_size))
     runner = ModelRunner(ModelSpec(paths=(model,), device=device, device_id=info.local_rank,
                                    image_size=config.crop_size, engine=engine, threads=threads),
                          max_batch_size=config.test_batch_size)

@@ -59,36 +59,71 @@ def resolve_engine(requested: str, model: Path, device: str) -> str:
     return engine
 
 
-def _cgroup_cpu_limit(root: Path) -> float | None:
-    """CPUs granted by the cgroup CPU quota (v2 ``cpu.max``, v1 ``cfs_quota_us``), if any.
-
-    Kubernetes turns a container's ``limits.cpu`` into exactly this CFS quota (quota/period);
-    Slurm's task/cgroup confines by cpuset instead, which ``sched_getaffinity`` sees.
-    """
+def _quota(folder: Path) -> float | None:
+    """CPUs of one cgroup folder's CFS quota: v2 ``cpu.max`` ("QUOTA PERIOD" or "max PERIOD"),
+    else v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (quota -1: none)."""
     try:
-        quota, period = (root / "cpu.max").read_text().split()[:2]
-        if quota != "max":
-            return int(quota) / int(period)
-        return None
+        quota, period = (folder / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
     except (OSError, ValueError):
         pass
-    for v1 in (root / "cpu", root / "cpu,cpuacct", root):
-        try:
-            quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
-            period_us = int((v1 / "cpu.cfs_period_us").read_text())
-        except (OSError, ValueError):
+    try:
+        quota_us = int((folder / "cpu.cfs_quota_us").read_text())
+        period_us = int((folder / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def _cgroup_folders(root: Path, proc_cgroup: Path) -> list[Path]:
+    """This process's cgroup folders holding CPU controls, own first, then its ancestors.
+
+    ``/proc/self/cgroup`` names the process's cgroup per hierarchy ("0::/PATH" for v2,
+    "N:cpu,cpuacct:/PATH" for v1). Inside a container with a cgroup namespace PATH is "/" and
+    the mount shows the container's own cgroup; on a host it is the full path.
+    """
+    mounts: list[tuple[Path, str]] = []
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
             continue
-        return quota_us / period_us if quota_us > 0 and period_us > 0 else None
-    return None
+        controllers, path = parts[1].split(","), parts[2].lstrip("/")
+        if parts[0] == "0" and not parts[1]:
+            mounts.append((root, path))
+        elif "cpu" in controllers:
+            for name in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+                mounts.append((root / name, path))
+    if not mounts:
+        mounts = [(root, ""), (root / "cpu", ""), (root / "cpu,cpuacct", "")]
+    folders = []
+    for base, path in mounts:
+        own = base / path if path else base
+        folders += [own, *[p for p in own.parents if p.is_relative_to(base)]]
+    return folders
 
 
-def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+def _cgroup_cpu_limit(root: Path, proc_cgroup: Path) -> float | None:
+    """CPUs granted by the tightest CFS quota on this process's cgroup or its ancestors.
+
+    Kubernetes turns a container's ``limits.cpu`` into exactly this quota (quota/period);
+    Slurm's task/cgroup confines by cpuset instead, which ``sched_getaffinity`` sees.
+    """
+    limits = [q for q in map(_quota, _cgroup_folders(root, proc_cgroup)) if q is not None]
+    return min(limits) if limits else None
+
+
+def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup"),
+                   proc_cgroup: Path = Path("/proc/self/cgroup")) -> int:
     """CPUs this process may use: its affinity set, capped by the cgroup quota (rounded up)."""
     if hasattr(os, "sched_getaffinity"):
         cpus = len(os.sched_getaffinity(0))
     else:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
-    limit = _cgroup_cpu_limit(cgroup_root)
+    limit = _cgroup_cpu_limit(cgroup_root, proc_cgroup)
     if limit is not None:
         cpus = min(cpus, max(1, math.ceil(limit - 1e-9)))
     return max(1, cpus)

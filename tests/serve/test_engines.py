@@ -133,9 +133,13 @@ def test_eval_of_an_exported_model_counts_as_the_checkpoint(tiny_model: TinyMode
                            str(tiny_model.dir / "model.ckpt")], tmp_path / "ckpt")
     by_onnx = _eval(["--data-dir", str(data), "--model", str(tiny_model.dir / "model.onnx")],
                     tmp_path / "onnx")
+    by_mindir = _eval(["--data-dir", str(data), "--model", str(tiny_model.mindirs[-1])],
+                      tmp_path / "mindir")  # static batch 4, padded from test_batch_size 2
     assert by_onnx["engine"] == "onnxruntime" and by_onnx["total"] == 3
+    assert by_mindir["engine"] == "mindspore"
     counts = ("top1_correct", "top5_correct", "total", "expected_total")
     assert [by_onnx[k] for k in counts] == [by_checkpoint[k] for k in counts]
+    assert [by_mindir[k] for k in counts] == [by_checkpoint[k] for k in counts]
     # The counts must follow the logits: the classes the checkpoint predicts for each image.
     predicted = tiny_model.reference["image_logits"].argmax(axis=1)
     assert by_onnx["top1_correct"] == int((predicted == np.arange(3)).sum())

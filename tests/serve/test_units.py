@@ -178,25 +178,34 @@ def _cgroup(root: Path, files: dict[str, str]) -> Path:
 
 def test_threads_come_from_the_cgroup_quota_and_affinity(tmp_path: Path) -> None:
     """cgroup v2 ``cpu.max`` ("QUOTA PERIOD" or "max PERIOD") and v1 ``cpu.cfs_quota_us`` /
-    ``cpu.cfs_period_us`` (-1: no quota), as the kernel's cgroup docs define them."""
+    ``cpu.cfs_period_us`` (-1: no quota), as the kernel's cgroup docs define them, found
+    through ``/proc/self/cgroup`` ("0::/PATH" v2, "N:cpu,cpuacct:/PATH" v1)."""
     import os
 
     from resnest.serve.engine import available_cpus
 
     affinity = len(os.sched_getaffinity(0))
-    v2 = _cgroup(tmp_path / "v2", {"cpu.max": "150000 100000\n"})
-    assert available_cpus(v2) == min(affinity, 2)  # 1.5 CPUs: two threads, rounded up
-    v2_one = _cgroup(tmp_path / "v2one", {"cpu.max": "100000 100000\n"})
-    assert available_cpus(v2_one) == 1
-    unlimited = _cgroup(tmp_path / "v2max", {"cpu.max": "max 100000\n"})
-    assert available_cpus(unlimited) == affinity
-    v1 = _cgroup(tmp_path / "v1", {"cpu/cpu.cfs_quota_us": "50000\n",
-                                   "cpu/cpu.cfs_period_us": "100000\n"})
-    assert available_cpus(v1) == 1
-    v1_none = _cgroup(tmp_path / "v1none", {"cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
-                                            "cpu,cpuacct/cpu.cfs_period_us": "100000\n"})
-    assert available_cpus(v1_none) == affinity
-    assert available_cpus(tmp_path / "no-cgroup-here") == affinity
+
+    def cpus(files: dict[str, str], proc: str) -> int:
+        root = tmp_path / f"case{len(list(tmp_path.iterdir()))}"
+        root.mkdir()
+        _cgroup(root, files)
+        (root / "proc-self-cgroup").write_text(proc)
+        return available_cpus(root, root / "proc-self-cgroup")
+
+    # A container (cgroup namespace): its own cgroup is the mount's root.
+    assert cpus({"cpu.max": "150000 100000\n"}, "0::/\n") == min(affinity, 2)  # 1.5 -> 2
+    assert cpus({"cpu.max": "100000 100000\n"}, "0::/\n") == 1
+    assert cpus({"cpu.max": "max 100000\n"}, "0::/\n") == affinity
+    # A host path: the pod's quota sits on an ancestor of the container's cgroup.
+    assert cpus({"kubepods/pod1/cpu.max": "100000 100000\n", "kubepods/pod1/c1/cpu.max":
+                 "max 100000\n"}, "0::/kubepods/pod1/c1\n") == 1
+    v1 = {"cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "50000\n",
+          "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"}
+    assert cpus(v1, "4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n") == 1
+    none = {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}
+    assert cpus(none, "3:cpu,cpuacct:/\n") == affinity
+    assert cpus({}, "") == affinity
 
 
 def test_cpus_follow_the_affinity_mask_not_the_host(tmp_path: Path) -> None:
