@@ -4,15 +4,17 @@
 
 ONNX: MindSpore's exporter writes static shapes only (``mindspore.export`` raises "Export ONNX
 format model not support dynamic shape mode" for a ``None`` dimension: mindspore/train/
-serialization.py in MindSpore 2.10). So the network is traced at batch ``TRACE_BATCH`` and the
-ONNX graph is rewritten with the ``onnx`` package: every Reshape that keeps the batch as its
-leading dimension gets 0 there ("copy this dimension from the input", ONNX Reshape semantics),
+serialization.py in MindSpore 2.10; ``mindspore.onnx.export(dynamic_axes=...)`` renames the
+input dimension but keeps the traced batch inside the graph). So the network is traced at batch
+``TRACE_BATCH`` and the ONNX graph is rewritten with the ``onnx`` package: every Reshape that
+keeps the batch as its leading dimension gets 0 there ("copy this dimension from the input", ONNX Reshape semantics),
 the graph's input and output get a named batch dimension, and each BatchNormalization that
 follows a Conv is folded into that Conv's weights and bias. ONNX Runtime then runs any batch
 size. MINDIR and AIR keep the static ``--batch-size``.
 
 Before reporting success the export runs the written model (ONNX Runtime for ONNX, MindSpore
-for MINDIR) on random inputs, at batch 1 and at ``--batch-size``, and compares its logits with
+for MINDIR) on random inputs, at batch 1 and ``max(--batch-size, 4)`` for ONNX, at the static
+batch for MINDIR, and compares its logits with
 the checkpoint's network in MindSpore: relative error (max |a - b| / max |b|) must stay within
 ``CHECK_RTOL``. Otherwise nothing is left at ``--out`` and the command exits 1. AIR (for the
 Ascend 310 toolchain) can only be written by MindSpore running on an Ascend device; elsewhere
@@ -38,6 +40,7 @@ from resnest.config import ConfigError, add_config_arguments, config_from_args
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 TRACE_BATCH = 3  # the batch the ONNX graph is traced at before its batch dimension is freed
 BATCH_DIM = "batch"
+INPUT_NAME, OUTPUT_NAME = "input", "logits"  # the names the server's v2 protocol uses
 CHECK_RTOL = 1e-5
 
 
@@ -187,14 +190,18 @@ def write_onnx(net: Any, image_size: int, base: Path) -> Path:
     import numpy as np
     import onnx
 
-    traced = base.with_name(base.name + ".traced")
+    traced = base.with_name(base.name + ".traced.onnx")
     example = ms.Tensor(np.zeros((TRACE_BATCH, 3, image_size, image_size), np.float32))
-    ms.export(net, example, file_name=str(traced), file_format="ONNX")
-    traced_file = traced.with_name(traced.name + ".onnx")
+    # mindspore.onnx.export is 2.10's ONNX entry point (mindspore.export(file_format="ONNX") is
+    # deprecated). Its dynamic_axes is not used: it names the input's batch dimension but
+    # leaves every Reshape target at the traced batch, so ONNX Runtime fails at any other batch
+    # ("requested shape:{3,1,2,-1}", tried with resnest14d); make_batch_dynamic does it right.
+    ms.onnx.export(net, example, file_name=str(traced), input_names=[INPUT_NAME],
+                   output_names=[OUTPUT_NAME])
     try:
-        model = onnx.load(str(traced_file))
+        model = onnx.load(str(traced))
     finally:
-        traced_file.unlink(missing_ok=True)
+        traced.unlink(missing_ok=True)
     fold_batch_norms(model)
     make_batch_dynamic(model, TRACE_BATCH)
     onnx.checker.check_model(model, full_check=True)
