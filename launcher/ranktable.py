@@ -1,7 +1,9 @@
-"""HCCL rank tables for Ascend: build one from servers and device IPs, render it, validate it.
+"""HCCL rank tables for Ascend: build one from servers and device IPs, render it, check it.
 
-Format (version "1.0"): every value is a string, servers are ordered by `server_id` (numeric IP
-order), rank ids run 0..N-1 in that order, device IPs are unique. `hccn.conf` lines look like
+Format (version "1.0"): every value is a string, servers are ordered by the dictionary (string)
+order of `server_id` (`launcher.rank_entry.server_order`, the one place that orders them), rank
+ids run 0..N-1 in that order, device IPs are unique. A process finds its own server with
+`entry_for_host` / `find_entry` (re-exported from `launcher.rank_entry`). `hccn.conf` lines look like
 `address_0=192.168.100.101`. `python -m launcher.ranktable register DIR HCCN` is what each node of
 a Slurm Ascend job runs: it copies its hccn.conf to DIR/<node IP>.conf for the rank table step.
 """
@@ -9,6 +11,7 @@ a Slurm Ascend job runs: it copies its hccn.conf to DIR/<node IP>.conf for the r
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 import socket
 import sys
@@ -16,9 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from launcher.rank_entry import entry_for_host, find_entry, local_ranks, server_order
 from launcher.templating import render_template
 
+__all__ = ["RankTable", "RankTableError", "build_rank_table", "check_rank_table",
+           "entry_for_host", "find_entry", "local_ranks", "server_order"]
+
 HCCN_ADDRESS_RE = re.compile(r"^\s*address_(\d+)\s*=\s*(\S+)\s*$")
+# Rank table versions HCCL reads: 1.0, and 1.2 for A3 super-pods (super_pod_list).
+VERSIONS: tuple[str, ...] = ("1.0", "1.2")
+# The largest Ascend server (Atlas 900 A2 PoD: module-910b-16) holds 16 cards.
+MAX_CARDS = 16
 
 
 class RankTableError(ValueError):
@@ -60,19 +71,21 @@ class RankTable:
 
 
 def parse_device_range(text: str) -> list[int]:
-    """`0-7`, `0,1,2,3` or `4-7` -> card numbers."""
+    """`0-7`, `0,1,2,3` or `4-7` -> card numbers (bounds checked before any range is built)."""
     ids: list[int] = []
     for part in text.split(","):
         part = part.strip()
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        match = re.fullmatch(r"(\d{1,6})(?:-(\d{1,6}))?", part)
         if not match:
             raise RankTableError(f"--devices {text!r} is not a card list like 0-7 or 0,1,2,3")
         lo, hi = int(match[1]), int(match[2] or match[1])
         if hi < lo:
             raise RankTableError(f"--devices {text!r}: range {part} runs backwards")
+        if hi >= MAX_CARDS:
+            raise RankTableError(f"--devices {text!r} must name cards within 0-{MAX_CARDS - 1}")
         ids.extend(range(lo, hi + 1))
-    if len(set(ids)) != len(ids) or any(i > 7 for i in ids):
-        raise RankTableError(f"--devices {text!r} must name distinct cards within 0-7")
+    if len(set(ids)) != len(ids):
+        raise RankTableError(f"--devices {text!r} names a card twice")
     return ids
 
 
@@ -120,7 +133,7 @@ IPV4_RE = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\
 def _checked_ip(value: str, what: str) -> str:
     """The canonical text of an IP address (IPv4 checked by regex: 4,096-server tables)."""
     text = str(value).strip()
-    if IPV4_RE.match(text):
+    if IPV4_RE.fullmatch(text):
         return text
     try:
         return str(ipaddress.ip_address(text))
@@ -128,28 +141,24 @@ def _checked_ip(value: str, what: str) -> str:
         raise RankTableError(f"{what}: {value!r} is not an IP address") from None
 
 
-def _ip_sort_key(text: str) -> tuple[int, int]:
-    """Numeric order, IPv4 before IPv6 (10.0.0.9 < 10.0.0.10)."""
-    if IPV4_RE.match(text):
-        a, b, c, d = (int(x) for x in text.split("."))
-        return 4, (a << 24) | (b << 16) | (c << 8) | d
-    return 6, int(ipaddress.ip_address(text))
-
-
 def build_rank_table(
     device_ips: dict[str, dict[int, str]], device_ids: list[int]
 ) -> RankTable:
-    """Servers sorted by IP, the chosen cards of each, consecutive rank ids."""
+    """Servers in `server_id` dictionary order, the chosen cards of each, consecutive ranks."""
     if not device_ips:
         raise RankTableError("no servers given (use --server IP)")
-    servers_sorted = sorted(
-        ((_ip_sort_key(_checked_ip(s, "--server")), s) for s in device_ips),
-    )
+    canonical: dict[str, str] = {}
+    for given in device_ips:
+        server_ip = _checked_ip(given, "--server")
+        if server_ip in canonical:
+            raise RankTableError(f"--server {given!r} is given twice (as {canonical[server_ip]!r})")
+        canonical[server_ip] = given
     servers: list[Server] = []
     rank = 0
-    for _, server_ip in servers_sorted:
-        ips = device_ips[server_ip]
-        server = Server(server_id=_checked_ip(server_ip, "--server"))
+    for entry in server_order({"server_id": ip} for ip in canonical):
+        server_ip = entry["server_id"]
+        ips = device_ips[canonical[server_ip]]
+        server = Server(server_id=server_ip)
         for card in device_ids:
             if card not in ips:
                 raise RankTableError(f"server {server_ip}: no device IP for card {card}")
@@ -167,79 +176,135 @@ def build_rank_table(
     return RankTable(servers)
 
 
+def _whole_number(value: Any) -> int | None:
+    """An int from an int or a string of digits (tables write both); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _is_ip(value: Any) -> bool:
+    try:
+        _checked_ip(str(value), "")
+    except RankTableError:
+        return False
+    return isinstance(value, str)
+
+
 def check_rank_table(data: Any) -> list[str]:
-    """Every problem with a parsed rank table, one line each; empty when valid."""
+    """What in a parsed rank table would break training, one line naming the entry each.
+
+    Judges meaning, not form (CANN HCCL rank table guide; MindSpore rank_table docs): any unique
+    `server_id` under 64 characters (Huawei's examples use `node_0`, MindX DL writes pod UIDs),
+    rank ids as strings or integers (merge_hccl.py writes integers), optional `host_ip`,
+    `container_ip`, `device_port`, up to 16 cards a server, version 1.0 and 1.2 (A3 super-pod
+    tables with `super_pod_list`). Rejected: duplicate or missing ranks, duplicate device IPs, a
+    wrong `server_count`, and ranks that do not follow the dictionary order of `server_id`.
+    """
     if not isinstance(data, dict):
         return ["rank table must be a JSON object"]
     out: list[str] = []
-    if data.get("version") != "1.0":
-        out.append(f"version must be the string \"1.0\", got {data.get('version')!r}")
+    if data.get("version") not in VERSIONS:
+        out.append(f"version must be one of {', '.join(VERSIONS)}, got {data.get('version')!r}")
     servers = data.get("server_list")
     if not isinstance(servers, list) or not servers:
         return out + ["server_list must be a non-empty list"]
-    if data.get("server_count") != str(len(servers)):
-        out.append(
-            f"server_count must be the string {str(len(servers))!r}, got {data.get('server_count')!r}"
-        )
+    if _whole_number(data.get("server_count")) != len(servers):
+        out.append(f"server_count is {data.get('server_count')!r} but server_list holds "
+                   f"{len(servers)} servers")
     if "status" in data and data["status"] != "completed":
-        out.append(f"status must be \"completed\", got {data['status']!r}")
-    seen_ips: set[str] = set()
-    expected_rank = 0
-    keys: list[Any] = []
-    per_server = None
+        out.append(f"status is {data['status']!r}: the table is not complete")
+    seen_ids: dict[str, int] = {}
+    seen_ips: dict[str, str] = {}
+    ranks: dict[int, str] = {}
+    server_ranks: list[tuple[str, list[int]]] = []
     for index, server in enumerate(servers):
         where = f"server_list[{index}]"
         if not isinstance(server, dict):
             out.append(f"{where} must be an object")
             continue
         sid = server.get("server_id")
-        if not isinstance(sid, str):
-            out.append(f"{where}.server_id must be a string, got {sid!r}")
+        if not isinstance(sid, str) or not 0 < len(sid) < 64:
+            out.append(f"{where}.server_id {sid!r} must be a string of 1-63 characters")
             continue
-        try:
-            keys.append(_ip_sort_key(_checked_ip(sid, where)))
-        except (RankTableError, ValueError):
-            out.append(f"{where}.server_id {sid!r} is not an IP address")
+        where = f"server {sid}"
+        if sid in seen_ids:
+            out.append(f"{where}: server_id is used twice (server_list[{seen_ids[sid]}] "
+                       f"and server_list[{index}])")
+        seen_ids[sid] = index
+        for key in ("host_ip", "container_ip"):
+            if key in server and not _is_ip(server[key]):
+                out.append(f"{where}: {key} {server[key]!r} is not an IP address")
         devices = server.get("device")
-        if not isinstance(devices, list) or not devices:
-            out.append(f"{where}.device must be a non-empty list")
+        if not isinstance(devices, list) or not 0 < len(devices) <= MAX_CARDS:
+            out.append(f"{where}: device must list 1-{MAX_CARDS} cards")
             continue
-        if per_server is None:
-            per_server = len(devices)
-        elif len(devices) != per_server:
-            out.append(f"{where} has {len(devices)} devices, server_list[0] has {per_server}")
-        cards: set[str] = set()
+        cards: set[int] = set()
+        own: list[int] = []
         for d_index, device in enumerate(devices):
-            dwhere = f"{where}.device[{d_index}]"
+            dwhere = f"{where} device[{d_index}]"
             if not isinstance(device, dict):
                 out.append(f"{dwhere} must be an object")
                 continue
-            for key in ("device_id", "device_ip", "rank_id"):
-                if not isinstance(device.get(key), str):
-                    out.append(f"{dwhere}.{key} must be a string, got {device.get(key)!r}")
-            card, ip, rank = device.get("device_id"), device.get("device_ip"), device.get("rank_id")
-            if isinstance(card, str):
-                if not card.isdigit() or int(card) > 7:
-                    out.append(f"{dwhere}.device_id {card!r} must be a card number 0-7")
-                elif card in cards:
-                    out.append(f"{dwhere}.device_id {card!r} appears twice on {sid}")
+            card = _whole_number(device.get("device_id"))
+            if card is None or card >= MAX_CARDS:
+                out.append(f"{dwhere}: device_id {device.get('device_id')!r} is not a card "
+                           f"number 0-{MAX_CARDS - 1}")
+            elif card in cards:
+                out.append(f"{dwhere}: device_id {card} appears twice on this server")
+            else:
                 cards.add(card)
-            if isinstance(ip, str):
-                if not IPV4_RE.match(ip):
-                    try:
-                        ipaddress.ip_address(ip)
-                    except ValueError:
-                        out.append(f"{dwhere}.device_ip {ip!r} is not an IP address")
-                if ip in seen_ips:
-                    out.append(f"{dwhere}.device_ip {ip!r} is used twice")
-                seen_ips.add(ip)
-            if isinstance(rank, str) and rank != str(expected_rank):
-                out.append(f"{dwhere}.rank_id must be {str(expected_rank)!r}, got {rank!r}")
-            expected_rank += 1
-    if keys and keys != sorted(keys):
-        out.append("server_list must be ordered by server_id")
-    if len(keys) != len(set(keys)):
-        out.append("server_id values must be unique")
+            ip = device.get("device_ip")
+            if not _is_ip(ip):
+                out.append(f"{dwhere}: device_ip {ip!r} is not an IP address")
+            elif ip in seen_ips:
+                out.append(f"{dwhere}: device_ip {ip} is also used by {seen_ips[ip]}")
+            else:
+                seen_ips[ip] = dwhere
+            if "device_port" in device and _whole_number(device["device_port"]) is None:
+                out.append(f"{dwhere}: device_port {device['device_port']!r} is not a port")
+            rank = _whole_number(device.get("rank_id"))
+            if rank is None:
+                out.append(f"{dwhere}: rank_id {device.get('rank_id')!r} is not a whole number")
+            elif rank in ranks:
+                out.append(f"{dwhere}: rank_id {rank} is also used by {ranks[rank]}")
+            else:
+                ranks[rank] = dwhere
+                own.append(rank)
+        server_ranks.append((sid, own))
+    if ranks:
+        missing = sorted(set(range(len(ranks))) - set(ranks))
+        if missing:
+            out.append(f"rank ids must run 0-{len(ranks) - 1} without gaps: "
+                       f"missing {', '.join(str(r) for r in missing[:5])}")
+    # Ranks follow the dictionary order of server_id: every rank of a server is below every
+    # rank of the next server in that order.
+    ordered = [s for s in server_order({"server_id": sid, "ranks": r} for sid, r in server_ranks)
+               if s["ranks"]]
+    for before, after in itertools.pairwise(ordered):
+        if max(before["ranks"]) > min(after["ranks"]):
+            out.append(f"server {after['server_id']} holds rank {min(after['ranks'])} below "
+                       f"rank {max(before['ranks'])} of server {before['server_id']}, which "
+                       "comes first in server_id dictionary order")
+    super_pods = data.get("super_pod_list")
+    if super_pods is not None:
+        if data.get("version") != "1.2" or not isinstance(super_pods, list):
+            out.append("super_pod_list belongs to version 1.2 tables and must be a list")
+        else:
+            for p_index, pod in enumerate(super_pods):
+                members = pod.get("server_list", []) if isinstance(pod, dict) else None
+                if not isinstance(members, list):
+                    out.append(f"super_pod_list[{p_index}].server_list must be a list")
+                    continue
+                for member in members:
+                    sid = member.get("server_id") if isinstance(member, dict) else member
+                    if sid not in seen_ids:
+                        out.append(f"super_pod_list[{p_index}] names server {sid!r}, which "
+                                   "server_list does not hold")
     return out
 
 

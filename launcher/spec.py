@@ -15,10 +15,6 @@ from typing import Any
 
 TASKS: tuple[str, ...] = ("train", "eval", "export")
 DEVICE_KINDS: tuple[str, ...] = ("gpu", "ascend", "cpu")
-# Ascend 910 servers: 8 cards in two HCCS rings of four (0-3, 4-7); a job of 1, 2 or 4 cards
-# must sit inside one ring, an 8-card job takes the whole server.
-ASCEND_DEVICES_PER_NODE: tuple[int, ...] = (1, 2, 4, 8)
-ASCEND_RINGS: tuple[range, ...] = (range(4), range(4, 8))
 
 # The training entry points (issue 3) run as script files because msrun launches script paths.
 TASK_SCRIPTS: dict[str, str] = {
@@ -144,7 +140,10 @@ class JobSpec:
         if not isinstance(self.devices_per_node, int) or not 1 <= self.devices_per_node <= 1024:
             out.append(f"devices per node {self.devices_per_node!r} must be an integer from 1")
         elif self.device_kind == "ascend":
-            out += self._ascend_problems()
+            from launcher import ascend
+
+            out += ascend.placement_problems(self.devices_per_node, self.visible_device_ids,
+                                             ascend.chip_of(self.backend_options))
         elif self.device_kind == "gpu" and self.devices_per_node > 16:
             out.append(f"--gpus {self.devices_per_node} is more than 16 GPUs per node")
         if self.device_ids is not None and self.device_kind != "ascend":
@@ -207,19 +206,6 @@ class JobSpec:
         if self.task == "export" and self.world_size != 1:
             out.append(f"an export job runs one process, not {self.world_size}: use one device")
         return out
-
-    def _ascend_problems(self) -> list[str]:
-        n = self.devices_per_node
-        if n not in ASCEND_DEVICES_PER_NODE:
-            return [f"--ascend {n} is not allowed: devices per node must be 1, 2, 4 or 8"]
-        ids = self.visible_device_ids
-        if len(ids) != n or len(set(ids)) != n:
-            return [f"device_ids {ids} must be {n} distinct card numbers"]
-        if any(not 0 <= i <= 7 for i in ids):
-            return [f"device_ids {ids} must be within 0-7"]
-        if n < 8 and not any(set(ids) <= set(ring) for ring in ASCEND_RINGS):
-            return [f"device_ids {ids}: a {n}-card Ascend job must sit within devices 0-3 or 4-7"]
-        return []
 
     def validate(self) -> JobSpec:
         """Raise `SpecError` listing every problem; return self when valid."""

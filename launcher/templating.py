@@ -4,7 +4,8 @@ The top-level `templates/` directory ships inside the `launcher` package (the
 `launcher/templates` symlink plus `package-data` in pyproject.toml), so the same lookup works in a
 checkout, an editable install and a normal wheel install. Templates receive data; the only
 "logic" offered to them is escaping for the target language: `sh` (one shell word), `shjoin`
-(a list of shell words), `tojson` (a JSON value) and `toyaml` (a YAML value).
+(a list of shell words), `tojson` (a JSON value), `toyaml` (a YAML value) and `toyamlblock`
+(multi-line text as a YAML literal block, e.g. a script inside a ConfigMap).
 """
 
 from __future__ import annotations
@@ -47,6 +48,27 @@ def _toyaml(value: Any) -> str:
     return text.removesuffix("\n...\n").rstrip("\n")
 
 
+def _toyamlblock(text: str, indent: int) -> str:
+    """A YAML literal block for multi-line text (readable scripts), JSON when it cannot be one.
+
+    The block is checked by parsing it back, so no text can end it early or change its value.
+    """
+    import yaml
+
+    text = str(text)
+    if "\n" in text.rstrip("\n") and text == text.lstrip(" \n") and text.endswith("\n") \
+            and not text.endswith("\n\n"):
+        pad = " " * indent
+        body = "\n".join(pad + line if line else "" for line in text.rstrip("\n").split("\n"))
+        candidate = f"|\n{body}"
+        try:
+            if yaml.safe_load("k: " + candidate + "\n") == {"k": text}:
+                return candidate
+        except yaml.YAMLError:
+            pass
+    return _tojson(text)
+
+
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
     """Compiled templates under the user's cache dir: compiling is most of a dry run's time."""
     import os
@@ -75,7 +97,8 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters.update(sh=_sh, shjoin=_shjoin, tojson=_tojson, toyaml=_toyaml)
+    env.filters.update(sh=_sh, shjoin=_shjoin, tojson=_tojson, toyaml=_toyaml,
+                       toyamlblock=_toyamlblock)
     return env
 
 

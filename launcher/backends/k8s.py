@@ -1,10 +1,15 @@
-"""Kubernetes backend: an Indexed batch/v1 Job (one pod per node) per training job.
+"""Kubernetes backend: one workload object per job, of a kind the cluster's controllers run.
 
-`render` is pure: Jinja templates in `templates/k8s/` become one multi-document YAML stream
-(ConfigMap with the entrypoint script and optional rank table, the Ascend operator's rings
-ConfigMap, a headless Service, an optional Volcano PodGroup, the Job), which is what `--dry-run`
-prints and `kubectl apply -f -` would take. The cluster operations live in `k8s_api` and import
-the `kubernetes` client only when they run, so the CLI starts without it.
+- Ascend (MindX DL): an AscendJob (default) or a Volcano Job, labelled so that the ascend-operator
+  writes the job's rank table; or a static rank table shipped by rlaunch, pods pinned to its
+  servers. docs/kubernetes.md says why the AscendJob is the default.
+- NVIDIA GPUs (and CPU): a JobSet (default) or a Volcano Job; both restart the whole group when
+  one pod fails or is evicted, and count that as one restart.
+
+`render` is pure: templates in `templates/k8s/` (through the one Jinja environment of
+`launcher.templating`) become one multi-document YAML stream, which is what `--dry-run` prints
+and exactly what `submit` creates. Object names come from `k8s_names`. Cluster operations live in
+`k8s_api`, which imports the `kubernetes` client only when they run.
 """
 
 from __future__ import annotations
@@ -14,24 +19,27 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from launcher.ascend import CHIPS, RESOURCE_NAME
 from launcher.backends.base import Backend, BackendError, JobStatus, RenderedJob
+from launcher.backends.k8s_names import (
+    JOB_LABEL,
+    NODE_TASK,
+    WORKLOADS_FOR_KIND,
+    JobNames,
+    names_for,
+)
 from launcher.backends.k8s_options import OPTION_HELP, K8sOptions, OptionError, load_rank_table
 from launcher.backends.k8s_options import parse_options as parse_k8s_options
-from launcher.spec import REQUEUE_EXIT_CODE
+from resnest.contract import DEVICE_KIND_ENV, REQUEUE_EXIT_CODE
 
 if TYPE_CHECKING:
-    import jinja2
-
     from launcher.spec import JobSpec
     from launcher.store import JobRecord
 
 # Extended resources as data (TorchX habit): device kind -> device plugin resource name.
-DEVICE_RESOURCES: dict[str, str] = {
-    "ascend": "huawei.com/Ascend910",
-    "gpu": "nvidia.com/gpu",
-}
+DEVICE_RESOURCES: dict[str, str] = {"ascend": RESOURCE_NAME, "gpu": "nvidia.com/gpu"}
 # What `rlaunch build --target <kind>` names its images; pass --image with the exact tag it
 # printed (and a registry) so a job names exactly the code it runs.
 DEFAULT_IMAGES: dict[str, str] = {
@@ -39,11 +47,13 @@ DEFAULT_IMAGES: dict[str, str] = {
     "gpu": "rlaunch-gpu:latest",
     "cpu": "rlaunch-cpu:latest",
 }
-# MindX DL conventions: pods of a ring-managed job carry this label; the operator fills the
-# ConfigMap `rings-config-<job>`, mounted at this path in every pod.
-ASCEND_RING_LABEL = ("ring-controller.atlas", "ascend-910")
-ASCEND_NODE_SELECTOR = {"accelerator": "huawei-Ascend910"}
-ASCEND_OPERATOR_RANK_TABLE_DIR = "/user/serverid/devindex/config"
+# MindX DL: the operator writes the rank table of a job labelled `ring-controller.atlas`
+# (mind-cluster component/ascend-operator/pkg/ranktable/plugins.go ShouldGenerateRankTable)
+# into its ConfigMap rings-config-<job>, which pods mount here under this volume name
+# (Ascend/mindcluster-deploy samples/train/basic-training/ranktable/yaml/910b/a800_mindspore_vcjob.yaml).
+OPERATOR_RANK_TABLE_DIR = "/user/serverid/devindex/config"
+OPERATOR_RANK_TABLE_VOLUME = "ascend-910-config"
+ASCEND_CONTAINER = "ascend"  # the AscendJob container name the operator requires
 ASCEND_DRIVER_PATHS: tuple[tuple[str, str, str], ...] = (
     ("ascend-driver", "/usr/local/Ascend/driver", "Directory"),
     ("ascend-add-ons", "/usr/local/Ascend/add-ons", "DirectoryOrCreate"),
@@ -59,234 +69,218 @@ DEFAULT_DATA_DIR = "/data"
 DEFAULT_OUTPUT_DIR = "/output"
 # Where the images of docker/ install the resnest package (/opt/venv/resnest -> site-packages).
 IMAGE_CODE_DIR = "/opt/venv"
-JOB_LABEL = "rlaunch.dev/job"
+# MindSpore's dynamic cluster waits MS_TOPO_TIMEOUT for its peers (30 min by default, MindSpore
+# tutorials parallel/dynamic_cluster.md); the entrypoint waits for node 0 as long.
+TOPO_TIMEOUT_SECONDS = 1800
 MANIFEST_FILE = "manifests.yaml"
 RANK_PREFIX_RE = re.compile(r"^\[rank \d+\]")
-# Service names are DNS-1035 labels: they must start with a letter.
+ROLE_LABEL = "rlaunch.dev/role"
+# Service and pod host names are DNS-1035 labels: they must start with a letter.
 SERVICE_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-# Order of creation; deletion runs in reverse.
-TEMPLATES: tuple[str, ...] = (
-    "configmap.yaml.j2",
-    "rings-configmap.yaml.j2",
-    "service.yaml.j2",
-    "podgroup.yaml.j2",
-    "job.yaml.j2",
-)
-
-
-def templates_dir() -> Path:
-    """`templates/k8s`, found through the installed package like every template."""
-    from launcher import templating
-
-    return templating.templates_dir() / "k8s"
-
-
-def _block(text: str, indent: int) -> str:
-    """A YAML literal block for multi-line text (readable scripts), JSON when it cannot be one."""
-    import yaml
-
-    if text and "\n" in text.rstrip("\n") and text == text.lstrip(" "):
-        chomp = "" if text.endswith("\n") and not text.endswith("\n\n") else (
-            "-" if not text.endswith("\n") else "+")
-        pad = " " * indent
-        body = "\n".join(pad + line if line else "" for line in text.rstrip("\n").split("\n"))
-        candidate = f"|{chomp}\n{body}"
-        if chomp == "+":
-            candidate += "\n" * (len(text) - len(text.rstrip("\n")) - 1)
-        try:
-            if yaml.safe_load("k: " + candidate + "\n") == {"k": text}:
-                return candidate
-        except yaml.YAMLError:
-            pass
-    return json.dumps(text, ensure_ascii=False)
-
-
-def _jinja_env() -> jinja2.Environment:
-    import shlex
-
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-        # bash's ${#array[@]} would open a Jinja comment.
-        comment_start_string="{##",
-        comment_end_string="##}",
-    )
-    # JSON is YAML: every value reaches the manifests serialized, never pasted.
-    env.filters["q"] = lambda value: json.dumps(value, ensure_ascii=False)
-    env.filters["block"] = _block
-    env.filters["shell"] = lambda value: shlex.quote(str(value))
-    return env
 
 
 def time_limit_seconds(limit: str | None) -> int | None:
     """Slurm time formats (minutes, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]) to seconds."""
     if not limit:
         return None
-    days = 0
-    text = str(limit)
-    if "-" in text:
-        day_text, text = text.split("-", 1)
-        days = int(day_text)
-        parts = [int(p) for p in text.split(":")]
-        parts += [0] * (3 - len(parts))
-        hours, minutes, seconds = parts
+    days, _, text = str(limit).rpartition("-")
+    parts = [int(p) for p in text.split(":")]
+    if days:
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+    elif len(parts) == 1:
+        hours, minutes, seconds = 0, parts[0], 0
+    elif len(parts) == 2:
+        hours, minutes, seconds = 0, parts[0], parts[1]
     else:
-        parts = [int(p) for p in text.split(":")]
-        if len(parts) == 1:
-            hours, minutes, seconds = 0, parts[0], 0
-        elif len(parts) == 2:
-            hours, minutes, seconds = 0, parts[0], parts[1]
-        else:
-            hours, minutes, seconds = parts
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+        hours, minutes, seconds = parts
+    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 @dataclass
 class Volume:
-    """One pod volume and where the trainer container mounts it."""
+    """One pod volume (`kind` is its pod-spec key) and where the container mounts it."""
 
     name: str
-    kind: str  # pvc | configmap | memory | emptydir | hostpath
+    kind: str
+    source: dict[str, Any]
     mount_path: str
-    source: str | None = None
     read_only: bool = False
-    size_limit: str | None = None
-    host_path_type: str | None = None
     sub_path: str | None = None
 
 
-def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) -> dict[str, Any]:
-    """Everything the templates need, computed here so templates only place values."""
-    name = spec.name
-    kind = spec.device_kind
-    ascend = kind == "ascend"
-    operator_rank_table = ascend and rank_table is None
-    labels = {
-        "app.kubernetes.io/name": "resnest",
-        "app.kubernetes.io/managed-by": "rlaunch",
-        "app.kubernetes.io/component": spec.task,
-        JOB_LABEL: name,
-    }
-    pod_labels = dict(labels)
-    if ascend:
-        pod_labels[ASCEND_RING_LABEL[0]] = ASCEND_RING_LABEL[1]
+def workload_of(spec: JobSpec, opts: K8sOptions) -> str:
+    """The workload key: `--opt workload=` or the device kind's default."""
+    return opts.workload or WORKLOADS_FOR_KIND[spec.device_kind][0]
 
-    requests: dict[str, str] = {}
-    if kind in DEVICE_RESOURCES:
-        requests[DEVICE_RESOURCES[kind]] = str(spec.devices_per_node)
-    if opts.cpu:
-        requests["cpu"] = opts.cpu
-    if opts.memory:
-        requests["memory"] = opts.memory
 
-    node_selector = dict(ASCEND_NODE_SELECTOR) if ascend else {}
-    node_selector.update(opts.node_selector)
-    tolerations = [GPU_TOLERATION] if kind == "gpu" else []
-    tolerations += [t.to_manifest() for t in opts.tolerations]
+def job_names(spec: JobSpec) -> JobNames:
+    """Names of the objects of `spec`, after its job id (submit sets it before rendering)."""
+    opts = parse_k8s_options(spec.backend_options)
+    return names_for(spec.job_id or spec.name, workload_of(spec, opts))
 
-    config_name = f"{name}-rlaunch"
-    rings_name = f"rings-config-{name}"
-    volumes = [Volume("rlaunch", "configmap", ENTRYPOINT_DIR, config_name, read_only=True)]
-    if operator_rank_table:
-        volumes.append(Volume("ascend-910-config", "configmap", ASCEND_OPERATOR_RANK_TABLE_DIR,
-                              rings_name, read_only=True))
+
+def _volumes(spec: JobSpec, opts: K8sOptions, names: JobNames, operator_table: bool) -> list[Volume]:
+    volumes = [Volume("rlaunch", "configMap", {"name": names.config_map}, ENTRYPOINT_DIR,
+                      read_only=True)]
+    if operator_table:
+        volumes.append(Volume(OPERATOR_RANK_TABLE_VOLUME, "configMap", {"name": names.rings_config},
+                              OPERATOR_RANK_TABLE_DIR, read_only=True))
     if spec.data_dir and opts.data_pvc:
-        volumes.append(Volume("data", "pvc", spec.data_dir, opts.data_pvc, read_only=True))
+        volumes.append(Volume("data", "persistentVolumeClaim",
+                              {"claimName": opts.data_pvc, "readOnly": True}, spec.data_dir,
+                              read_only=True))
     if spec.output_dir:
         if opts.output_pvc:
             # One directory per job on a shared claim; `rlaunch gather` reads it back from there.
-            volumes.append(Volume("output", "pvc", spec.output_dir, opts.output_pvc,
-                                  sub_path=name))
+            volumes.append(Volume("output", "persistentVolumeClaim", {"claimName": opts.output_pvc},
+                                  spec.output_dir, sub_path=names.job))
         else:
-            volumes.append(Volume("output", "emptydir", spec.output_dir))
-    volumes.append(Volume("dshm", "memory", "/dev/shm", size_limit=opts.shm_size))
-    if ascend and opts.ascend_driver_mounts:
-        volumes += [Volume(vol_name, "hostpath", path, path, read_only=True, host_path_type=kind_)
-                    for vol_name, path, kind_ in ASCEND_DRIVER_PATHS]
+            volumes.append(Volume("output", "emptyDir", {}, spec.output_dir))
+    volumes.append(Volume("dshm", "emptyDir", {"medium": "Memory", "sizeLimit": opts.shm_size},
+                          "/dev/shm"))
+    if spec.device_kind == "ascend" and opts.ascend_driver_mounts:
+        volumes += [Volume(name, "hostPath", {"path": path, "type": kind}, path, read_only=True)
+                    for name, path, kind in ASCEND_DRIVER_PATHS]
+    return volumes
 
-    env = [("RLAUNCH_JOB", name), ("RLAUNCH_TASK", spec.task)]
-    env += sorted((str(k), str(v)) for k, v in spec.env.items())
-    python = spec.python or "python3"
-    rank_table_path = (f"{ASCEND_OPERATOR_RANK_TABLE_DIR}/hccl.json" if operator_rank_table
-                       else f"{ENTRYPOINT_DIR}/hccl.json")
-    device_ids = spec.visible_device_ids if ascend else list(range(spec.devices_per_node))
-    gang = [(res, str(int(q) * spec.nodes) if res in DEVICE_RESOURCES.values() else q)
-            for res, q in requests.items()] if opts.volcano else []
-    return {
-        "job_name": name,
-        "namespace": opts.namespace,
-        "labels": labels,
-        "job_labels": pod_labels,
-        "pod_labels": pod_labels,
-        "selector": {JOB_LABEL: name},
-        "pod_annotations": {"scheduling.k8s.io/group-name": name} if opts.volcano else {},
-        "nodes": spec.nodes,
-        "procs_per_node": spec.devices_per_node,
-        "device_ids": device_ids,
-        "mode": "ascend" if ascend else "dynamic-cluster",
-        "command": [python, spec.script, *spec.script_args()],
-        "code_dir": spec.code_dir,
-        "working_dir": spec.code_dir,
-        "requeue_exit_code": REQUEUE_EXIT_CODE,
-        "rank_table": rank_table,
-        "rank_table_from_operator": operator_rank_table,
-        "rank_table_configmap": rings_name if operator_rank_table else None,
-        "rings_labels": {**labels, ASCEND_RING_LABEL[0]: ASCEND_RING_LABEL[1]},
-        "rank_table_path": rank_table_path,
-        "rank_table_timeout": opts.rank_table_timeout,
-        "scheduler_host": f"{name}-0.{name}",
-        "scheduler_port": spec.master_port or DEFAULT_SCHEDULER_PORT,
-        "dns_timeout": 300,
-        "config_name": config_name,
-        "volcano": opts.volcano,
-        "volcano_queue": opts.volcano_queue,
-        "gang_resources": gang,
-        "backoff_limit": spec.max_restarts,
-        "active_deadline_seconds": time_limit_seconds(spec.time_limit),
-        "ttl_seconds_after_finished": opts.ttl_after_finished,
-        "termination_grace_seconds": opts.grace_seconds,
+
+def _affinity(spec: JobSpec, labels: dict[str, str], pinned_hosts: list[str]) -> dict[str, Any]:
+    """One node pod per server; with a static rank table, only on the servers it lists."""
+    affinity: dict[str, Any] = {}
+    if spec.nodes > 1:
+        affinity["podAntiAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"}]}
+    if pinned_hosts:
+        affinity["nodeAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": pinned_hosts}]}]}}
+    return affinity
+
+
+def _table_hosts(rank_table: str | None) -> list[str]:
+    """The node names a static rank table's servers can have: host_ip, else server_id."""
+    if rank_table is None:
+        return []
+    servers = json.loads(rank_table)["server_list"]
+    return sorted({str(s.get("host_ip") or s["server_id"]) for s in servers})
+
+
+def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) -> dict[str, Any]:
+    """The data the templates place: the job's names and labels, its pod, its entrypoint."""
+    names = names_for(spec.job_id or spec.name, workload_of(spec, opts))
+    workload, ascend = names.workload.key, spec.device_kind == "ascend"
+    # MindX DL's documented MindSpore modes (Ascend/mindcluster-deploy samples/train/
+    # basic-training): an AscendJob runs "without ranktable" on the operator's MindSpore
+    # variables; a Volcano Job reads the rank table the operator writes to rings-config-<job>.
+    operator_table = ascend and rank_table is None and workload == "vcjob"
+    labels = {"app.kubernetes.io/name": "resnest", "app.kubernetes.io/managed-by": "rlaunch",
+              "app.kubernetes.io/component": spec.task, JOB_LABEL: names.job}
+    chip = CHIPS[opts.chip]
+    job_labels = dict(labels)
+    if ascend:
+        job_labels["ring-controller.atlas"] = chip.ring_label
+        if workload == "acjob":
+            job_labels["framework"] = "mindspore"
+    node_labels = {**job_labels, ROLE_LABEL: NODE_TASK}
+    resources: dict[str, str] = {}
+    if spec.device_kind in DEVICE_RESOURCES:
+        resources[DEVICE_RESOURCES[spec.device_kind]] = str(spec.devices_per_node)
+    resources.update({k: v for k, v in (("cpu", opts.cpu), ("memory", opts.memory)) if v})
+    node_selector = dict(opts.node_selector)
+    if ascend:
+        node_selector.setdefault("accelerator-type", chip.accelerator_type(spec.devices_per_node))
+    env_fields = [("HOST_IP", "status.hostIP"), ("POD_IP", "status.podIP"),
+                  ("POD_UID", "metadata.uid")]
+    if ascend:
+        # Volcano's Ascend plugin writes the allocated cards in this annotation; MindX DL's
+        # samples hand it to the Ascend Docker Runtime (recent operators add the same variable
+        # to an AscendJob themselves: pkg/controllers/v1/env.go setAscendVisibleDevicesEnv).
+        env_fields.append(("ASCEND_VISIBLE_DEVICES", f"metadata.annotations['{RESOURCE_NAME}']"))
+    env = [("RLAUNCH_JOB", names.job), ("RLAUNCH_TASK", spec.task),
+           (DEVICE_KIND_ENV, spec.device_kind), *sorted(spec.env.items())]
+    pod = {
+        "labels": node_labels,
         "service_account": opts.service_account,
         "image_pull_secrets": [{"name": s} for s in opts.image_pull_secrets],
         "node_selector": node_selector,
-        "tolerations": tolerations,
-        "priority_class": opts.priority_class,
-        "image": spec.image or DEFAULT_IMAGES[kind],
+        "tolerations": ([GPU_TOLERATION] if spec.device_kind == "gpu" else [])
+        + [t.to_manifest() for t in opts.tolerations],
+        "affinity": _affinity(spec, {JOB_LABEL: names.job, ROLE_LABEL: NODE_TASK},
+                              _table_hosts(rank_table)),
+        "grace_seconds": opts.grace_seconds,
+        "container": ASCEND_CONTAINER if ascend else "trainer",
+        "image": spec.image or DEFAULT_IMAGES[spec.device_kind],
         "entrypoint_path": f"{ENTRYPOINT_DIR}/entrypoint.sh",
+        "working_dir": spec.code_dir,
+        "env_fields": env_fields,
         "env": env,
-        "requests": sorted(requests.items()),
-        "limits": sorted(requests.items()),
-        "volumes": volumes,
+        "resources": resources,
+        # The AscendJob operator reads MS_SCHED_PORT from the port named ascendjob-port.
+        "port_name": "ascendjob-port" if workload == "acjob" else "scheduler",
+        "port": spec.master_port or DEFAULT_SCHEDULER_PORT,
+        "volumes": _volumes(spec, opts, names, operator_table),
     }
+    limit = time_limit_seconds(spec.time_limit)
+    entry = {
+        "mode": "ascend" if ascend else "dynamic",
+        # Where an Ascend pod's ranks come from: a rank table, or the AscendJob operator's env.
+        "ranks_from_table": rank_table is not None or operator_table,
+        "procs_per_node": spec.devices_per_node,
+        "world_size": spec.world_size,
+        "command": [spec.python or "python3", spec.script, *spec.script_args()],
+        "requeue_exit_code": REQUEUE_EXIT_CODE,
+        "checkpoint_after": max(limit - opts.grace_seconds, 1) if limit else None,
+        "rank_table_path": (f"{OPERATOR_RANK_TABLE_DIR}/hccl.json" if operator_table
+                            else f"{ENTRYPOINT_DIR}/hccl.json"),
+        "rank_entry_path": f"{ENTRYPOINT_DIR}/rank_entry.py",
+        "wait_for_table": operator_table,
+        "rank_table_timeout": opts.rank_table_timeout,
+        "node_rank_env": "JOB_COMPLETION_INDEX" if workload == "jobset" else "VC_TASK_INDEX",
+        "topo_timeout": TOPO_TIMEOUT_SECONDS,
+    }
+    return {"names": names, "namespace": opts.namespace, "labels": labels,
+            "job_labels": job_labels, "nodes": spec.nodes, "max_restarts": spec.max_restarts,
+            "ttl_seconds_after_finished": opts.ttl_after_finished, "queue": opts.volcano_queue,
+            "priority_class": opts.priority_class, "rank_table": rank_table, "pod": pod,
+            "entry": entry}
 
 
 def render_manifests(spec: JobSpec, opts: K8sOptions) -> tuple[list[dict[str, Any]], str, str]:
     """The objects (creation order), their YAML stream, and the entrypoint script."""
     import yaml
 
-    rank_table = None
-    if spec.device_kind == "ascend":
-        rank_table = load_rank_table(opts, spec.visible_device_ids)
-    context = manifest_context(spec, opts, rank_table)
-    env = _jinja_env()
-    context["entrypoint"] = env.get_template("entrypoint.sh.j2").render(context)
+    from launcher import rank_entry
+    from launcher.templating import render_template
+
+    rank_table = load_rank_table(opts, spec.visible_device_ids) \
+        if spec.device_kind == "ascend" else None
+    ctx = manifest_context(spec, opts, rank_table)
+    ctx["entrypoint"] = render_template("k8s/entrypoint.sh.j2", **ctx)
+    ctx["rank_entry"] = Path(rank_entry.__file__).read_text(encoding="utf-8")
+    ctx["node_pod"] = render_template("k8s/pod.yaml.j2", **ctx).rstrip("\n")
+    templates = ["k8s/configmap.yaml.j2"]
+    if ctx["entry"]["wait_for_table"]:
+        templates.append("k8s/rings-configmap.yaml.j2")
+    workload = ctx["names"].workload.key
+    if workload == "acjob":
+        # The Scheduler pod: no cards, no rank table, any node.
+        scheduler = {**ctx["pod"], "labels": {**ctx["pod"]["labels"], ROLE_LABEL: "scheduler"},
+                     "resources": {k: v for k, v in ctx["pod"]["resources"].items()
+                                   if k != RESOURCE_NAME},
+                     "affinity": {}}
+        ctx["scheduler_pod"] = render_template("k8s/pod.yaml.j2", **{**ctx, "pod": scheduler}) \
+            .rstrip("\n")
+    templates.append(f"k8s/{'ascendjob' if workload == 'acjob' else workload}.yaml.j2")
     docs: list[str] = []
     objects: list[dict[str, Any]] = []
-    for template in TEMPLATES:
-        if template == "rings-configmap.yaml.j2" and not context["rank_table_from_operator"]:
-            continue
-        if template == "podgroup.yaml.j2" and not context["volcano"]:
-            continue
-        text = env.get_template(template).render(context)
+    for template in templates:
+        text = render_template(template, **ctx)
         obj = yaml.safe_load(text)
         if not isinstance(obj, dict) or "kind" not in obj:
             raise BackendError(f"template {template} did not render a Kubernetes object")
         docs.append(text if text.endswith("\n") else text + "\n")
         objects.append(obj)
-    return objects, "---\n" + "---\n".join(docs), context["entrypoint"]
+    return objects, "---\n" + "---\n".join(docs), ctx["entrypoint"]
 
 
 def split_backend_id(backend_id: str) -> tuple[str | None, str]:
@@ -296,10 +290,13 @@ def split_backend_id(backend_id: str) -> tuple[str | None, str]:
 
 
 class KubernetesBackend(Backend):
-    """Indexed Jobs on Kubernetes: Ascend (device plugin + rank table) and NVIDIA GPUs."""
+    """AscendJobs / Volcano Jobs / JobSets on Kubernetes (MindX DL for Ascend, NVIDIA GPUs)."""
 
     name = "k8s"
     options = OPTION_HELP
+    # Slurm words with no Kubernetes meaning: an error, not silence (launcher/backends/base.py).
+    unused_fields: ClassVar[tuple[str, ...]] = (
+        "partition", "account", "qos", "constraint", "scheduler_args")
 
     def problems(self, spec: JobSpec) -> list[str]:
         out = super().problems(spec)
@@ -307,8 +304,14 @@ class KubernetesBackend(Backend):
             opts = parse_k8s_options(spec.backend_options)
         except OptionError as err:
             return out + err.problems
-        if not SERVICE_NAME_RE.match(spec.name):
+        if not SERVICE_NAME_RE.fullmatch(spec.job_id or spec.name):
             out.append(f"name {spec.name!r}: Kubernetes jobs need a name starting with a letter")
+        allowed = WORKLOADS_FOR_KIND.get(spec.device_kind, ())
+        if opts.workload and opts.workload not in allowed:
+            out.append(f"--opt workload={opts.workload} cannot run {spec.device_kind} jobs "
+                       f"(allowed: {', '.join(allowed)})")
+        if "chip" in spec.backend_options and spec.device_kind != "ascend":
+            out.append("--opt chip is only for Ascend jobs (--ascend N)")
         for label, path, pvc in (("--data-dir", spec.data_dir, opts.data_pvc),
                                  ("--output-dir", spec.output_dir, opts.output_pvc)):
             if pvc and not (path and path.startswith("/")):
@@ -317,22 +320,27 @@ class KubernetesBackend(Backend):
         if (opts.rank_table or opts.device_ips) and spec.device_kind != "ascend":
             out.append("--opt rank_table/device_ips are only for Ascend jobs (--ascend N)")
         elif spec.device_kind == "ascend":
-            try:
-                table_text = load_rank_table(opts, spec.visible_device_ids)
-            except OptionError as err:
-                return out + err.problems
-            if table_text is not None:
-                servers = json.loads(table_text).get("server_list", [])
-                if len(servers) != spec.nodes:
-                    out.append(f"the rank table lists {len(servers)} servers but the job has "
-                               f"--nodes {spec.nodes}")
-                elif any(len(s.get("device", [])) != spec.devices_per_node for s in servers):
-                    out.append(f"the rank table does not list {spec.devices_per_node} devices "
-                               "on every server")
+            out += self._rank_table_problems(spec, opts)
         return out
 
+    @staticmethod
+    def _rank_table_problems(spec: JobSpec, opts: K8sOptions) -> list[str]:
+        try:
+            table_text = load_rank_table(opts, spec.visible_device_ids)
+        except OptionError as err:
+            return err.problems
+        if table_text is None:
+            return []
+        servers = json.loads(table_text).get("server_list", [])
+        if len(servers) != spec.nodes:
+            return [(f"the rank table lists {len(servers)} servers but the job has "
+                    f"--nodes {spec.nodes}")]
+        if any(len(s.get("device", [])) != spec.devices_per_node for s in servers):
+            return [f"the rank table does not list {spec.devices_per_node} devices on every server"]
+        return []
+
     def prepare(self, spec: JobSpec) -> JobSpec:
-        """A fixed scheduler port (pods have their own IPs) and in-pod data/output paths."""
+        """In-pod defaults (port, paths), and the workload and chip written down in the spec."""
         changes: dict[str, Any] = {}
         if not spec.master_port:
             changes["master_port"] = DEFAULT_SCHEDULER_PORT
@@ -342,6 +350,12 @@ class KubernetesBackend(Backend):
             changes["data_dir"] = DEFAULT_DATA_DIR
         if not spec.output_dir and spec.task in ("train", "eval"):
             changes["output_dir"] = DEFAULT_OUTPUT_DIR
+        options = dict(spec.backend_options)
+        if spec.device_kind == "ascend":
+            # The chip decides the placement rules JobSpec.problems applies (launcher/ascend.py).
+            options.setdefault("chip", K8sOptions.chip)
+        if options != spec.backend_options:
+            changes["backend_options"] = options
         return spec.replace(**changes) if changes else spec
 
     def render(self, spec: JobSpec) -> RenderedJob:
@@ -352,7 +366,7 @@ class KubernetesBackend(Backend):
             raise BackendError(str(err)) from err
         return RenderedJob(
             files={MANIFEST_FILE: stream, "entrypoint.sh": entrypoint},
-            submit_command=["kubectl", "apply", "-f", f"{{job_dir}}/{MANIFEST_FILE}"],
+            submit_command=["kubectl", "create", "-f", f"{{job_dir}}/{MANIFEST_FILE}"],
             stdout_document=stream,
         )
 
@@ -364,59 +378,56 @@ class KubernetesBackend(Backend):
         opts = parse_k8s_options(spec.backend_options)
         return Cluster.connect(context=opts.context, namespace=namespace or opts.namespace)
 
-    def _record_target(self, record: JobRecord) -> tuple[Any, str]:
+    def _record_target(self, record: JobRecord) -> tuple[Any, JobNames]:
         spec = record.job_spec
-        namespace, name = split_backend_id(record.backend_id or spec.name)
-        return self._cluster(spec, namespace), name
+        namespace, name = split_backend_id(record.backend_id or spec.job_id or spec.name)
+        opts = parse_k8s_options(spec.backend_options)
+        return self._cluster(spec, namespace), names_for(name, workload_of(spec, opts))
 
     def submit(self, spec: JobSpec, rendered: RenderedJob, job_dir: Path) -> str:
+        """Create exactly the objects `render` returned (and `--dry-run` printed), in order."""
         import yaml
 
-        # Objects are named after the job id (the job directory's name) so that two jobs with
-        # the same --name do not collide; the files in the job directory are what was sent.
-        if job_dir.name != spec.name and SERVICE_NAME_RE.match(job_dir.name):
-            spec = spec.replace(name=job_dir.name)
-            rendered = self.render(spec)
-            rendered.write(job_dir)
         objects = [doc for doc in yaml.safe_load_all(rendered.files[MANIFEST_FILE]) if doc]
         cluster = self._cluster(spec)
         cluster.create_all(objects)
-        return f"{cluster.namespace}/{spec.name}"
+        return f"{cluster.namespace}/{job_names(spec).job}"
 
     def status(self, record: JobRecord) -> JobStatus:
-        cluster, name = self._record_target(record)
-        return cluster.job_status(name)
+        cluster, names = self._record_target(record)
+        return cluster.job_status(names)
 
     def logs(self, record: JobRecord, rank: int | None = None, follow: bool = False) -> Iterator[str]:
-        cluster, name = self._record_target(record)
+        cluster, names = self._record_target(record)
         spec = record.job_spec
         if rank is None:
-            yield from cluster.job_logs(name, follow=follow)
+            yield from cluster.job_logs(names, spec.nodes, follow=follow)
             return
         # Ranks of one pod share its log; keep this rank's lines and the unprefixed ones
         # (tracebacks, the entrypoint's own messages).
         own = f"[rank {rank}]"
-        for line in cluster.job_logs(name, index=rank // spec.devices_per_node, follow=follow):
+        for line in cluster.job_logs(names, spec.nodes, index=rank // spec.devices_per_node,
+                                     follow=follow):
             if line.startswith(own) or not RANK_PREFIX_RE.match(line):
                 yield line
 
     def cancel(self, record: JobRecord) -> None:
-        cluster, name = self._record_target(record)
-        cluster.delete_job(name)
+        cluster, names = self._record_target(record)
+        cluster.delete_job(names)
 
     def fetch_outputs(self, record: JobRecord, dest: Path) -> Path:
         spec = record.job_spec
         opts = parse_k8s_options(spec.backend_options)
-        dest.mkdir(parents=True, exist_ok=True)
         if not opts.output_pvc or not spec.output_dir:
             # Outputs lived in the pods' emptyDir; the logs (accuracy lines) are all there is.
+            dest.mkdir(parents=True, exist_ok=True)
             (dest / "NOT-FETCHED.txt").write_text(
                 f"job {record.id} ran without --opt output_pvc: its output dir was inside the "
                 "pods and is gone; `rlaunch gather` reads the accuracy from the pod logs.\n")
             return dest
-        cluster, name = self._record_target(record)
+        cluster, names = self._record_target(record)
         cluster.copy_from_pvc(
-            job_name=name, pvc=opts.output_pvc, dest=dest,
+            names=names, pvc=opts.output_pvc, dest=dest,
             image=spec.image or DEFAULT_IMAGES[spec.device_kind],
             image_pull_secrets=opts.image_pull_secrets,
             node_selector=opts.node_selector,
@@ -425,6 +436,6 @@ class KubernetesBackend(Backend):
         return dest
 
     def fetch_logs(self, record: JobRecord, dest: Path) -> list[Path]:
-        cluster, name = self._record_target(record)
+        cluster, names = self._record_target(record)
         dest.mkdir(parents=True, exist_ok=True)
-        return cluster.save_pod_logs(name, dest)
+        return cluster.save_pod_logs(names, dest)

@@ -1,8 +1,9 @@
 """Cluster operations of the k8s backend, through the official `kubernetes` client.
 
 Imported only when a k8s job is submitted or inspected (the client costs ~0.5 s to import).
-Every API failure becomes a `BackendError` with one line that names what was attempted and why
-it failed (401/403/404/409/422, unreachable server).
+ConfigMaps and pods go through the core API; the workload (AscendJob, Volcano Job, JobSet)
+through the custom-objects API. Every API failure becomes a `BackendError` with one line that
+names what was attempted and why it failed (401/403/404/409/422, unreachable server).
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from launcher.backends.base import (
     BackendError,
     JobStatus,
 )
+from launcher.backends.k8s_names import GATHER_LABEL, JOB_LABEL, WORKLOADS, JobNames
 
-JOB_LABEL = "rlaunch.dev/job"
-CONTAINER = "trainer"
-INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+# The training container: "ascend" in Ascend pods (the AscendJob operator requires it).
+CONTAINERS = ("ascend", "trainer")
 # Waiting reasons that will not fix themselves: worth showing first.
 BAD_WAITING_REASONS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName",
                        "CreateContainerConfigError", "CreateContainerError", "CrashLoopBackOff")
@@ -79,16 +80,6 @@ def api_call(what: str, host: str = "") -> Iterator[None]:
         raise BackendError(explain(err, what, host)) from err
 
 
-def _pod_index(pod: Any) -> int:
-    annotations = pod.metadata.annotations or {}
-    labels = pod.metadata.labels or {}
-    value = annotations.get(INDEX_ANNOTATION) or labels.get(INDEX_ANNOTATION) or "0"
-    try:
-        return int(value)
-    except ValueError:
-        return 0
-
-
 def _created(pod: Any) -> float:
     stamp = pod.metadata.creation_timestamp
     return stamp.timestamp() if stamp is not None else 0.0
@@ -109,9 +100,57 @@ def pending_reason(pod: Any) -> str | None:
 
 def _terminated_exit_code(pod: Any) -> int | None:
     for cs in pod.status.container_statuses or []:
-        if cs.name == CONTAINER and cs.state and cs.state.terminated:
+        if cs.name in CONTAINERS and cs.state and cs.state.terminated:
             return int(cs.state.terminated.exit_code)
     return None
+
+
+def _true_conditions(status: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in status.get("conditions") or [] if str(c.get("status")) == "True"]
+
+
+def _condition_detail(cond: dict[str, Any]) -> str:
+    return f"{cond.get('reason') or cond.get('type')}: {cond.get('message') or ''}".rstrip(": ")
+
+
+# Volcano Job phases (volcano-sh/apis pkg/apis/batch/v1alpha1/job.go JobPhase) that decide the
+# state; the others (Pending, Running, Completing...) are read from the pods.
+VCJOB_FINAL = {"Completed": COMPLETED, "Failed": FAILED, "Aborted": FAILED,
+               "Terminated": FAILED, "Restarting": REQUEUED}
+
+
+def workload_state(names: JobNames, obj: dict[str, Any]) -> tuple[str | None, int, str]:
+    """(state or None, restarts, detail) from the workload object's own status.
+
+    None: the object says nothing final, the pods tell. Restarts are what the controller
+    counts: Volcano `status.retryCount`, JobSet `status.restarts`; an AscendJob (kubeflow common
+    JobStatus) keeps no count, only a `Restarting` condition.
+    """
+    status = obj.get("status") or {}
+    key = names.workload.key
+    if key == "vcjob":
+        phase = str((status.get("state") or {}).get("phase") or "")
+        restarts = int(status.get("retryCount") or 0)
+        state = VCJOB_FINAL.get(phase)
+        message = (status.get("state") or {}).get("message") or ""
+        return state, restarts, f"Volcano Job {phase}: {message}".rstrip(": ") if state else ""
+    true = {c.get("type"): c for c in _true_conditions(status)}
+    if key == "jobset":
+        # kubernetes-sigs/jobset api/jobset/v1alpha2/jobset_types.go JobSetConditionType
+        restarts = int(status.get("restarts") or 0)
+        if "Completed" in true:
+            return COMPLETED, restarts, _condition_detail(true["Completed"])
+        if "Failed" in true:
+            return FAILED, restarts, _condition_detail(true["Failed"])
+        return None, restarts, ""
+    # AscendJob: kubeflow common JobConditionType (Created, Running, Restarting, Succeeded, Failed).
+    if "Succeeded" in true:
+        return COMPLETED, 0, _condition_detail(true["Succeeded"])
+    if "Failed" in true:
+        return FAILED, 0, _condition_detail(true["Failed"])
+    if "Restarting" in true:
+        return REQUEUED, 1, _condition_detail(true["Restarting"])
+    return None, 0, ""
 
 
 @dataclass
@@ -161,10 +200,6 @@ class Cluster:
         return client.CoreV1Api(self.api)
 
     @property
-    def batch(self) -> Any:
-        return client.BatchV1Api(self.api)
-
-    @property
     def custom(self) -> Any:
         return client.CustomObjectsApi(self.api)
 
@@ -173,45 +208,39 @@ class Cluster:
 
     # ---- create / delete -----------------------------------------------------------------
 
+    @staticmethod
+    def _workload(api_version: str, kind: str) -> Any:
+        for workload in WORKLOADS.values():
+            if (workload.api_version, workload.kind) == (api_version, kind):
+                return workload
+        raise BackendError(f"cannot handle object of kind {kind!r} ({api_version})")
+
     def create(self, obj: dict[str, Any]) -> None:
         """Create one object of the kinds the manifests hold."""
         kind, name, ns = obj["kind"], obj["metadata"]["name"], self.namespace
         with self._call(f"creating {kind} {name} in namespace {ns}"):
             if kind == "ConfigMap":
                 self.core.create_namespaced_config_map(ns, obj, _request_timeout=REQUEST_TIMEOUT)
-            elif kind == "Service":
-                self.core.create_namespaced_service(ns, obj, _request_timeout=REQUEST_TIMEOUT)
-            elif kind == "Job":
-                self.batch.create_namespaced_job(ns, obj, _request_timeout=REQUEST_TIMEOUT)
-            elif kind == "PodGroup":
-                group, version = obj["apiVersion"].split("/")
-                self.custom.create_namespaced_custom_object(
-                    group, version, ns, "podgroups", obj, _request_timeout=REQUEST_TIMEOUT)
             else:
-                raise BackendError(f"cannot create object of kind {kind!r}")
+                w = self._workload(obj["apiVersion"], kind)
+                self.custom.create_namespaced_custom_object(
+                    w.group, w.version, ns, w.plural, obj, _request_timeout=REQUEST_TIMEOUT)
 
-    def delete(self, kind: str, name: str, api_version: str = "") -> bool:
-        """Delete one object (Jobs with foreground propagation); False if it was not there."""
+    def delete(self, api_version: str, kind: str, name: str) -> bool:
+        """Delete one object (workloads: pods first, foreground); False if it was not there."""
         ns = self.namespace
         try:
             with self._call(f"deleting {kind} {name} in namespace {ns}"):
-                if kind == "Job":
-                    self.batch.delete_namespaced_job(
-                        name, ns, propagation_policy="Foreground",
-                        _request_timeout=REQUEST_TIMEOUT)
-                elif kind == "ConfigMap":
+                if kind == "ConfigMap":
                     self.core.delete_namespaced_config_map(name, ns,
                                                            _request_timeout=REQUEST_TIMEOUT)
-                elif kind == "Service":
-                    self.core.delete_namespaced_service(name, ns, _request_timeout=REQUEST_TIMEOUT)
                 elif kind == "Pod":
                     self.core.delete_namespaced_pod(name, ns, _request_timeout=REQUEST_TIMEOUT)
-                elif kind == "PodGroup":
-                    group, version = (api_version or "scheduling.volcano.sh/v1beta1").split("/")
-                    self.custom.delete_namespaced_custom_object(
-                        group, version, ns, "podgroups", name, _request_timeout=REQUEST_TIMEOUT)
                 else:
-                    raise BackendError(f"cannot delete object of kind {kind!r}")
+                    w = self._workload(api_version, kind)
+                    self.custom.delete_namespaced_custom_object(
+                        w.group, w.version, ns, w.plural, name, propagation_policy="Foreground",
+                        _request_timeout=REQUEST_TIMEOUT)
         except BackendError as err:
             cause = err.__cause__
             if isinstance(cause, ApiException) and cause.status == 404:
@@ -230,7 +259,7 @@ class Cluster:
                 for done in reversed(created):
                     label = f"{done['kind']} {done['metadata']['name']}"
                     try:
-                        self.delete(done["kind"], done["metadata"]["name"], done["apiVersion"])
+                        self.delete(done["apiVersion"], done["kind"], done["metadata"]["name"])
                         undone.append(label)
                     except BackendError:
                         left.append(label)
@@ -239,100 +268,99 @@ class Cluster:
                 raise BackendError(f"{err}{note}") from err
             created.append(obj)
 
-    def delete_job(self, name: str) -> list[str]:
-        """Delete the Job (pods first: foreground) and its companions; returns what was there."""
+    def delete_job(self, names: JobNames) -> list[str]:
+        """Delete the workload (its pods first) and our ConfigMaps; returns what was there."""
         deleted = []
-        for kind, obj_name in (("Job", name), ("PodGroup", name), ("Service", name),
-                               ("ConfigMap", f"{name}-rlaunch"),
-                               ("ConfigMap", f"rings-config-{name}")):
-            try:
-                if self.delete(kind, obj_name):
-                    deleted.append(f"{kind} {obj_name}")
-            except BackendError:
-                if kind != "PodGroup":  # no Volcano CRD on this cluster is fine
-                    raise
+        for api_version, kind, name in reversed(names.owned_objects(operator_rank_table=True)):
+            if self.delete(api_version, kind, name):
+                deleted.append(f"{kind} {name}")
         return deleted
 
     # ---- status --------------------------------------------------------------------------
 
-    def pods(self, job_name: str) -> list[Any]:
-        """Pods of the job, oldest first."""
-        with self._call(f"listing pods of job {job_name}"):
-            found = self.core.list_namespaced_pod(
-                self.namespace, label_selector=f"{JOB_LABEL}={job_name}",
-                _request_timeout=REQUEST_TIMEOUT).items
-        # The selector is the server's job; checking again keeps a sloppy server honest.
-        found = [p for p in found if (p.metadata.labels or {}).get(JOB_LABEL) == job_name]
-        return sorted(found, key=_created)
-
-    def current_pods(self, job_name: str) -> dict[int, Any]:
-        """The newest pod of each completion index (retries create new pods)."""
-        latest: dict[int, Any] = {}
-        for pod in self.pods(job_name):
-            latest[_pod_index(pod)] = pod
-        return dict(sorted(latest.items()))
-
-    def read_job(self, name: str) -> Any | None:
+    def read_workload(self, names: JobNames) -> dict[str, Any] | None:
+        w = names.workload
         try:
-            with self._call(f"reading job {name} in namespace {self.namespace}"):
-                return self.batch.read_namespaced_job(name, self.namespace,
-                                                      _request_timeout=REQUEST_TIMEOUT)
+            with self._call(f"reading {w.kind} {names.job} in namespace {self.namespace}"):
+                return dict(self.custom.get_namespaced_custom_object(
+                    w.group, w.version, self.namespace, w.plural, names.job,
+                    _request_timeout=REQUEST_TIMEOUT))
         except BackendError as err:
             if isinstance(err.__cause__, ApiException) and err.__cause__.status == 404:
                 return None
             raise
 
-    def job_status(self, name: str) -> JobStatus:
-        """Scheduler-neutral state from the Job's conditions and its pods' phases."""
-        job = self.read_job(name)
-        if job is None:
-            return JobStatus(UNKNOWN, detail=f"Job {name} not found in namespace "
+    def pods(self, names: JobNames) -> list[Any]:
+        """Pods of the job, oldest first."""
+        with self._call(f"listing pods of job {names.job}"):
+            found = self.core.list_namespaced_pod(
+                self.namespace, label_selector=f"{JOB_LABEL}={names.job}",
+                _request_timeout=REQUEST_TIMEOUT).items
+        # The selector is the server's job; checking again keeps a sloppy server honest.
+        found = [p for p in found if (p.metadata.labels or {}).get(JOB_LABEL) == names.job]
+        return sorted(found, key=_created)
+
+    def current_pods(self, names: JobNames) -> dict[int, Any]:
+        """The newest pod of each node index (a restart makes new pods)."""
+        latest: dict[int, Any] = {}
+        for pod in self.pods(names):
+            index = names.node_index(pod.metadata.name, pod.metadata.annotations or {})
+            if index is not None:
+                latest[index] = pod
+        return dict(sorted(latest.items()))
+
+    def job_status(self, names: JobNames) -> JobStatus:
+        """Scheduler-neutral state from the workload's status and its pods' phases."""
+        obj = self.read_workload(names)
+        kind = names.workload.kind
+        if obj is None:
+            return JobStatus(UNKNOWN, detail=f"{kind} {names.job} not found in namespace "
                              f"{self.namespace} (cancelled, or removed after its TTL)")
-        restarts = int(job.status.failed or 0) if job.status else 0
-        if job.metadata.deletion_timestamp is not None:
-            return JobStatus(CANCELLED, restarts, "being deleted")
-        for cond in (job.status.conditions or []) if job.status else []:
-            if cond.status != "True":
-                continue
-            if cond.type == "Complete":
-                return JobStatus(COMPLETED, restarts, "all pods succeeded", exit_code=0)
-            if cond.type == "Failed":
-                detail = f"{cond.reason or 'Failed'}: {cond.message or ''}".rstrip(": ")
-                codes = [c for c in (_terminated_exit_code(p) for p in self.pods(name))
-                         if c not in (None, 0)]
-                return JobStatus(FAILED, restarts, detail, exit_code=codes[-1] if codes else None)
-            if cond.type == "Suspended":
-                return JobStatus(PENDING, restarts, "suspended")
-        pods = self.current_pods(name)
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return JobStatus(CANCELLED, detail="being deleted")
+        state, restarts, detail = workload_state(names, obj)
+        if state in (COMPLETED, FAILED):
+            codes = [c for c in (_terminated_exit_code(p) for p in self.pods(names))
+                     if c not in (None, 0)]
+            exit_code = 0 if state == COMPLETED else (codes[-1] if codes else None)
+            return JobStatus(state, restarts, detail, exit_code=exit_code)
+        if state == REQUEUED:
+            return JobStatus(REQUEUED, restarts, detail)
+        pods = self.current_pods(names)
         if not pods:
             return JobStatus(REQUEUED if restarts else PENDING, restarts, "no pods yet")
         waiting = []
         for index, pod in pods.items():
             if pod.status.phase == "Pending":
                 reason = pending_reason(pod) or "ContainerCreating"
-                waiting.append(f"index {index} ({pod.metadata.name}) {reason}")
+                waiting.append(f"node {index} ({pod.metadata.name}) {reason}")
         running = sum(1 for p in pods.values() if p.status.phase == "Running")
         if waiting:
             bad = [w for w in waiting if any(r in w for r in BAD_WAITING_REASONS)]
-            detail = "; ".join(bad or waiting)
             return JobStatus(REQUEUED if restarts else PENDING, restarts,
-                             f"{len(waiting)}/{len(pods)} pods pending: {detail}")
+                             f"{len(waiting)}/{len(pods)} pods pending: "
+                             + "; ".join(bad or waiting))
         if running:
             return JobStatus(RUNNING, restarts, f"{running}/{len(pods)} pods running")
         return JobStatus(RUNNING, restarts, "pods finishing")
 
     # ---- logs ----------------------------------------------------------------------------
 
-    def pod_log(self, pod_name: str) -> str:
+    @staticmethod
+    def _container(pod: Any) -> str:
+        names = [c.name for c in (pod.spec.containers if pod.spec else [])]
+        return next((n for n in names if n in CONTAINERS), names[0] if names else CONTAINERS[-1])
+
+    def pod_log(self, pod_name: str, container: str) -> str:
         with self._call(f"reading the log of pod {pod_name}"):
             return str(self.core.read_namespaced_pod_log(
-                pod_name, self.namespace, container=CONTAINER, _request_timeout=REQUEST_TIMEOUT))
+                pod_name, self.namespace, container=container, _request_timeout=REQUEST_TIMEOUT))
 
-    def _stream_pod(self, pod_name: str) -> Iterator[str]:
+    def _stream_pod(self, pod_name: str, container: str) -> Iterator[str]:
         """Follow one pod's log, line by line, until its container ends."""
         with self._call(f"following the log of pod {pod_name}"):
             resp = self.core.read_namespaced_pod_log(
-                pod_name, self.namespace, container=CONTAINER, follow=True,
+                pod_name, self.namespace, container=container, follow=True,
                 _preload_content=False)
             buffer = b""
             try:
@@ -346,22 +374,22 @@ class Cluster:
             finally:
                 resp.release_conn()
 
-    def job_logs(self, name: str, index: int | None = None, follow: bool = False,
-                 poll_seconds: float = 2.0) -> Iterator[str]:
-        """Log lines of the job's pods (all indexes, or one); `follow` streams until the end."""
+    def job_logs(self, names: JobNames, nodes: int, index: int | None = None,
+                 follow: bool = False, poll_seconds: float = 2.0) -> Iterator[str]:
+        """Log lines of the node pods (all, or one index); `follow` streams until the end."""
         if not follow:
-            pods = self.current_pods(name)
+            pods = self.current_pods(names)
             if index is not None:
                 pods = {i: p for i, p in pods.items() if i == index}
             for pod in pods.values():
                 if pod.status.phase == "Pending":
                     continue
-                yield from self.pod_log(pod.metadata.name).splitlines()
+                yield from self.pod_log(pod.metadata.name, self._container(pod)).splitlines()
             return
         lines: queue.Queue[tuple[str, str | BaseException | None]] = queue.Queue()
-        wanted = [index] if index is not None else list(range(self._completions(name)))
+        wanted = [index] if index is not None else list(range(nodes))
         for i in wanted:
-            threading.Thread(target=self._follow_index, args=(name, i, lines, poll_seconds),
+            threading.Thread(target=self._follow_index, args=(names, i, lines, poll_seconds),
                              daemon=True).start()
         open_streams = len(wanted)
         while open_streams:
@@ -374,26 +402,22 @@ class Cluster:
             else:
                 open_streams -= 1
 
-    def _completions(self, name: str) -> int:
-        job = self.read_job(name)
-        if job is None:
-            raise BackendError(f"Job {name} not found in namespace {self.namespace}")
-        return int(job.spec.completions or 1)
-
-    def _follow_index(self, name: str, index: int, out: queue.Queue[Any],
+    def _follow_index(self, names: JobNames, index: int, out: queue.Queue[Any],
                       poll_seconds: float) -> None:
-        """Stream each pod of one index in turn (a retry makes a new pod) until the job ends."""
+        """Stream each pod of one index in turn (a restart makes a new pod) until the job ends."""
         seen: set[str] = set()
         try:
             while True:
-                pod = self.current_pods(name).get(index)
+                pod = self.current_pods(names).get(index)
                 if pod is not None and pod.metadata.name not in seen \
                         and pod.status.phase != "Pending":
+                    # Volcano reuses pod names across restarts: the UID tells attempts apart.
                     seen.add(pod.metadata.name)
-                    for line in self._stream_pod(pod.metadata.name):
+                    seen.add(str(pod.metadata.uid))
+                    for line in self._stream_pod(pod.metadata.name, self._container(pod)):
                         out.put(("line", line))
                     continue
-                if self.job_status(name).finished:
+                if self.job_status(names).finished:
                     break
                 time.sleep(poll_seconds)
         except Exception as err:  # noqa: BLE001  (any failure must reach the consumer thread)
@@ -401,71 +425,49 @@ class Cluster:
             return
         out.put(("done", None))
 
-    def save_pod_logs(self, name: str, dest: Path) -> list[Path]:
-        """Write the newest pod log of each index to dest/node<index>.log."""
+    def save_pod_logs(self, names: JobNames, dest: Path) -> list[Path]:
+        """Write the newest pod log of each node index to dest/node<index>.log."""
         written = []
-        for index, pod in self.current_pods(name).items():
+        for index, pod in self.current_pods(names).items():
             if pod.status.phase == "Pending":
                 continue
             path = dest / f"node{index}.log"
-            path.write_text(self.pod_log(pod.metadata.name), encoding="utf-8")
+            path.write_text(self.pod_log(pod.metadata.name, self._container(pod)),
+                            encoding="utf-8")
             written.append(path)
         return written
 
     # ---- gather: a short-lived pod reads the output PVC ----------------------------------
 
-    def gather_pod_manifest(self, pod_name: str, job_name: str, pvc: str, image: str,
+    @staticmethod
+    def gather_pod_manifest(pod_name: str, job: str, pvc: str, image: str,
                             image_pull_secrets: list[str], node_selector: dict[str, str],
                             tolerations: list[dict[str, str]]) -> dict[str, Any]:
         """A pod that prints the job's output directory as base64 tar.gz on its log.
 
-        Pod logs live in a kubelet file rotated at 10 MiB by default, so the archive keeps the
-        checkpoints only while it stays under GATHER_ARCHIVE_LIMIT; otherwise they are listed
+        Rendered from templates/k8s/gather-pod.yaml.j2 and gather.sh.j2: checkpoints travel
+        only while the archive stays under GATHER_ARCHIVE_LIMIT, otherwise they are listed
         (RLAUNCH-GATHER-REMOTE lines) and stay on the claim.
         """
-        script = (
-            "set -e; cd /output; "
-            "tar -czf /tmp/out.tgz .; "
-            f'if [ "$(wc -c < /tmp/out.tgz)" -gt {GATHER_ARCHIVE_LIMIT} ]; then '
-            "tar -czf /tmp/out.tgz --exclude='*.ckpt' .; "
-            f"find . -name '*.ckpt' -type f -exec ls -l {{}} + | sed 's/^/{GATHER_MARK}-REMOTE /'; "
-            "fi; "
-            f"echo {GATHER_MARK}-BEGIN; base64 /tmp/out.tgz; "
-            f"echo {GATHER_MARK}-END $(wc -c < /tmp/out.tgz)"
-        )
-        spec: dict[str, Any] = {
-            "restartPolicy": "Never",
-            "containers": [{
-                "name": "gather", "image": image, "command": ["/bin/sh", "-c", script],
-                "volumeMounts": [
-                    {"name": "output", "mountPath": "/output", "subPath": job_name,
-                     "readOnly": True},
-                    {"name": "tmp", "mountPath": "/tmp"}],
-            }],
-            "volumes": [
-                {"name": "output",
-                 "persistentVolumeClaim": {"claimName": pvc, "readOnly": True}},
-                {"name": "tmp", "emptyDir": {}}],
-        }
-        if image_pull_secrets:
-            spec["imagePullSecrets"] = [{"name": s} for s in image_pull_secrets]
-        if node_selector:
-            spec["nodeSelector"] = node_selector
-        if tolerations:
-            spec["tolerations"] = tolerations
-        return {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": pod_name, "labels": {"rlaunch.dev/gather": job_name}},
-            "spec": spec,
-        }
+        import yaml
 
-    def copy_from_pvc(self, job_name: str, pvc: str, dest: Path, image: str,
+        from launcher.templating import render_template
+
+        script = render_template("k8s/gather.sh.j2", archive_limit=GATHER_ARCHIVE_LIMIT,
+                                 mark=GATHER_MARK)
+        return dict(yaml.safe_load(render_template(
+            "k8s/gather-pod.yaml.j2", pod_name=pod_name, job=job, pvc=pvc, image=image,
+            labels={GATHER_LABEL: job}, script=script,
+            image_pull_secrets=[{"name": s} for s in image_pull_secrets],
+            node_selector=node_selector, tolerations=tolerations)))
+
+    def copy_from_pvc(self, names: JobNames, pvc: str, dest: Path, image: str,
                       image_pull_secrets: list[str], node_selector: dict[str, str],
                       tolerations: list[dict[str, str]], timeout: float = 600,
                       poll_seconds: float = 2.0) -> list[Path]:
         """Run the gather pod, unpack what it printed into `dest`, always delete the pod."""
-        pod_name = f"{job_name}-gather-{secrets.token_hex(3)}"
-        body = self.gather_pod_manifest(pod_name, job_name, pvc, image, image_pull_secrets,
+        pod_name = f"{names.gather_prefix}{secrets.token_hex(3)}"
+        body = self.gather_pod_manifest(pod_name, names.job, pvc, image, image_pull_secrets,
                                         node_selector, tolerations)
         with self._call(f"creating gather pod {pod_name}"):
             self.core.create_namespaced_pod(self.namespace, body, _request_timeout=REQUEST_TIMEOUT)
@@ -481,15 +483,15 @@ class Cluster:
                 reason = pending_reason(pod) if pod.status else None
                 if phase == "Failed" or (reason and any(r in reason for r in BAD_WAITING_REASONS)):
                     raise BackendError(f"gather pod {pod_name} failed: {reason or phase}; "
-                                       f"its log: {self.pod_log(pod_name)[-300:]!r}")
+                                       f"its log: {self.pod_log(pod_name, 'gather')[-300:]!r}")
                 if time.monotonic() > deadline:
                     raise BackendError(f"gather pod {pod_name} did not finish in {timeout:.0f}s "
                                        f"({reason or phase})")
                 time.sleep(poll_seconds)
-            return unpack_gather_log(self.pod_log(pod_name), dest)
+            return unpack_gather_log(self.pod_log(pod_name, "gather"), dest)
         finally:
             with contextlib.suppress(BackendError):
-                self.delete("Pod", pod_name)
+                self.delete("v1", "Pod", pod_name)
 
 
 def unpack_gather_log(log: str, dest: Path) -> list[Path]:

@@ -23,11 +23,14 @@ OPTION_HELP: dict[str, str] = {
     "service_account": "ServiceAccount the pods run as",
     "node_selector": "comma-separated KEY=VALUE node labels the pods require",
     "tolerations": "comma-separated KEY[=VALUE][:EFFECT] taints the pods tolerate",
-    "priority_class": "PriorityClass of the pods (and of the Volcano PodGroup)",
-    "volcano": "true: gang-schedule with Volcano (schedulerName volcano + PodGroup)",
-    "volcano_queue": "Volcano queue of the PodGroup",
+    "priority_class": "PriorityClass of the pods",
+    "workload": "what runs the pods: acjob (MindX DL AscendJob, Ascend default), vcjob (Volcano "
+    "Job), jobset (JobSet, GPU/CPU default)",
+    "chip": "Ascend chip generation: 910 or 910b (default 910b, what the Ascend image targets)",
+    "volcano_queue": "Volcano queue of the job (acjob, vcjob)",
     "rank_table": "Ascend: HCCL rank table JSON file (e.g. from `rlaunch ranktable`) to ship "
-    "in a ConfigMap; without it (or device_ips) the Ascend operator's rings-config-<job> is used",
+    "in a ConfigMap, pods pinned to its servers; without it (or device_ips) the MindX DL "
+    "operator writes rings-config-<job>",
     "device_ips": "Ascend: YAML/JSON file {node IP: [device IP per card]} to build the rank "
     "table from",
     "rank_table_timeout": "Ascend operator mode: seconds to wait for the rank table (default 600)",
@@ -46,6 +49,11 @@ LABEL_NAME_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-
 LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+STRING_KEYS = ("namespace", "context", "data_pvc", "output_pvc", "service_account",
+               "priority_class", "workload", "volcano_queue", "rank_table", "device_ips")
+SECONDS_KEYS = ("rank_table_timeout", "ttl_after_finished", "grace_seconds")
+WORKLOAD_KEYS = ("acjob", "vcjob", "jobset")
+CHIP_KEYS = ("910", "910b")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off", "")
 
@@ -80,7 +88,8 @@ class K8sOptions:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[Toleration] = field(default_factory=list)
     priority_class: str | None = None
-    volcano: bool = False
+    workload: str | None = None
+    chip: str = "910b"
     volcano_queue: str | None = None
     rank_table: str | None = None
     device_ips: str | None = None
@@ -119,11 +128,19 @@ def parse_options(raw: dict[str, Any]) -> K8sOptions:
     for key, value in raw.items():
         if key not in OPTION_HELP:
             continue  # the Backend base class reports unknown keys
+        # Types before values: `volcano_queue: null` or a list is not a name, a bool is not a
+        # number of seconds. Integers pass as text: `--opt data_pvc=2024` reaches us as YAML 2024.
+        if key in STRING_KEYS and (isinstance(value, bool) or not isinstance(value, (str, int))):
+            bad(key, value, f"a string, not {type(value).__name__}")
+            continue
+        if key in SECONDS_KEYS and (isinstance(value, bool) or not isinstance(value, (int, str))):
+            bad(key, value, "a whole number of seconds")
+            continue
         if key in ("namespace", "service_account", "priority_class", "volcano_queue",
                    "data_pvc", "output_pvc"):
             text = str(value)
             rule = DNS_LABEL_RE if key == "namespace" else DNS_SUBDOMAIN_RE
-            if not rule.match(text):
+            if not rule.fullmatch(text):
                 bad(key, value, "a Kubernetes name (lowercase letters, digits, '-', '.')")
             else:
                 setattr(opts, key, text)
@@ -136,7 +153,7 @@ def parse_options(raw: dict[str, Any]) -> K8sOptions:
         elif key == "image_pull_secrets":
             names = _words(value)
             for name in names:
-                if not DNS_SUBDOMAIN_RE.match(name):
+                if not DNS_SUBDOMAIN_RE.fullmatch(name):
                     bad(key, name, "comma-separated Secret names")
             opts.image_pull_secrets = names
         elif key == "node_selector":
@@ -145,8 +162,8 @@ def parse_options(raw: dict[str, Any]) -> K8sOptions:
                 for w in _words(value)]
             for label, label_value in items:
                 label = str(label)
-                if (label_value is None or not LABEL_NAME_RE.match(label)
-                        or not LABEL_VALUE_RE.match(str(label_value))):
+                if (label_value is None or not LABEL_NAME_RE.fullmatch(label)
+                        or not LABEL_VALUE_RE.fullmatch(str(label_value))):
                     shown = label if label_value is None else f"{label}={label_value}"
                     bad(key, shown, "comma-separated KEY=VALUE node labels")
                 else:
@@ -155,31 +172,42 @@ def parse_options(raw: dict[str, Any]) -> K8sOptions:
             for word in _words(value):
                 rest, _, effect = word.partition(":")
                 taint_key, sep, taint_value = rest.partition("=")
-                if (not LABEL_NAME_RE.match(taint_key)
-                        or (sep and not LABEL_VALUE_RE.match(taint_value))
+                if (not LABEL_NAME_RE.fullmatch(taint_key)
+                        or (sep and not LABEL_VALUE_RE.fullmatch(taint_value))
                         or (effect and effect not in TAINT_EFFECTS)):
                     bad(key, word, f"KEY[=VALUE][:EFFECT] with EFFECT one of {', '.join(TAINT_EFFECTS)}")
                 else:
                     opts.tolerations.append(
                         Toleration(taint_key, taint_value if sep else None, effect or None))
-        elif key in ("volcano", "ascend_driver_mounts"):
+        elif key == "workload":
+            if value not in WORKLOAD_KEYS:
+                bad(key, value, f"one of {', '.join(WORKLOAD_KEYS)}")
+            else:
+                opts.workload = value
+        elif key == "chip":
+            # `--opt chip=910` arrives as the YAML integer 910.
+            text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) \
+                else None
+            if text not in CHIP_KEYS:
+                bad(key, value, f"one of {', '.join(CHIP_KEYS)}")
+            else:
+                opts.chip = text
+        elif key == "ascend_driver_mounts":
             word = str(value).strip().lower()
             if word not in TRUE_WORDS + FALSE_WORDS:
                 bad(key, value, "true or false")
             else:
                 setattr(opts, key, word in TRUE_WORDS)
         elif key in ("rank_table_timeout", "ttl_after_finished", "grace_seconds"):
-            try:
-                number = int(str(value))
-            except ValueError:
-                number = -1
+            text = str(value)
+            number = int(text) if text.isdigit() and len(text) < 10 else -1
             if not 0 <= number <= 10**8:
                 bad(key, value, "a whole number of seconds")
             else:
                 setattr(opts, key, number)
         elif key in ("cpu", "memory", "shm_size"):
             text = str(value)
-            if not QUANTITY_RE.match(text):
+            if not QUANTITY_RE.fullmatch(text):
                 bad(key, value, "a Kubernetes quantity such as 32, 500m, 256Gi")
             else:
                 setattr(opts, key, text)

@@ -7,6 +7,7 @@ loop in a thread; tests reach it through a kubeconfig file, exactly like a user 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,6 +63,13 @@ class KubeServer:
         name = obj["metadata"]["name"]
         obj["metadata"].setdefault("namespace", NAMESPACE)
         self.kmock.objects[kmock.resource(f"{group_version}/{plural}"), NAMESPACE, name] = obj
+
+    def remove(self, plural: str, name: str, group_version: str = "v1") -> None:
+        """Remove an object, as its controller or the garbage collector would."""
+        import kmock
+
+        with contextlib.suppress(KeyError):
+            del self.kmock.objects[kmock.resource(f"{group_version}/{plural}"), NAMESPACE, name]
 
     def requests(self) -> list[Any]:
         """Every request the server received, in order."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from tests.k8s.conftest import NAMESPACE, KubeServer, serve_log
 from tests.k8s.test_render import validate
 
 pytestmark = pytest.mark.timeout(120)
+JOBSETS = ("jobsets", "jobset.x-k8s.io/v1alpha2")
 
 
 @pytest.fixture()
@@ -22,13 +25,21 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-@pytest.mark.parametrize("devices", [["--ascend", "8"], ["--gpus", "8", "--nodes", "2"]])
-def test_dry_run_prints_one_valid_yaml_stream(runner: CliRunner, devices: list[str]) -> None:
+@pytest.mark.parametrize(("devices", "kind"), [
+    (["--ascend", "8", "--nodes", "2"], "AscendJob"),
+    (["--ascend", "8", "--nodes", "2", "--opt", "chip=910"], "AscendJob"),
+    (["--ascend", "8", "--nodes", "2", "--opt", "workload=vcjob"], "Job"),
+    (["--gpus", "8", "--nodes", "2"], "JobSet"),
+])
+def test_dry_run_prints_one_valid_yaml_stream(runner: CliRunner, devices: list[str],
+                                              kind: str) -> None:
     result = runner.invoke(cli, ["submit", "--backend", "k8s", *devices, "--data-dir", "/data",
                                  "--output-dir", "/output", "--dry-run"])
     assert result.exit_code == 0, result.output
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
-    assert [d["kind"] for d in docs][-1] == "Job"
+    assert [d["kind"] for d in docs][-1] == kind
+    # Named after a job id (`<name>-<6 hex>`), as submit would name them.
+    assert re.fullmatch(r"resnest-[0-9a-f]{6}", docs[-1]["metadata"]["name"])
     for doc in docs:
         for version in ("1.30.0", "latest"):
             validate(doc, version)
@@ -53,14 +64,14 @@ def test_opt_flags_reach_the_manifests(runner: CliRunner) -> None:
     result = runner.invoke(cli, [
         "submit", "--backend", "k8s", "--gpus", "8", "--nodes", "2", "--data-dir", "/data",
         "--output-dir", "/output", "--image", "registry.example/rn:gpu",
-        "--opt", "volcano=true", "--opt", "namespace=team-a", "--opt", "data_pvc=imagenet",
+        "--opt", "workload=vcjob", "--opt", "namespace=team-a", "--opt", "data_pvc=imagenet",
         "--opt", "output_pvc=runs", "--opt", "image_pull_secrets=regcred,mirror",
         "--opt", "service_account=trainer", "--opt", "priority_class=high",
         "--opt", "rank_table_timeout=60", "--dry-run"])
     assert result.exit_code == 0, result.output
     docs = {d["kind"]: d for d in yaml.safe_load_all(result.stdout) if d}
-    assert docs["PodGroup"]["metadata"]["namespace"] == "team-a"
-    pod = docs["Job"]["spec"]["template"]["spec"]
+    assert docs["Job"]["metadata"]["namespace"] == "team-a"
+    pod = docs["Job"]["spec"]["tasks"][0]["template"]["spec"]
     assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]
     assert pod["serviceAccountName"] == "trainer"
     assert pod["priorityClassName"] == "high"
@@ -69,9 +80,9 @@ def test_opt_flags_reach_the_manifests(runner: CliRunner) -> None:
 
 def test_bad_opt_is_one_line_and_exit_2(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["submit", "--backend", "k8s", "--gpus", "8", "--data-dir", "/d",
-                                 "--output-dir", "/o", "--opt", "volcano=perhaps", "--dry-run"])
+                                 "--output-dir", "/o", "--opt", "workload=acjob", "--dry-run"])
     assert result.exit_code == 2
-    assert "--opt volcano='perhaps' is not valid: true or false" in result.output
+    assert "--opt workload=acjob cannot run gpu jobs (allowed: jobset, vcjob)" in result.output
 
 
 def test_job_life_through_the_cli(runner: CliRunner, kube: KubeServer) -> None:
@@ -81,7 +92,14 @@ def test_job_life_through_the_cli(runner: CliRunner, kube: KubeServer) -> None:
     assert submitted.exit_code == 0, submitted.output
     job_id = submitted.stdout.strip().splitlines()[-1]
     assert job_id.startswith("resnest-")
-    assert set(kube.objects("jobs", "batch/v1")) == {job_id}
+    assert set(kube.objects(*JOBSETS)) == {job_id}
+    # What was sent is what the job directory keeps, which is what --dry-run prints.
+    record = json.loads(runner.invoke(cli, ["status", job_id, "--json"]).stdout)
+    sent = [r.data for r in kube.requests() if str(r.method).endswith("POST")]
+    job_dir = Path(os.environ["RLAUNCH_STATE_DIR"])
+    manifests = next(job_dir.rglob(f"{job_id}/manifests.yaml"))
+    assert sent == [d for d in yaml.safe_load_all(manifests.read_text()) if d]
+    assert record["backend_id"] == f"{NAMESPACE}/{job_id}"
 
     status = runner.invoke(cli, ["status", job_id, "--json"])
     assert status.exit_code == 0, status.output
@@ -108,7 +126,7 @@ def test_job_life_through_the_cli(runner: CliRunner, kube: KubeServer) -> None:
 
     cancelled = runner.invoke(cli, ["cancel", job_id])
     assert cancelled.exit_code == 0, cancelled.output
-    assert kube.objects("jobs", "batch/v1") == {}
+    assert kube.objects(*JOBSETS) == {}
     status = runner.invoke(cli, ["status", job_id, "--json"])
     assert json.loads(status.stdout)["state"] == "UNKNOWN"
 
@@ -156,7 +174,7 @@ def test_gather_through_the_cli(runner: CliRunner, kube: KubeServer, tmp_path: P
     (claim / "eval.json").write_text(json.dumps({"top1": 70.0}))
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    script = Cluster(api=None, namespace=NAMESPACE).gather_pod_manifest(
+    script = Cluster.gather_pod_manifest(
         "x", job_id, "runs", "img", [], {}, [])["spec"]["containers"][0]["command"][2]
     script = script.replace("/tmp", str(scratch)).replace("/output", str(claim))
     printed = subprocess.run(["/bin/sh", "-c", script], check=True, capture_output=True).stdout

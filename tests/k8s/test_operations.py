@@ -1,8 +1,9 @@
 """The k8s backend's cluster operations against a Kubernetes API test server over real HTTP.
 
 The server is kmock's emulator (no kube-apiserver can run here): it stores what is created,
-serves reads/lists/deletes, and lets a test inject controller-made state (Job conditions, pod
-phases) and failures (401, 403, 409, 422).
+serves reads/lists/deletes, and lets a test inject controller-made state (JobSet status, pod
+phases) and failures (401, 403, 409, 422). GPU jobs are JobSets (the custom-objects API); the
+MindX DL and Volcano controllers are played in test_operator.py.
 """
 
 from __future__ import annotations
@@ -39,19 +40,22 @@ from tests.k8s.conftest import NAMESPACE, KubeServer, serve_log
 pytestmark = pytest.mark.timeout(60)
 
 JOB = "resnest"
+JOBSETS = ("jobsets", "jobset.x-k8s.io/v1alpha2")
+JOBSET_PATH = f"/apis/jobset.x-k8s.io/v1alpha2/namespaces/{NAMESPACE}/jobsets"
 
 
 def gpu_spec(**options: Any) -> JobSpec:
     return JobSpec(
-        name=JOB, backend="k8s", device_kind="gpu", devices_per_node=8, nodes=2,
+        name=JOB, job_id=JOB, backend="k8s", device_kind="gpu", devices_per_node=8, nodes=2,
         data_dir="/data", output_dir="/out", image="registry.example/resnest:gpu",
         backend_options={"data_pvc": "imagenet", "output_pvc": "runs", **options},
     ).validate()
 
 
 def submit(spec: JobSpec, tmp_path: Path, job_id: str = JOB) -> str:
-    """Submit as `rlaunch submit` does: render, write into the job's directory, submit."""
+    """Submit as `rlaunch submit` does: id first, render once, write the files, submit them."""
     backend = KubernetesBackend()
+    spec = spec.replace(job_id=job_id)
     assert backend.problems(spec) == []
     rendered = backend.render(spec)
     job_dir = tmp_path / job_id
@@ -92,9 +96,10 @@ def pod(name: str, index: int, phase: str, *, created: str = "2026-01-01T00:00:0
 
 
 def set_job_status(kube: KubeServer, **status: Any) -> None:
-    job = kube.objects("jobs", "batch/v1")[JOB]
+    """Write the JobSet's status as its controller does (jobset_types.go JobSetStatus)."""
+    job = kube.objects(*JOBSETS)[JOB]
     job["status"] = status
-    kube.put("jobs", job, "batch/v1")
+    kube.put(JOBSETS[0], job, JOBSETS[1])
 
 
 # ---- submit ----------------------------------------------------------------------------------
@@ -102,16 +107,14 @@ def set_job_status(kube: KubeServer, **status: Any) -> None:
 
 def test_submit_creates_exactly_the_rendered_objects_in_order(kube: KubeServer,
                                                               tmp_path: Path) -> None:
-    spec = gpu_spec(volcano="true")
+    spec = gpu_spec()
     backend_id = submit(spec, tmp_path)
     assert backend_id == f"{NAMESPACE}/{JOB}"  # namespace from the kubeconfig context
 
     posts = [r for r in kube.requests() if str(r.method).endswith("POST")]
     assert [r.url.path for r in posts] == [
         f"/api/v1/namespaces/{NAMESPACE}/configmaps",
-        f"/api/v1/namespaces/{NAMESPACE}/services",
-        f"/apis/scheduling.volcano.sh/v1beta1/namespaces/{NAMESPACE}/podgroups",
-        f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs",
+        JOBSET_PATH,
     ]
     rendered = [d for d in yaml.safe_load_all((tmp_path / JOB / "manifests.yaml").read_text())
                 if d]
@@ -119,18 +122,20 @@ def test_submit_creates_exactly_the_rendered_objects_in_order(kube: KubeServer,
     assert [r.data for r in posts] == rendered
     assert posts[0].headers.get("Authorization") == "Bearer test-token"
     assert set(kube.objects("configmaps")) == {f"{JOB}-rlaunch"}
-    assert set(kube.objects("services")) == {JOB}
-    assert set(kube.objects("jobs", "batch/v1")) == {JOB}
+    assert set(kube.objects(*JOBSETS)) == {JOB}
 
 
 def test_objects_are_named_after_the_job_id(kube: KubeServer, tmp_path: Path) -> None:
     backend_id = submit(gpu_spec(), tmp_path, job_id="resnest-1a2b3c")
     assert backend_id == f"{NAMESPACE}/resnest-1a2b3c"
-    assert set(kube.objects("jobs", "batch/v1")) == {"resnest-1a2b3c"}
+    assert set(kube.objects(*JOBSETS)) == {"resnest-1a2b3c"}
     assert set(kube.objects("configmaps")) == {"resnest-1a2b3c-rlaunch"}
-    # The job directory keeps what was actually sent.
-    sent = (tmp_path / "resnest-1a2b3c" / "manifests.yaml").read_text()
-    assert 'subdomain: "resnest-1a2b3c"' in sent
+    # The job directory keeps what was actually sent, and it is what the server received.
+    sent = [d for d in yaml.safe_load_all(
+        (tmp_path / "resnest-1a2b3c" / "manifests.yaml").read_text()) if d]
+    posts = [r.data for r in kube.requests() if str(r.method).endswith("POST")]
+    assert posts == sent
+    assert sent[-1]["metadata"]["name"] == "resnest-1a2b3c"
 
 
 def test_explicit_namespace_wins_over_the_context(kube: KubeServer, tmp_path: Path) -> None:
@@ -138,27 +143,27 @@ def test_explicit_namespace_wins_over_the_context(kube: KubeServer, tmp_path: Pa
     assert backend_id == f"team-a/{JOB}"
     posts = [r for r in kube.requests() if str(r.method).endswith("POST")]
     assert all(r.url.path.startswith("/api/v1/namespaces/team-a/")
-               or r.url.path.startswith("/apis/batch/v1/namespaces/team-a/") for r in posts)
+               or r.url.path.startswith("/apis/jobset.x-k8s.io/v1alpha2/namespaces/team-a/")
+               for r in posts)
 
 
 def test_failed_job_create_rolls_back_what_was_created(kube: KubeServer, tmp_path: Path) -> None:
     import kmock
 
-    kube.kmock["post", re.compile(r"/apis/batch/v1/namespaces/.*/jobs")] << kmock.KubernetesError(
+    kube.kmock["post", re.compile(r"/apis/jobset.x-k8s.io/v1alpha2/namespaces/.*/jobsets")] \
+        << kmock.KubernetesError(
         status=422, reason="Invalid",
-        message='Job.batch "resnest" is invalid: spec.template.spec.containers[0].image: Required')
+        message='JobSet.jobset.x-k8s.io "resnest" is invalid: spec.replicatedJobs: Required')
     with pytest.raises(BackendError) as err:
         submit(gpu_spec(), tmp_path)
     message = str(err.value)
     assert "\n" not in message
-    assert "creating Job resnest in namespace ml: rejected as invalid" in message
-    assert "containers[0].image: Required" in message
-    assert "rolled back Service resnest, ConfigMap resnest-rlaunch" in message
+    assert "creating JobSet resnest in namespace ml: rejected as invalid" in message
+    assert "spec.replicatedJobs: Required" in message
+    assert "rolled back ConfigMap resnest-rlaunch" in message
     deletes = [r.url.path for r in kube.requests() if str(r.method).endswith("DELETE")]
-    assert deletes == [f"/api/v1/namespaces/{NAMESPACE}/services/{JOB}",
-                       f"/api/v1/namespaces/{NAMESPACE}/configmaps/{JOB}-rlaunch"]
+    assert deletes == [f"/api/v1/namespaces/{NAMESPACE}/configmaps/{JOB}-rlaunch"]
     assert kube.objects("configmaps") == {}
-    assert kube.objects("services") == {}
 
 
 def test_existing_job_name_is_a_409_one_liner_and_nothing_is_deleted(
@@ -233,7 +238,7 @@ def test_status_follows_the_job_through_its_life(kube: KubeServer, tmp_path: Pat
     assert status.state == PENDING
     # The reason that will not fix itself is shown first.
     assert "2/2 pods pending" in status.detail
-    assert "index 1 (resnest-1-bbbbb) ImagePullBackOff: Back-off pulling image" in status.detail
+    assert "node 1 (resnest-1-bbbbb) ImagePullBackOff: Back-off pulling image" in status.detail
 
     kube.put("pods", pod("resnest-1-bbbbb", 1, "Running"))
     status = backend.status(rec)
@@ -244,18 +249,18 @@ def test_status_follows_the_job_through_its_life(kube: KubeServer, tmp_path: Pat
     assert (backend.status(rec).state, backend.status(rec).detail) == (RUNNING,
                                                                       "2/2 pods running")
 
-    # Index 0 saved and exited 75; its replacement waits: requeued, one restart.
+    # Node 0 saved and exited 75: the JobSet recreated all pods (one restart); they wait.
     kube.put("pods", pod("resnest-0-aaaaa", 0, "Failed", exit_code=75))
     kube.put("pods", pod("resnest-0-ccccc", 0, "Pending", created="2026-01-01T01:00:00Z"))
-    set_job_status(kube, failed=1, active=2)
+    set_job_status(kube, restarts=1)
     status = backend.status(rec)
     assert (status.state, status.restarts) == (REQUEUED, 1)
 
     kube.put("pods", pod("resnest-0-ccccc", 0, "Running", created="2026-01-01T01:00:00Z"))
     assert backend.status(rec).state == RUNNING
 
-    set_job_status(kube, failed=1, succeeded=2, conditions=[
-        {"type": "Complete", "status": "True", "reason": "CompletionsReached"}])
+    set_job_status(kube, restarts=1, conditions=[
+        {"type": "Completed", "status": "True", "reason": "AllJobsCompleted"}])
     status = backend.status(rec)
     assert (status.state, status.exit_code, status.restarts) == (COMPLETED, 0, 1)
 
@@ -265,14 +270,13 @@ def test_status_of_a_failed_job_names_the_reason_and_exit_code(kube: KubeServer,
     spec = gpu_spec()
     rec = record(spec, submit(spec, tmp_path))
     kube.put("pods", pod("resnest-0-aaaaa", 0, "Failed", exit_code=1))
-    set_job_status(kube, failed=1, conditions=[{
-        "type": "Failed", "status": "True", "reason": "PodFailurePolicy",
-        "message": "Container trainer for pod ml/resnest-0-aaaaa failed with exit code 1 "
-                   "matching FailJob rule at index 2"}])
+    set_job_status(kube, restarts=3, conditions=[{
+        "type": "Failed", "status": "True", "reason": "ReachedMaxRestarts",
+        "message": "jobset failed due to reaching max number of restarts"}])
     status = KubernetesBackend().status(rec)
-    assert status.state == FAILED
-    assert status.exit_code == 1
-    assert status.detail.startswith("PodFailurePolicy: Container trainer")
+    assert (status.state, status.exit_code, status.restarts) == (FAILED, 1, 3)
+    assert status.detail == ("ReachedMaxRestarts: jobset failed due to reaching max number of "
+                             "restarts")
 
 
 def test_status_of_a_missing_job_is_unknown(kube: KubeServer) -> None:
@@ -322,7 +326,7 @@ def test_logs_follow_streams_lines_as_they_come(kube: KubeServer, tmp_path: Path
     while "[rank 0] step 1" not in got:  # arrives while the stream is still open
         got.add(next(lines))
     assert "[rank 0] step 2" not in got
-    set_job_status(kube, succeeded=2, conditions=[{"type": "Complete", "status": "True"}])
+    set_job_status(kube, conditions=[{"type": "Completed", "status": "True"}])
     release.set()
     got |= set(lines)
     assert got == {"[rank 0] step 1", "[rank 0] step 2", "[rank 8] done"}
@@ -335,16 +339,14 @@ def test_logs_follow_streams_lines_as_they_come(kube: KubeServer, tmp_path: Path
 
 def test_cancel_deletes_everything_with_foreground_propagation(kube: KubeServer,
                                                                tmp_path: Path) -> None:
-    spec = gpu_spec(volcano="true")
+    spec = gpu_spec()
     rec = record(spec, submit(spec, tmp_path))
     KubernetesBackend().cancel(rec)
     deletes = [r for r in kube.requests() if str(r.method).endswith("DELETE")]
-    assert deletes[0].url.path == f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{JOB}"
+    assert deletes[0].url.path == f"{JOBSET_PATH}/{JOB}"
     assert deletes[0].params.get("propagationPolicy") == "Foreground"
-    assert kube.objects("jobs", "batch/v1") == {}
-    assert kube.objects("services") == {}
+    assert kube.objects(*JOBSETS) == {}
     assert kube.objects("configmaps") == {}
-    assert kube.objects("podgroups", "scheduling.volcano.sh/v1beta1") == {}
     # Cancelling again (or after the TTL removed it) is not an error.
     KubernetesBackend().cancel(rec)
 
@@ -356,7 +358,7 @@ def test_cancel_forbidden_is_reported(kube: KubeServer, tmp_path: Path) -> None:
     rec = record(spec, submit(spec, tmp_path))
     kube.kmock["delete"] << kmock.KubernetesError(status=403, reason="Forbidden",
                                                   message="jobs.batch is forbidden")
-    with pytest.raises(BackendError, match="deleting Job resnest in namespace ml: forbidden"):
+    with pytest.raises(BackendError, match="deleting JobSet resnest in namespace ml: forbidden"):
         KubernetesBackend().cancel(rec)
 
 
@@ -395,8 +397,7 @@ def test_gather_reads_the_output_pvc_through_a_short_lived_pod(
         monkeypatch.setattr(k8s_api, "GATHER_ARCHIVE_LIMIT", 2000)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    manifest = k8s_api.Cluster(api=None, namespace=NAMESPACE).gather_pod_manifest(
-        "x", JOB, "runs", "img", ["regcred"], {}, [])
+    manifest = k8s_api.Cluster.gather_pod_manifest("x", JOB, "runs", "img", ["regcred"], {}, [])
     printed = run_gather_script(manifest, output, scratch)
 
     pod_path = re.compile(rf"/api/v1/namespaces/{NAMESPACE}/pods/{JOB}-gather-[0-9a-f]{{6}}$")
@@ -489,25 +490,25 @@ def test_fetch_logs_writes_one_file_per_node(kube: KubeServer, tmp_path: Path) -
 def test_cancelled_state_while_being_deleted(kube: KubeServer, tmp_path: Path) -> None:
     spec = gpu_spec()
     rec = record(spec, submit(spec, tmp_path))
-    job = kube.objects("jobs", "batch/v1")[JOB]
+    job = kube.objects(*JOBSETS)[JOB]
     job["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    kube.put("jobs", job, "batch/v1")
+    kube.put(JOBSETS[0], job, JOBSETS[1])
     assert KubernetesBackend().status(rec).state == CANCELLED
 
 
 def test_follow_moves_on_to_the_retried_pod_of_an_index(kube: KubeServer, tmp_path: Path) -> None:
+    from launcher.backends.k8s import job_names
     from launcher.backends.k8s_api import Cluster
 
     spec = gpu_spec().replace(nodes=1)
     submit(spec, tmp_path)
     kube.put("pods", pod("resnest-0-first", 0, "Failed", exit_code=75))
     serve_log(kube, "resnest-0-first", b"[rank 0] saved, requeue me\n")
-    lines = Cluster.connect().job_logs(JOB, follow=True, poll_seconds=0.1)
+    lines = Cluster.connect().job_logs(job_names(spec), 1, follow=True, poll_seconds=0.1)
     assert next(lines) == "[rank 0] saved, requeue me"
-    # The Job controller starts a new pod for index 0; the stream continues with it.
+    # The JobSet restarts: a new pod for index 0; the stream continues with it.
     kube.put("pods", pod("resnest-0-second", 0, "Running", created="2026-01-01T01:00:00Z"))
     serve_log(kube, "resnest-0-second", b"[rank 0] resumed\n")
     assert next(lines) == "[rank 0] resumed"
-    set_job_status(kube, succeeded=1, failed=1,
-                   conditions=[{"type": "Complete", "status": "True"}])
+    set_job_status(kube, restarts=1, conditions=[{"type": "Completed", "status": "True"}])
     assert list(lines) == []

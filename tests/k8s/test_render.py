@@ -1,4 +1,9 @@
-"""Rendered Kubernetes manifests: golden files, official schemas (strict), hostile values.
+"""Rendered Kubernetes manifests: golden files, schemas (strict), placement, hostile values.
+
+Core kinds (ConfigMap, and every pod template and Job template inside a workload, wrapped as a
+v1 PodTemplate / batch/v1 Job) are checked with `kubernetes-validate --strict` against the
+official OpenAPI schemas. AscendJob, Volcano Job and JobSet are checked against the JSON schemas
+next to this file, written from the upstream CRDs (each cites its source).
 
 Regenerate the golden files after an intended change with
 `RLAUNCH_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/k8s/test_render.py` and review the diff.
@@ -19,51 +24,56 @@ import yaml
 from launcher.backends.k8s import KubernetesBackend
 from launcher.spec import JobSpec
 
-GOLDEN = Path(__file__).parent / "golden"
-PODGROUP_SCHEMA = Path(__file__).parent / "podgroup.schema.json"
+HERE = Path(__file__).parent
+GOLDEN = HERE / "golden"
+SCHEMAS = {"AscendJob": "ascendjob", "Job": "vcjob", "JobSet": "jobset"}
 VALIDATE_VERSIONS = ("1.30.0", "latest")
+JOB_ID = "resnest-1a2b3c"
 
 
-def device_ips_file(tmp_path: Path) -> str:
+def device_ips_file(tmp_path: Path, servers: tuple[str, ...] = ("10.0.0.9", "10.0.0.10")) -> str:
     path = tmp_path / "device-ips.yaml"
     path.write_text(yaml.safe_dump({
-        f"10.0.0.{server}": [f"192.168.{server}.{card}" for card in range(8)]
-        for server in (1, 2)}))
+        server: [f"192.168.{server.rsplit('.', 1)[1]}.{card}" for card in range(8)]
+        for server in servers}))
     return str(path)
 
 
 def spec_for(case: str, tmp_path: Path) -> JobSpec:
     base: dict[str, Any] = {
-        "name": "resnest", "backend": "k8s", "data_dir": "/data/imagenet", "output_dir": "/output",
-        "config": "resnest/configs/resnest50-imagenet.yaml", "overrides": ["epochs=90"],
-        "time_limit": "2-00:00:00", "master_port": 8118,
-        "backend_options": {"data_pvc": "imagenet", "output_pvc": "runs", "namespace": "ml"},
+        "name": "resnest", "job_id": JOB_ID, "backend": "k8s", "data_dir": "/data/imagenet",
+        "output_dir": "/output", "config": "resnest/configs/resnest50-imagenet.yaml",
+        "overrides": ["epochs=90"], "time_limit": "2-00:00:00", "master_port": 8118, "nodes": 2,
+        "devices_per_node": 8,
     }
-    if case == "ascend8":
-        base.update(device_kind="ascend", devices_per_node=8, image="registry.example/rn:ascend")
-    elif case == "ascend2x8-ranktable":
-        base.update(device_kind="ascend", devices_per_node=8, nodes=2,
+    options: dict[str, Any] = {"data_pvc": "imagenet", "output_pvc": "runs", "namespace": "ml"}
+    if case == "ascend910-2x8":
+        base.update(device_kind="ascend", image="registry.example/rn:ascend")
+        options.update(chip="910", volcano_queue="training")
+    elif case == "ascend910b-2x8":
+        base.update(device_kind="ascend", image="registry.example/rn:ascend")
+    elif case == "ascend910b-2x8-vcjob":
+        base.update(device_kind="ascend", image="registry.example/rn:ascend")
+        options.update(workload="vcjob")
+    elif case == "ascend910-4cards-4to7-vcjob":
+        base.update(device_kind="ascend", devices_per_node=4, device_ids=[4, 5, 6, 7],
                     image="registry.example/rn:ascend")
-        base["backend_options"] = {**base["backend_options"],
-                                   "device_ips": "DEVICE_IPS", "ascend_driver_mounts": True}
-    elif case == "gpu8":
-        base.update(device_kind="gpu", devices_per_node=8, image="registry.example/rn:gpu")
-    elif case == "gpu2x8":
-        base.update(device_kind="gpu", devices_per_node=8, nodes=2, image="registry.example/rn:gpu")
-    elif case == "gpu2x8-volcano":
-        base.update(device_kind="gpu", devices_per_node=8, nodes=2, image="registry.example/rn:gpu")
-        base["backend_options"] = {
-            **base["backend_options"], "volcano": True, "volcano_queue": "training",
-            "priority_class": "high", "image_pull_secrets": "regcred",
-            "service_account": "trainer", "node_selector": "pool=a100",
-            "tolerations": "dedicated=ml:NoSchedule", "cpu": "64", "memory": "512Gi"}
-    spec = JobSpec(**base)
-    if spec.backend_options.get("device_ips") == "DEVICE_IPS":
-        spec.backend_options["device_ips"] = device_ips_file(tmp_path)
-    return spec.validate()
+        options.update(chip="910", workload="vcjob", device_ips=device_ips_file(tmp_path),
+                       ascend_driver_mounts=True)
+    elif case == "gpu-2x8":
+        base.update(device_kind="gpu", image="registry.example/rn:gpu")
+    elif case == "gpu-2x8-vcjob":
+        base.update(device_kind="gpu", image="registry.example/rn:gpu")
+        options.update(workload="vcjob", volcano_queue="training", priority_class="high",
+                       image_pull_secrets="regcred", service_account="trainer",
+                       node_selector="pool=a100", tolerations="dedicated=ml:NoSchedule",
+                       cpu="64", memory="512Gi")
+    backend = KubernetesBackend()
+    return backend.prepare(JobSpec(**base, backend_options=options)).validate()
 
 
-CASES = ("ascend8", "ascend2x8-ranktable", "gpu8", "gpu2x8", "gpu2x8-volcano")
+CASES = ("ascend910-2x8", "ascend910b-2x8", "ascend910b-2x8-vcjob", "ascend910-4cards-4to7-vcjob",
+         "gpu-2x8", "gpu-2x8-vcjob")
 
 
 def render(spec: JobSpec) -> str:
@@ -72,22 +82,55 @@ def render(spec: JobSpec) -> str:
     return backend.render(spec).dry_run_text()
 
 
+def docs_of(text: str) -> dict[str, dict[str, Any]]:
+    """Rendered objects by kind (the workload under the key "workload")."""
+    out: dict[str, dict[str, Any]] = {}
+    for doc in yaml.safe_load_all(text):
+        if not doc:
+            continue
+        name = doc["metadata"]["name"]
+        key = "workload" if doc["kind"] != "ConfigMap" else (
+            "rings" if name.startswith("rings-config-") else "config")
+        out[key] = doc
+    return out
+
+
+def pod_templates(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    if doc["kind"] == "AscendJob":
+        return [r["template"] for r in doc["spec"]["replicaSpecs"].values()]
+    if doc["kind"] == "Job":
+        return [t["template"] for t in doc["spec"]["tasks"]]
+    return [r["template"]["spec"]["template"] for r in doc["spec"]["replicatedJobs"]]
+
+
+def core_objects(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Core-kind objects to check strictly: the doc itself or what a workload embeds."""
+    if doc["apiVersion"] == "v1":
+        return [doc]
+    out = [{"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"},
+            "template": template} for template in pod_templates(doc)]
+    if doc["kind"] == "JobSet":
+        out += [{"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "t"},
+                 "spec": r["template"]["spec"]} for r in doc["spec"]["replicatedJobs"]]
+    return out
+
+
 def validate(doc: dict[str, Any], version: str) -> None:
     import jsonschema
     import kubernetes_validate
 
-    if doc["kind"] == "PodGroup":
-        # A CRD: no official schema; ours follows Volcano's CRD and rejects unknown fields.
-        jsonschema.validate(doc, json.loads(PODGROUP_SCHEMA.read_text()))
-        return
+    if doc["apiVersion"] != "v1":
+        schema = json.loads((HERE / f"{SCHEMAS[doc['kind']]}.schema.json").read_text())
+        jsonschema.validate(doc, schema)
     if version == "latest":
         version = kubernetes_validate.latest_version()
-    kubernetes_validate.validate(doc, version, strict=True)
+    for obj in core_objects(doc):
+        kubernetes_validate.validate(obj, version, strict=True)
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_golden_and_schema_valid(case: str, tmp_path: Path) -> None:
-    text = render(spec_for(case, tmp_path))
+    text = render(spec_for(case, tmp_path)).replace(str(tmp_path), "TMP")
     golden = GOLDEN / f"{case}.yaml"
     if os.environ.get("RLAUNCH_UPDATE_GOLDEN"):
         golden.parent.mkdir(exist_ok=True)
@@ -97,107 +140,148 @@ def test_golden_and_schema_valid(case: str, tmp_path: Path) -> None:
     for doc in docs:
         for version in VALIDATE_VERSIONS:
             validate(doc, version)
-    kinds = [d["kind"] for d in docs]
-    assert kinds[-1] == "Job"
-    assert ("PodGroup" in kinds) == case.endswith("volcano")
 
 
-def test_schema_validation_catches_a_bad_manifest(tmp_path: Path) -> None:
-    """The validation above can fail: an unknown field and a wrong type are rejected."""
+def test_schema_validation_catches_bad_manifests(tmp_path: Path) -> None:
+    """The validation above can fail: unknown fields and wrong values are rejected."""
     import jsonschema
 
-    docs = [d for d in yaml.safe_load_all(render(spec_for("gpu2x8-volcano", tmp_path))) if d]
-    job = docs[-1]
-    job["spec"]["template"]["spec"]["containers"][0]["gpus"] = 8
-    with pytest.raises(jsonschema.ValidationError):
-        validate(job, "1.30.0")
-    podgroup = next(d for d in docs if d["kind"] == "PodGroup")
-    podgroup["spec"]["minMember"] = "two"
-    with pytest.raises(jsonschema.ValidationError):
-        validate(podgroup, "1.30.0")
+    for case, break_it in (
+        ("ascend910b-2x8", lambda d: d["spec"].update(minAvailable=3)),  # not an AscendJob field
+        ("ascend910b-2x8", lambda d: d["spec"]["replicaSpecs"]["Worker"]["template"]["spec"]
+         ["containers"][0].update(name="trainer")),  # the operator needs "ascend"
+        ("gpu-2x8-vcjob", lambda d: d["spec"]["policies"].append(
+            {"event": "PodLost", "action": "RestartJob"})),
+        ("gpu-2x8", lambda d: d["spec"]["failurePolicy"].update(maxRestarts="3")),
+        ("gpu-2x8", lambda d: pod_templates(d)[0]["spec"]["containers"][0].update(gpus=8)),
+    ):
+        doc = docs_of(render(spec_for(case, tmp_path)))["workload"]
+        break_it(doc)
+        with pytest.raises(jsonschema.ValidationError):
+            validate(doc, "1.30.0")
 
 
-def test_kubernetes_validate_cli_accepts_the_dry_run_stream(tmp_path: Path) -> None:
-    """The stream `--dry-run` prints is what `kubectl apply -f -` would take."""
+def test_kubernetes_validate_cli_accepts_the_configmaps(tmp_path: Path) -> None:
+    """The core objects of the dry-run stream pass the real CLI, strictly."""
+    docs = docs_of(render(spec_for("ascend910b-2x8-vcjob", tmp_path)))
     path = tmp_path / "stream.yaml"
-    path.write_text(render(spec_for("ascend8", tmp_path)))
+    path.write_text(yaml.safe_dump_all([docs["config"], docs["rings"],
+                                        *core_objects(docs["workload"])]))
     exe = Path(sys.executable).parent / "kubernetes-validate"
-    for version in ("1.30.0", None):
-        cmd = [str(exe), "--strict", *(["-k", version] if version else []), str(path)]
-        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert done.stdout.count("passed") == 4
+    done = subprocess.run([str(exe), "--strict", "-k", "1.30.0", str(path)], check=False,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("passed") == 3
 
 
-def test_ascend_manifest_details(tmp_path: Path) -> None:
-    docs = {(d["kind"], d["metadata"]["name"]): d
-            for d in yaml.safe_load_all(render(spec_for("ascend8", tmp_path))) if d}
-    job = docs[("Job", "resnest")]
-    pod = job["spec"]["template"]
-    container = pod["spec"]["containers"][0]
+@pytest.mark.parametrize(("case", "ring", "accelerator"), [
+    ("ascend910-2x8", "ascend-910", "module"),
+    ("ascend910b-2x8", "ascend-910b", "module-910b-8"),
+])
+def test_ascendjob_is_what_the_operator_runs(tmp_path: Path, case: str, ring: str,
+                                             accelerator: str) -> None:
+    docs = docs_of(render(spec_for(case, tmp_path)))
+    job = docs["workload"]
+    assert (job["apiVersion"], job["kind"]) == ("mindxdl.gitee.com/v1", "AscendJob")
+    assert job["metadata"]["name"] == JOB_ID
+    assert job["metadata"]["labels"]["framework"] == "mindspore"
+    assert job["metadata"]["labels"]["ring-controller.atlas"] == ring
+    assert job["spec"]["schedulerName"] == "volcano"
+    assert job["spec"]["runPolicy"]["schedulingPolicy"]["minAvailable"] == 3  # scheduler + 2
+    assert job["spec"]["runPolicy"]["backoffLimit"] == 3
+    workers = job["spec"]["replicaSpecs"]["Worker"]
+    assert workers["replicas"] == 2
+    pod = workers["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["name"] == "ascend"
     assert container["resources"]["limits"] == {"huawei.com/Ascend910": "8"}
-    assert container["resources"]["requests"] == {"huawei.com/Ascend910": "8"}
-    assert pod["metadata"]["labels"]["ring-controller.atlas"] == "ascend-910"
-    assert pod["spec"]["nodeSelector"] == {"accelerator": "huawei-Ascend910"}
-    rings = docs[("ConfigMap", "rings-config-resnest")]
-    assert json.loads(rings["data"]["hccl.json"]) == {"status": "initializing"}
-    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    assert "/user/serverid/devindex/config" in mounts
-    assert mounts["/output"]["subPath"] == "resnest"
-    assert job["spec"]["completionMode"] == "Indexed"
-    assert job["spec"]["activeDeadlineSeconds"] == 2 * 86400
-    rules = job["spec"]["podFailurePolicy"]["rules"]
-    assert [r["action"] for r in rules] == ["Ignore", "Count", "FailJob"]
-    assert rules[1]["onExitCodes"]["values"] == [75]
-    assert pod["spec"]["restartPolicy"] == "Never"
+    assert container["ports"][0]["name"] == "ascendjob-port"
+    assert pod["nodeSelector"] == {"accelerator-type": accelerator}
+    # MindX DL's MindSpore AscendJob runs "without ranktable": no table to wait for.
+    assert "rings" not in docs
+    assert all(v["name"] != "ascend-910-config" for v in pod["volumes"])
+    # The operator injects MindSpore's variables: we set none of them.
+    env = {e["name"]: e for e in container["env"]}
+    assert not [n for n in env if n.startswith("MS_")]
+    assert env["ASCEND_VISIBLE_DEVICES"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.annotations['huawei.com/Ascend910']"
+    scheduler = job["spec"]["replicaSpecs"]["Scheduler"]["template"]["spec"]
+    assert "huawei.com/Ascend910" not in scheduler["containers"][0].get("resources", {}).get(
+        "limits", {})
+    assert "/output" in {m["mountPath"] for m in container["volumeMounts"]}
 
 
-def test_rank_table_built_from_device_ips(tmp_path: Path) -> None:
-    docs = {(d["kind"], d["metadata"]["name"]): d
-            for d in yaml.safe_load_all(render(spec_for("ascend2x8-ranktable", tmp_path))) if d}
-    assert ("ConfigMap", "rings-config-resnest") not in docs  # rlaunch ships its own
-    table = json.loads(docs[("ConfigMap", "resnest-rlaunch")]["data"]["hccl.json"])
-    assert table["status"] == "completed"
-    assert [s["server_id"] for s in table["server_list"]] == ["10.0.0.1", "10.0.0.2"]
+def test_volcano_job_waits_for_the_operators_rank_table(tmp_path: Path) -> None:
+    docs = docs_of(render(spec_for("ascend910b-2x8-vcjob", tmp_path)))
+    job = docs["workload"]
+    assert job["metadata"]["labels"]["ring-controller.atlas"] == "ascend-910b"
+    pod = job["spec"]["tasks"][0]["template"]["spec"]
+    # The rank table volume as MindX DL's samples mount it, its ConfigMap waiting to be filled.
+    volume = next(v for v in pod["volumes"] if v["name"] == "ascend-910-config")
+    assert volume["configMap"]["name"] == f"rings-config-{JOB_ID}"
+    mount = next(m for m in pod["containers"][0]["volumeMounts"]
+                 if m["name"] == "ascend-910-config")
+    assert mount["mountPath"] == "/user/serverid/devindex/config"
+    assert json.loads(docs["rings"]["data"]["hccl.json"]) == {"status": "initializing"}
+    assert docs["rings"]["metadata"]["labels"]["ring-controller.atlas"] == "ascend-910b"
+    assert "until python3 -c" in docs["config"]["data"]["entrypoint.sh"]
+
+
+def test_static_rank_table_pins_pods_to_its_servers(tmp_path: Path) -> None:
+    docs = docs_of(render(spec_for("ascend910-4cards-4to7-vcjob", tmp_path)))
+    assert "rings" not in docs  # rlaunch ships its own table
+    table = json.loads(docs["config"]["data"]["hccl.json"])
+    # Dictionary order of server_id: "10.0.0.10" < "10.0.0.9"; ranks follow it.
+    assert [s["server_id"] for s in table["server_list"]] == ["10.0.0.10", "10.0.0.9"]
     assert table["server_list"][1]["device"][0] == {
-        "device_id": "0", "device_ip": "192.168.2.0", "rank_id": "8"}
-    pod = docs[("Job", "resnest")]["spec"]["template"]["spec"]
-    assert pod["affinity"]["podAntiAffinity"]  # one pod per server
+        "device_id": "4", "device_ip": "192.168.9.4", "rank_id": "4"}
+    job = docs["workload"]
+    assert (job["apiVersion"], job["kind"]) == ("batch.volcano.sh/v1alpha1", "Job")
+    pod = job["spec"]["tasks"][0]["template"]["spec"]
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchExpressions"] == [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["10.0.0.10", "10.0.0.9"]}]
+    assert pod["affinity"]["podAntiAffinity"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["ASCEND_VISIBLE_DEVICES"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.annotations['huawei.com/Ascend910']"
+    assert job["metadata"]["labels"]["ring-controller.atlas"] == "ascend-910"
     host_paths = {v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
     assert "/usr/local/Ascend/driver" in host_paths
 
 
-def test_gpu_manifest_details(tmp_path: Path) -> None:
-    docs = {d["kind"]: d for d in yaml.safe_load_all(render(spec_for("gpu2x8", tmp_path))) if d}
-    pod = docs["Job"]["spec"]["template"]["spec"]
+def test_volcano_job_restarts_the_whole_group(tmp_path: Path) -> None:
+    job = docs_of(render(spec_for("gpu-2x8-vcjob", tmp_path)))["workload"]
+    spec = job["spec"]
+    assert spec["minAvailable"] == 2 and spec["tasks"][0]["replicas"] == 2
+    assert spec["maxRetry"] == 3
+    assert {(p["event"], p["action"]) for p in spec["policies"]} == {
+        ("PodEvicted", "RestartJob"), ("PodFailed", "RestartJob")}
+    assert spec["queue"] == "training"
+    assert set(spec["plugins"]) == {"svc", "env"}
+
+
+def test_jobset_restarts_the_whole_group(tmp_path: Path) -> None:
+    docs = docs_of(render(spec_for("gpu-2x8", tmp_path)))
+    spec = docs["workload"]["spec"]
+    assert spec["failurePolicy"] == {"maxRestarts": 3}
+    job = spec["replicatedJobs"][0]["template"]["spec"]
+    assert (job["completions"], job["parallelism"], job["backoffLimit"]) == (2, 2, 0)
+    assert spec["network"]["enableDNSHostnames"] is True
+    pod = job["template"]["spec"]
     container = pod["containers"][0]
     assert container["resources"]["limits"] == {"nvidia.com/gpu": "8"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} \
         in pod["tolerations"]
-    shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
-    assert shm["emptyDir"]["medium"] == "Memory"
-    assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
-    assert pod["subdomain"] == docs["Service"]["metadata"]["name"] == "resnest"
-    assert docs["Service"]["spec"]["clusterIP"] == "None"
-    assert docs["Service"]["spec"]["publishNotReadyAddresses"] is True
-    assert docs["Job"]["spec"]["completions"] == docs["Job"]["spec"]["parallelism"] == 2
-    script = docs["ConfigMap"]["data"]["entrypoint.sh"]
-    assert "SCHED_HOST=resnest-0.resnest" in script
-
-
-def test_volcano_gang(tmp_path: Path) -> None:
-    docs = {d["kind"]: d
-            for d in yaml.safe_load_all(render(spec_for("gpu2x8-volcano", tmp_path))) if d}
-    group = docs["PodGroup"]
-    assert group["spec"]["minMember"] == 2
-    assert group["spec"]["minResources"]["nvidia.com/gpu"] == "16"
-    pod = docs["Job"]["spec"]["template"]
-    assert pod["spec"]["schedulerName"] == "volcano"
-    assert pod["metadata"]["annotations"]["scheduling.k8s.io/group-name"] == "resnest"
+    assert "activeDeadlineSeconds" not in job  # --time is per attempt, see the entrypoint
+    script = docs["config"]["data"]["entrypoint.sh"]
+    assert f"SCHED_HOST={JOB_ID}-node-0-0.{JOB_ID}" in script
+    assert "getent ahostsv4" in script
+    assert f"sleep {2 * 86400 - 120}" in script
 
 
 HOSTILE = ["a'; echo pwned", "a\n0", 'a"=0"', "$(touch /tmp/x)", "yes", "null", "0123", "- x",
-           "key: value", "{a: 1}", "#c", "日本"]
+           "key: value", "{a: 1}", "#c", "日本", "{{ x }}", "{% if %}"]
 
 
 def test_hostile_values_are_serialized_not_pasted(tmp_path: Path) -> None:
@@ -209,8 +293,8 @@ def test_hostile_values_are_serialized_not_pasted(tmp_path: Path) -> None:
         env={f"V{i}": v for i, v in enumerate(HOSTILE)},
         backend_options={"data_pvc": "imagenet", "output_pvc": "runs"},
     ).validate()
-    docs = {d["kind"]: d for d in yaml.safe_load_all(render(spec)) if d}
-    container = docs["Job"]["spec"]["template"]["spec"]["containers"][0]
+    docs = docs_of(render(spec))
+    container = pod_templates(docs["workload"])[0]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in container["env"]}
     for i, value in enumerate(HOSTILE):
         assert env[f"V{i}"] == value
@@ -218,10 +302,8 @@ def test_hostile_values_are_serialized_not_pasted(tmp_path: Path) -> None:
     assert mounts["data"] == "/data/it's here"
     assert mounts["output"] == "/out/$(whoami)"
     # The script's argv survives bash word splitting exactly.
-    script = docs["ConfigMap"]["data"]["entrypoint.sh"]
-    train_line = next(line for line in script.splitlines() if line.startswith("TRAIN=("))
-    # A newline inside a quoted word continues the line: take everything up to the closing ')'.
-    start = script.index(train_line)
+    script = docs["config"]["data"]["entrypoint.sh"]
+    start = script.index("TRAIN=(")
     end = script.index("\n", script.index(")\n", start) - 1)
     words = subprocess.run(
         ["bash", "-c", script[start:end + 1] + '\nprintf "%s\\0" "${TRAIN[@]}"'],
@@ -231,7 +313,9 @@ def test_hostile_values_are_serialized_not_pasted(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"namespace": "Bad_NS"}, "--opt namespace='Bad_NS' is not valid"),
-    ({"volcano": "maybe"}, "--opt volcano='maybe' is not valid: true or false"),
+    ({"workload": "job"}, "--opt workload='job' is not valid: one of acjob, vcjob, jobset"),
+    ({"workload": "jobset"}, "--opt workload=jobset cannot run ascend jobs (allowed: acjob, vcjob)"),
+    ({"chip": "310"}, "--opt chip='310' is not valid: one of 910, 910b"),
     ({"tolerations": "a:Sometimes"}, "EFFECT one of NoSchedule"),
     ({"memory": "lots"}, "a Kubernetes quantity"),
     ({"node_selector": "novalue"}, "--opt node_selector='novalue' is not valid"),
@@ -246,6 +330,23 @@ def test_bad_options_are_one_clear_line(options: dict[str, Any], message: str) -
     assert message in problems[0]
 
 
+def test_chip_decides_the_placement_rules() -> None:
+    backend = KubernetesBackend()
+
+    def problems(devices: int, ids: list[int] | None, **options: str) -> list[str]:
+        spec = backend.prepare(JobSpec(
+            name="resnest", backend="k8s", device_kind="ascend", devices_per_node=devices,
+            device_ids=ids, backend_options=options))
+        return spec.problems() + backend.problems(spec)
+
+    # 910: two HCCS rings of four; 910B (the default): no ring rule, 16-card servers exist.
+    assert "must sit within devices 0-3 or 4-7" in problems(4, [2, 3, 4, 5], chip="910")[0]
+    assert problems(4, [2, 3, 4, 5]) == []
+    assert problems(16, None) == []
+    assert "devices per node must be 1, 2, 4 or 8 on Ascend 910" in problems(16, None,
+                                                                               chip="910")[0]
+
+
 def test_relative_dirs_cannot_hold_a_pvc() -> None:
     spec = JobSpec(name="resnest", backend="k8s", device_kind="gpu", devices_per_node=1,
                    data_dir="data", output_dir="/o", backend_options={"data_pvc": "x"})
@@ -254,6 +355,6 @@ def test_relative_dirs_cannot_hold_a_pvc() -> None:
 
 
 def test_rank_table_must_match_the_job(tmp_path: Path) -> None:
-    spec = spec_for("ascend2x8-ranktable", tmp_path).replace(nodes=3)
+    spec = spec_for("ascend910-4cards-4to7-vcjob", tmp_path).replace(nodes=3)
     assert KubernetesBackend().problems(spec) == [
         "the rank table lists 2 servers but the job has --nodes 3"]

@@ -72,13 +72,13 @@ def test_render_is_pure_and_repeatable() -> None:
 
 def test_rank_table_two_servers_matches_golden() -> None:
     ips = {
-        # Given out of order: the table must sort servers by IP (10.0.0.9 < 10.0.0.10).
+        # MindSpore: ranks follow the dictionary order of server_id ("10.0.0.10" < "10.0.0.9").
         "10.0.0.10": {i: f"192.168.1.{i + 1}" for i in range(8)},
         "10.0.0.9": {i: f"192.168.0.{i + 1}" for i in range(8)},
     }
     text = build_rank_table(ips, list(range(8))).render()
     data = json.loads(text)
     assert check_rank_table(data) == []
-    assert [s["server_id"] for s in data["server_list"]] == ["10.0.0.9", "10.0.0.10"]
+    assert [s["server_id"] for s in data["server_list"]] == ["10.0.0.10", "10.0.0.9"]
     assert data["server_list"][1]["device"][0]["rank_id"] == "8"
     check_golden("rank_table_2x8.json", text)

@@ -13,8 +13,12 @@ from launcher.ranktable import (
     RankTableError,
     build_rank_table,
     check_rank_table,
+    entry_for_host,
+    find_entry,
+    local_ranks,
     parse_device_range,
     parse_hccn_conf,
+    server_order,
 )
 
 HCCN = "".join(f"address_{i}=192.168.100.{101 + i}\nnetmask_{i}=255.255.255.0\n" for i in range(8))
@@ -34,30 +38,125 @@ def test_every_value_is_a_string_and_ranks_are_consecutive() -> None:
                for v in d.values())
 
 
+# Huawei's own example shape (CANN HCCL rank table guide): node names, not IPs, as server_id.
+HUAWEI_NODE_0 = {
+    "status": "completed", "version": "1.0", "server_count": "2",
+    "server_list": [
+        {"server_id": f"node_{s}", "host_nic_ip": "reserve",
+         "device": [{"device_id": str(d), "device_ip": f"192.168.{s}.{d + 8}",
+                     "rank_id": str(8 * s + d)} for d in range(8)]}
+        for s in range(2)],
+}
+
+
+def test_two_servers_follow_server_id_dictionary_order() -> None:
+    """MindSpore: rank order follows the dictionary order of server_id: 10.0.0.10 < 10.0.0.9."""
+    ips = {ip: {i: f"192.168.{ip.rsplit('.', 1)[1]}.{i}" for i in range(8)}
+           for ip in ("10.0.0.9", "10.0.0.10")}
+    data = json.loads(build_rank_table(ips, list(range(8))).render())
+    assert [s["server_id"] for s in data["server_list"]] == ["10.0.0.10", "10.0.0.9"]
+    assert data["server_list"][0]["device"][0]["rank_id"] == "0"
+    assert data["server_list"][1]["device"][0]["rank_id"] == "8"
+    assert check_rank_table(data) == []
+    assert server_order([{"server_id": "10.0.0.9"}, {"server_id": "10.0.0.10"}]) == [
+        {"server_id": "10.0.0.10"}, {"server_id": "10.0.0.9"}]
+
+
+def copy(data: dict) -> dict:
+    return json.loads(json.dumps(data))
+
+
+@pytest.mark.parametrize("change", [
+    lambda t: None,  # Huawei's example as it is
+    # merge_hccl.py writes integer rank ids and server counts
+    lambda t: [d.update(rank_id=int(d["rank_id"])) for s in t["server_list"] for d in s["device"]],
+    lambda t: t.update(server_count=2),
+    # MindX DL tables: host_ip, container_ip, the pod UID as server_id, device_port
+    lambda t: [s.update(host_ip=f"10.0.0.{i}", container_ip=f"172.16.0.{i}")
+               for i, s in enumerate(t["server_list"])],
+    lambda t: t["server_list"][0].update(server_id="5c1a2b3c-0000-4000-8000-00000000000a"),
+    lambda t: t["server_list"][0]["device"][0].update(device_port="16666"),
+    # A3 super-pod tables (version 1.2)
+    lambda t: t.update(version="1.2", super_pod_list=[
+        {"super_pod_id": "0", "server_list": [{"server_id": "node_0"}, {"server_id": "node_1"}]}]),
+])
+def test_check_accepts_what_hccl_accepts(change) -> None:
+    data = copy(HUAWEI_NODE_0)
+    change(data)
+    assert check_rank_table(data) == []
+
+
+def test_check_accepts_sixteen_card_servers() -> None:
+    data = table(1)
+    data["server_list"][0]["device"] += [
+        {"device_id": str(d), "device_ip": f"192.168.9.{d}", "rank_id": str(d)}
+        for d in range(8, 16)]
+    assert check_rank_table(data) == []
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda t: t.update(version=1.0), "version must be the string"),
-        (lambda t: t.update(server_count=2), "server_count must be the string '2'"),
-        (lambda t: t["server_list"].reverse(), "ordered by server_id"),
-        (lambda t: t["server_list"][1]["device"][0].update(device_ip="192.168.0.1"), "used twice"),
-        (lambda t: t["server_list"][0]["device"][0].update(rank_id=0), "rank_id must be a string"),
-        (lambda t: t["server_list"][0]["device"][3].update(rank_id="9"), "rank_id must be '3'"),
-        (lambda t: t["server_list"][0]["device"][0].update(device_id="8"), "card number 0-7"),
-        (lambda t: t["server_list"][0].update(server_id="node1"), "not an IP address"),
-        (lambda t: t["server_list"][1]["device"].pop(), "has 7 devices"),
+        (lambda t: t.update(version="2.5"), "version must be one of 1.0, 1.2, got '2.5'"),
+        (lambda t: t.update(server_count="3"), "server_count is '3' but server_list holds 2"),
+        (lambda t: t["server_list"][1]["device"][0].update(device_ip="192.168.0.9"),
+         "server node_1 device[0]: device_ip 192.168.0.9 is also used by server node_0 device[1]"),
+        (lambda t: t["server_list"][1]["device"][2].update(rank_id="3"),
+         "server node_1 device[2]: rank_id 3 is also used by server node_0 device[3]"),
+        (lambda t: t["server_list"][1]["device"][7].update(rank_id="20"),
+         "rank ids must run 0-15 without gaps: missing 15"),
+        # node_1's ranks before node_0's: against the dictionary order of server_id
+        (lambda t: [d.update(rank_id=str((int(d["rank_id"]) + 8) % 16))
+                    for s in t["server_list"] for d in s["device"]],
+         "server node_1 holds rank 0 below rank 15 of server node_0, which comes first"),
+        (lambda t: t["server_list"][1].update(server_id="node_0"),
+         "server node_0: server_id is used twice"),
+        (lambda t: t["server_list"][0].update(server_id="n" * 64), "string of 1-63 characters"),
+        (lambda t: t["server_list"][0]["device"][0].update(device_id="16"), "card number 0-15"),
+        (lambda t: t["server_list"][0]["device"][1].update(device_id="0"),
+         "device_id 0 appears twice"),
+        (lambda t: t["server_list"][0].update(host_ip="node"), "host_ip 'node' is not an IP"),
+        (lambda t: t.update(status="initializing"), "the table is not complete"),
+        (lambda t: t.update(super_pod_list=[{"server_list": []}]), "version 1.2 tables"),
     ],
 )
-def test_check_finds_each_problem(mutate, message: str) -> None:
-    data = table()
+def test_check_rejects_what_breaks_training_and_names_the_entry(mutate, message: str) -> None:
+    data = copy(HUAWEI_NODE_0)
     mutate(data)
-    assert any(message in p for p in check_rank_table(data)), check_rank_table(data)
+    problems = check_rank_table(data)
+    assert any(message in p for p in problems), problems
+
+
+@pytest.mark.parametrize(("keys", "server"), [
+    ({"host_ip": "10.0.0.2"}, 1),
+    ({"pod_ip": "172.16.0.1"}, 0),
+    ({"ids": ["uid-b"]}, 1),
+    ({"host_ip": "10.9.9.9", "pod_ip": "172.16.0.9", "ids": ["uid-a"]}, 0),
+    ({"host_ip": "10.9.9.9"}, None),
+])
+def test_find_entry_by_host_ip_then_pod_ip_then_server_id(keys: dict, server: int | None) -> None:
+    data = {"server_list": [
+        {"server_id": "uid-a", "host_ip": "10.0.0.1", "container_ip": "172.16.0.1", "device": []},
+        {"server_id": "uid-b", "host_ip": "10.0.0.2", "container_ip": "172.16.0.2", "device": []},
+    ]}
+    found = find_entry(data, **keys)
+    assert found is (None if server is None else data["server_list"][server])
+
+
+def test_entry_for_host_and_local_ranks() -> None:
+    data = table(2, [4, 5, 6, 7])
+    entry = entry_for_host(data, "10.0.0.2")
+    assert entry is not None and entry["server_id"] == "10.0.0.2"
+    # (rank, index inside the container, physical card)
+    assert local_ranks(entry) == [(4, 0, 4), (5, 1, 5), (6, 2, 6), (7, 3, 7)]
+    assert entry_for_host(data, "10.0.0.3") is None
 
 
 def test_parsers() -> None:
     assert parse_device_range("0-3,6") == [0, 1, 2, 3, 6]
     assert parse_hccn_conf(HCCN)[7] == "192.168.100.108"
-    for bad in ("0-9", "3-1", "a", "1,1"):
+    assert parse_device_range("8-15") == list(range(8, 16))  # 16-card servers
+    for bad in ("0-16", "3-1", "a", "1,1", "0-99999999999"):
         with pytest.raises(RankTableError):
             parse_device_range(bad)
     with pytest.raises(RankTableError, match="not an IP address"):
@@ -80,10 +179,23 @@ def test_cli_hccn_conf_write_and_check(tmp_path: Path) -> None:
     assert [d["device_id"] for d in data["server_list"][0]["device"]] == ["4", "5", "6", "7"]
     result = runner.invoke(cli, ["ranktable", "--check", str(out)])
     assert result.exit_code == 0 and "ok (1 servers, 4 ranks)" in result.output
-    data["server_count"] = 1
+    data["server_count"] = 1  # an integer count is fine (merge_hccl.py writes them)
     out.write_text(json.dumps(data))
     result = runner.invoke(cli, ["ranktable", "--check", str(out)])
-    assert result.exit_code == 1 and "server_count must be the string" in result.output
+    assert result.exit_code == 0, result.output
+    data["server_count"] = "2"
+    out.write_text(json.dumps(data))
+    result = runner.invoke(cli, ["ranktable", "--check", str(out)])
+    assert result.exit_code == 1
+    assert "server_count is '2' but server_list holds 1 servers" in result.output
+
+
+def test_cli_check_accepts_huaweis_node_0_example(tmp_path: Path) -> None:
+    path = tmp_path / "hccl.json"
+    path.write_text(json.dumps(HUAWEI_NODE_0))
+    result = CliRunner().invoke(cli, ["ranktable", "--check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "ok (2 servers, 16 ranks)" in result.output
 
 
 def test_cli_yaml_mapping_for_many_servers(tmp_path: Path) -> None:
