@@ -150,7 +150,10 @@ class OnnxRuntimeModel:
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph
             raise ValueError(f"{path}: onnxruntime cannot load it: {exc}") from None
-        (graph_input,) = self.session.get_inputs()
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ValueError(f"{path}: expected one input [B, 3, S, S], found {len(inputs)}")
+        graph_input = inputs[0]
         self.input_name = graph_input.name
         shape = list(graph_input.shape)
         if len(shape) != 4 or shape[1] != 3 or shape[2] != shape[3] or not isinstance(shape[2], int):
