@@ -17,7 +17,7 @@ COMMANDS: dict[str, str] = {
     "logs": "launcher.commands.jobs:logs",
     "gather": "launcher.commands.gather:gather",
     "ranktable": "launcher.commands.ranktable:ranktable",
-    "build": "launcher.build:build",
+    "build": "launcher.commands.build:build",
 }
 
 # One-line summaries shown by `rlaunch --help` without importing the commands.

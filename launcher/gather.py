@@ -1,26 +1,34 @@
 """Collect a finished (or running) job's results: checkpoints, logs, accuracy, curves.
 
-The accuracy reported is the allreduced one: the seed's `after allreduce eval: top1_correct=N,
-tot=T, acc=XX.XX%(TOP1)` log lines (and TOP5), which every rank prints with the same numbers.
-Per-epoch numbers come from the metrics files' eval events; loss is rank 0's mean step loss.
+Everything is read from the structured files of the trainer's contract (`resnest.contract`),
+never from log lines: the final accuracy is the allreduced one in the eval result file, or, while
+a job runs, its last eval event; per-epoch numbers are rank 0's eval events, loss its mean step
+loss.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from launcher.progress import read_events
-
-ALLREDUCE_RE = re.compile(
-    r"after allreduce eval: top(?P<k>[15])_correct=(?P<correct>\d+), tot=(?P<total>\d+), "
-    r"acc=(?P<acc>[0-9.]+)%\(TOP(?P=k)\)"
+from resnest.contract import (
+    CHECKPOINT_FILES,
+    CHECKPOINTS_DIR,
+    EVAL_RESULT_FILE,
+    EVENT_EVAL,
+    EVENT_STEP,
+    METRICS_DIR,
+    ContractError,
+    metrics_file,
+    read_eval_result,
+    read_events,
 )
-CHECKPOINT_FILES = ("last.ckpt", "best.ckpt", "manifest.json")
+
+FINAL_KEYS = ("top1", "top5", "top1_correct", "top5_correct", "total")
 
 
 @dataclass
@@ -45,50 +53,58 @@ class Summary:
         return json.dumps(asdict(self), indent=2)
 
 
-def allreduced_accuracy(lines: list[str]) -> dict[str, Any]:
-    """The last allreduced top-1/top-5 found in log lines ({} when none)."""
-    found: dict[str, Any] = {}
-    for line in lines:
-        match = ALLREDUCE_RE.search(line)
-        if match:
-            k = match["k"]
-            found[f"top{k}"] = float(match["acc"])
-            found[f"top{k}_correct"] = int(match["correct"])
-            found["total"] = int(match["total"])
-    return found
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def epoch_rows(metrics_dir: Path) -> list[EpochRow]:
+def final_accuracy(outputs: Path, warn: Callable[[str], None] = print) -> dict[str, Any]:
+    """The allreduced top-1/top-5: the eval result file, else the last eval event ({} if none).
+
+    A damaged eval result file is reported through `warn` (naming it) and skipped: the
+    checkpoints are still worth gathering."""
+    try:
+        result = read_eval_result(outputs)
+    except ContractError as err:
+        warn(f"warning: {err}; using the last eval event of the metrics instead")
+        result = None
+    if result is None:
+        evals = [e for e in read_events(outputs / metrics_file(0)) if e.get("event") == EVENT_EVAL]
+        result = evals[-1] if evals else {}
+    return {k: result[k] for k in FINAL_KEYS if _number(result.get(k))}
+
+
+def epoch_rows(outputs: Path) -> list[EpochRow]:
     """Per-epoch top-1/top-5 (eval events) and rank 0's mean step loss."""
-    events = read_events(metrics_dir / "rank0.jsonl")
+    events = read_events(outputs / metrics_file(0))
     rows: dict[int, EpochRow] = {}
     losses: dict[int, list[float]] = {}
     for event in events:
         epoch = event.get("epoch")
-        if not isinstance(epoch, int):
+        if not isinstance(epoch, int) or isinstance(epoch, bool):
             continue
-        if event.get("event") == "step" and isinstance(event.get("loss"), (int, float)):
+        if event.get("event") == EVENT_STEP and _number(event.get("loss")):
             losses.setdefault(epoch, []).append(float(event["loss"]))
-        elif event.get("event") == "eval":
+        elif event.get("event") == EVENT_EVAL:
             row = rows.setdefault(epoch, EpochRow(epoch))
-            row.top1, row.top5 = event.get("top1"), event.get("top5")
+            row.top1 = event["top1"] if _number(event.get("top1")) else None
+            row.top5 = event["top5"] if _number(event.get("top5")) else None
     for epoch, values in losses.items():
         rows.setdefault(epoch, EpochRow(epoch)).loss = sum(values) / len(values)
     return [rows[e] for e in sorted(rows)]
 
 
-def loss_curve(metrics_dir: Path) -> list[tuple[int, float]]:
+def loss_curve(outputs: Path) -> list[tuple[int, float]]:
     return [
         (int(e["global_step"]), float(e["loss"]))
-        for e in read_events(metrics_dir / "rank0.jsonl")
-        if e.get("event") == "step" and isinstance(e.get("loss"), (int, float))
+        for e in read_events(outputs / metrics_file(0))
+        if e.get("event") == EVENT_STEP and _number(e.get("loss"))
         and isinstance(e.get("global_step"), int)
     ]
 
 
-def plot_curves(metrics_dir: Path, rows: list[EpochRow], target: Path) -> Path | None:
+def plot_curves(outputs: Path, rows: list[EpochRow], target: Path) -> Path | None:
     """PNG with the loss per step and top-1/top-5 per epoch; None without any data."""
-    steps = loss_curve(metrics_dir)
+    steps = loss_curve(outputs)
     evals = [r for r in rows if r.top1 is not None]
     if not steps and not evals:
         return None
@@ -115,27 +131,24 @@ def plot_curves(metrics_dir: Path, rows: list[EpochRow], target: Path) -> Path |
     return target
 
 
-def gather_outputs(outputs: Path, log_lines: list[str], dest: Path, job_id: str,
-                   state: str) -> Summary:
-    """Copy checkpoints and metrics from `outputs` into `dest`, summarize, plot."""
+def gather_outputs(outputs: Path, dest: Path, job_id: str, state: str,
+                   warn: Callable[[str], None] = print) -> Summary:
+    """Copy checkpoints, metrics and the eval result from `outputs` into `dest`, summarize,
+    plot."""
     summary = Summary(job_id=job_id, state=state)
-    ckpt_src = outputs / "checkpoints"
+    summary.final = final_accuracy(outputs, warn)
+    summary.epochs = epoch_rows(outputs)
+    ckpt_src = outputs / CHECKPOINTS_DIR
     for name in CHECKPOINT_FILES:
         if (ckpt_src / name).is_file():
-            (dest / "checkpoints").mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ckpt_src / name, dest / "checkpoints" / name)
-            summary.checkpoints.append(str(dest / "checkpoints" / name))
-    if (outputs / "metrics").is_dir():
-        shutil.copytree(outputs / "metrics", dest / "metrics", dirs_exist_ok=True)
-    if (outputs / "eval.json").is_file():
-        shutil.copy2(outputs / "eval.json", dest / "eval.json")
-    summary.final = allreduced_accuracy(log_lines)
-    if not summary.final and (outputs / "eval.json").is_file():
-        data = json.loads((outputs / "eval.json").read_text())
-        summary.final = {k: data[k] for k in ("top1", "top5", "top1_correct", "top5_correct",
-                                              "total") if k in data}
-    summary.epochs = epoch_rows(outputs / "metrics")
-    plot = plot_curves(outputs / "metrics", summary.epochs, dest / "curves.png")
+            (dest / CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ckpt_src / name, dest / CHECKPOINTS_DIR / name)
+            summary.checkpoints.append(str(dest / CHECKPOINTS_DIR / name))
+    if (outputs / METRICS_DIR).is_dir():
+        shutil.copytree(outputs / METRICS_DIR, dest / METRICS_DIR, dirs_exist_ok=True)
+    if (outputs / EVAL_RESULT_FILE).is_file():
+        shutil.copy2(outputs / EVAL_RESULT_FILE, dest / EVAL_RESULT_FILE)
+    plot = plot_curves(outputs, summary.epochs, dest / "curves.png")
     summary.plot = str(plot) if plot else None
     (dest / "summary.json").write_text(summary.to_json())
     return summary

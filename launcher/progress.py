@@ -1,32 +1,17 @@
 """Training progress of a job, read from the metrics JSON-lines its ranks write.
 
-`O/metrics/rank{R}.jsonl` holds {"event": "step", "epoch", "step", "global_step", "loss", ...}
-and {"event": "eval", "epoch", "top1", "top5", ...} lines (see the training contract).
+The file names and the event format are the trainer's contract (`resnest.contract`): rank 0's
+metrics file holds `EVENT_STEP` events (epoch, step, global_step, loss, ...) and `EVENT_EVAL`
+events (epoch, top1, top5, the allreduced counts).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-def read_events(path: Path) -> list[dict[str, Any]]:
-    """Events of one metrics file; a half-written last line is skipped."""
-    events = []
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    for line in text.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
+from resnest.contract import EVENT_STEP, metrics_file, read_events
 
 
 @dataclass
@@ -48,32 +33,40 @@ class Progress:
 
 
 def epochs_total(spec: dict[str, Any]) -> int | None:
-    """The `epochs` of the job: a `--set epochs=N` override, else the config file's value."""
-    for item in reversed(spec.get("overrides") or []):
-        key, _, value = str(item).partition("=")
-        if key == "epochs" and value.strip().isdigit():
-            return int(value)
-    config = spec.get("config")
-    if config:
-        import yaml
+    """The `epochs` the job trains for, as the trainer will compute it: defaults, then the
+    config file (when it is on this machine), then the `--set` overrides (`resnest.config`,
+    which imports only yaml). None when that config cannot be loaded here."""
+    from resnest.config import ConfigError, load_config, parse_set_overrides
 
-        try:
-            data = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
-            return None
-        if isinstance(data, dict) and isinstance(data.get("epochs"), int):
-            return data["epochs"]
-    return None
+    config = spec.get("config")
+    overrides = spec.get("overrides") or []
+    local = config if isinstance(config, str) and Path(config).is_file() else None
+    try:
+        parsed = parse_set_overrides([str(o) for o in overrides])
+        if config and local is None and "epochs" not in parsed:
+            return None  # the config is only on the cluster (a pod's path): epochs unknown here
+        return load_config(local, parsed).epochs
+    except (ConfigError, OSError, ValueError):
+        return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def read_progress(output_dir: str | None, spec: dict[str, Any]) -> Progress:
+    """Progress from rank 0's metrics file (fields of the wrong type are left out)."""
     progress = Progress(epochs_total=epochs_total(spec))
     if not output_dir:
         return progress
-    steps = [e for e in read_events(Path(output_dir) / "metrics" / "rank0.jsonl")
-             if e.get("event") == "step"]
+    steps = [e for e in read_events(Path(output_dir) / metrics_file(0))
+             if e.get("event") == EVENT_STEP]
     if steps:
         last = steps[-1]
-        progress.epoch, progress.step = last.get("epoch"), last.get("step")
-        progress.global_step, progress.loss = last.get("global_step"), last.get("loss")
+        progress.epoch = _int_or_none(last.get("epoch"))
+        progress.step = _int_or_none(last.get("step"))
+        progress.global_step = _int_or_none(last.get("global_step"))
+        loss = last.get("loss")
+        number = isinstance(loss, (int, float)) and not isinstance(loss, bool)
+        progress.loss = float(loss) if number else None
     return progress

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from launcher.spec import JobSpec
+from launcher.spec import JobSpec, SpecError
 
 
 def state_dir() -> Path:
@@ -29,6 +29,32 @@ def state_dir() -> Path:
 
 class JobNotFoundError(LookupError):
     """No job with that id (or unique prefix) is in the store."""
+
+
+class StoreError(RuntimeError):
+    """A record in the store is damaged (unreadable, truncated, wrong shape); names the file."""
+
+
+@dataclass
+class DamagedRecord:
+    """A job directory whose record.json cannot be used; `list` shows it instead of hiding it."""
+
+    id: str
+    path: Path
+    reason: str
+
+    @property
+    def error(self) -> StoreError:
+        return StoreError(f"job store record {self.path} is damaged ({self.reason}); "
+                          f"move its folder away or delete it")
+
+
+# record.json fields and their types (a record that does not match them is damaged).
+RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "backend": (str,), "spec": (dict,), "job_dir": (str,),
+    "output_dir": (str, type(None)), "backend_id": (str, type(None)), "created": (int, float),
+    "files": (list,), "last_state": (str,), "extra": (dict,),
+}
 
 
 @dataclass
@@ -87,6 +113,18 @@ class JobStore:
             output_dir=spec.output_dir,
         )
 
+    def discard(self, record: JobRecord) -> None:
+        """Remove a job that failed to submit, and the store folders if that leaves them empty
+        (a failed first submit leaves nothing behind)."""
+        import shutil
+
+        shutil.rmtree(record.job_dir, ignore_errors=True)
+        for folder in (self.jobs_dir, self.root):
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (other jobs) or already gone
+
     def save(self, record: JobRecord) -> None:
         path = Path(record.job_dir) / "record.json"
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -94,12 +132,17 @@ class JobStore:
         tmp.replace(path)
 
     def load(self, job_id: str) -> JobRecord:
-        """Find a job by id or unique id prefix."""
+        """Find a job by id or unique id prefix; StoreError when its record is damaged."""
         path = self.jobs_dir / job_id / "record.json"
         if "/" not in job_id and job_id not in (".", "..") and path.is_file():
-            return self._read(path)
-        matches = [r for r in self.list() if r.id.startswith(job_id)] if job_id else []
+            found = self._read(path)
+            if isinstance(found, DamagedRecord):
+                raise found.error
+            return found
+        matches = [r for r in self.entries() if r.id.startswith(job_id)] if job_id else []
         if len(matches) == 1:
+            if isinstance(matches[0], DamagedRecord):
+                raise matches[0].error
             return matches[0]
         if len(matches) > 1:
             raise JobNotFoundError(
@@ -107,19 +150,55 @@ class JobStore:
             )
         raise JobNotFoundError(f"job {job_id!r} is not in the job store ({self.jobs_dir})")
 
-    def list(self, limit: int | None = None) -> list[JobRecord]:
-        """Records, newest first."""
+    def entries(self, limit: int | None = None) -> list[JobRecord | DamagedRecord]:
+        """Every job directory with a record.json, newest first; damaged ones included."""
         if not self.jobs_dir.is_dir():
             return []
-        records = []
-        for path in self.jobs_dir.glob("*/record.json"):
+        found = [self._read(path) for path in self.jobs_dir.glob("*/record.json")]
+
+        def newest_first(entry: JobRecord | DamagedRecord) -> float:
+            if isinstance(entry, JobRecord):
+                return -entry.created
             try:
-                records.append(self._read(path))
-            except (OSError, ValueError, TypeError):
-                continue  # a job being created right now, or a damaged record: skip it
-        records.sort(key=lambda r: r.created, reverse=True)
-        return records[:limit] if limit else records
+                return -entry.path.stat().st_mtime
+            except OSError:
+                return 0.0
+
+        found.sort(key=newest_first)
+        return found[:limit] if limit else found
+
+    def list(self, limit: int | None = None) -> list[JobRecord]:
+        """Readable records, newest first (`entries` also returns the damaged ones)."""
+        return [r for r in self.entries(limit) if isinstance(r, JobRecord)]
 
     @staticmethod
-    def _read(path: Path) -> JobRecord:
-        return JobRecord(**json.loads(path.read_text(encoding="utf-8")))
+    def _read(path: Path) -> JobRecord | DamagedRecord:
+        job_id = path.parent.name
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            return DamagedRecord(job_id, path, "not UTF-8 text")
+        except OSError as err:
+            return DamagedRecord(job_id, path, f"unreadable: {err.strerror or err}")
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return DamagedRecord(job_id, path, "not valid JSON, truncated?")
+        if not isinstance(data, dict):
+            return DamagedRecord(job_id, path, "not a JSON object")
+        missing = [k for k in ("id", "backend", "spec", "job_dir", "output_dir") if k not in data]
+        unknown = sorted(set(data) - set(RECORD_TYPES), key=str)
+        wrong = [k for k, kinds in RECORD_TYPES.items()
+                 if k in data and (not isinstance(data[k], kinds) or isinstance(data[k], bool))]
+        if missing or unknown or wrong:
+            what = [f"missing {', '.join(missing)}"] if missing else []
+            what += [f"unknown {', '.join(map(str, unknown))}"] if unknown else []
+            what += [f"wrong type of {', '.join(wrong)}"] if wrong else []
+            return DamagedRecord(job_id, path, "; ".join(what))
+        if data["id"] != job_id:
+            return DamagedRecord(job_id, path, f"its id {data['id']!r} is not its folder's name")
+        try:
+            JobSpec.from_dict(data["spec"])
+        except SpecError as err:
+            return DamagedRecord(job_id, path, f"its job spec: {err.problems[0]}")
+        return JobRecord(**data)

@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-MANIFEST_NAME = "manifest.json"
+from resnest.contract import BEST_CHECKPOINT, CHECKPOINT_MANIFEST, LAST_CHECKPOINT
+
+MANIFEST_NAME = CHECKPOINT_MANIFEST
 # Fault injection for the crash test: seconds to sleep between writing the temporary file and
 # renaming it, so a test can kill -9 the process while a checkpoint write is in flight.
 WRITE_DELAY_ENV = "RESNEST_FAULT_CKPT_WRITE_DELAY_S"
@@ -121,9 +123,9 @@ class CheckpointManager:
         entries = [e for e in entries if e not in removed]
         if best not in {e.file for e in entries}:
             best = None
-        _link_atomic(final, self.folder / "last.ckpt")
+        _link_atomic(final, self.folder / LAST_CHECKPOINT)
         if best is not None:
-            _link_atomic(self.folder / best, self.folder / "best.ckpt")
+            _link_atomic(self.folder / best, self.folder / BEST_CHECKPOINT)
         _write_json_atomic(self.manifest_path, {
             "checkpoints": [asdict(e) for e in entries], "last": name, "best": best,
         })
@@ -149,7 +151,7 @@ class CheckpointManager:
         best = next((e for e in entries if e.file == manifest.get("best")), None)
         if best is None or best.top1 is None or top1 >= best.top1:
             manifest["best"] = last.file
-            _link_atomic(self.folder / last.file, self.folder / "best.ckpt")
+            _link_atomic(self.folder / last.file, self.folder / BEST_CHECKPOINT)
         _write_json_atomic(self.manifest_path, {
             "checkpoints": [asdict(e) for e in entries], "last": manifest["last"],
             "best": manifest["best"],

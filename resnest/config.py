@@ -19,6 +19,10 @@ import yaml
 LR_SCHEDULERS = ("cosine_annealing", "step", "exponential")
 DEVICE_TARGETS = ("auto", "CPU", "GPU", "Ascend")
 AMP_LEVELS = ("auto", "O0", "O2", "O3")
+AUTOAUGMENT_POLICIES = ("imagenet", "cifar10", "svhn", "off")
+# The seed's step milestones (30, 60, ..., 270 of 270 epochs): every ninth of the run.
+SEED_EPOCHS = 270
+SEED_LR_EPOCHS = (30, 60, 90, 120, 150, 180, 210, 240, 270)
 
 
 class ConfigError(ValueError):
@@ -41,17 +45,25 @@ class TrainConfig:
     test_batch_size: int = 64
     num_workers: int = 8
     cpu_threads: int = 0  # CPU compute threads per process; 0 = the process's CPUs / world size
-    autoaugment: bool = True
+    autoaugment: Literal["imagenet", "cifar10", "svhn", "off"] = "imagenet"  # true = imagenet
     color_jitter: float = 0.4
+    rrc_scale_min: float = 0.08  # random-resized-crop area range, as a fraction of the image
+    rrc_scale_max: float = 1.0
+    hflip: bool = True
+    eval_resize: int = 0  # eval: short side resized to this, then centre crop; 0 = crop_size/0.875
+    # fine-tuning
+    pretrained: str = ""  # .ckpt, or official/timm .safetensors/.pth (converted on the fly)
+    freeze_backbone: bool = False  # train only the classifier (fc)
+    backbone_lr_scale: float = 1.0  # the backbone's lr is lr * this; the classifier's is lr
     # optimisation
     epochs: int = 270
     lr: float = 0.025
     scale_lr_by_world_size: bool = True
     lr_scheduler: Literal["cosine_annealing", "step", "exponential"] = "cosine_annealing"
-    lr_epochs: str = "30,60,90,120,150,180,210,240,270"
+    lr_epochs: str = ""  # "" = the seed's 30,60,...,270 scaled to `epochs`
     lr_gamma: float = 0.1
     eta_min: float = 0.0
-    T_max: int = 270
+    T_max: int = 0  # cosine length in epochs; 0 = `epochs`
     warmup_epochs: int = 5
     weight_decay: float = 0.0001
     momentum: float = 0.9
@@ -75,12 +87,12 @@ class TrainConfig:
     def validate(self) -> None:
         """Check ranges and cross-field rules the types alone cannot express."""
         positive = ("num_classes", "base_size", "crop_size", "batch_size", "test_batch_size",
-                    "num_workers", "epochs", "T_max", "ckpt_keep", "log_every_steps")
+                    "num_workers", "epochs", "ckpt_keep", "log_every_steps")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: must be >= 1")
         non_negative = ("cpu_threads", "warmup_epochs", "weight_decay", "eta_min", "ckpt_every_steps",
-                        "eval_every_epochs", "lr_gamma", "color_jitter")
+                        "eval_every_epochs", "lr_gamma", "color_jitter", "T_max", "eval_resize")
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: must be >= 0")
@@ -96,10 +108,43 @@ class TrainConfig:
             raise ConfigError(f"momentum={self.momentum!r}: must be in [0, 1)")
         if self.loss_scale < 1:
             raise ConfigError(f"loss_scale={self.loss_scale!r}: must be >= 1")
+        if not 0.0 < self.rrc_scale_min <= self.rrc_scale_max <= 1.0:
+            raise ConfigError(f"rrc_scale_min={self.rrc_scale_min!r}, rrc_scale_max="
+                              f"{self.rrc_scale_max!r}: need 0 < rrc_scale_min <= rrc_scale_max <= 1")
+        if self.eval_resize and self.eval_resize < self.crop_size:
+            raise ConfigError(f"eval_resize={self.eval_resize!r}: must be 0 (crop_size/0.875) or "
+                              f">= crop_size ({self.crop_size})")
+        if not 0.0 <= self.backbone_lr_scale <= 1e3:
+            raise ConfigError(f"backbone_lr_scale={self.backbone_lr_scale!r}: must be in [0, 1000]")
         self.lr_milestones()  # raises on a malformed list
 
+    def effective_T_max(self) -> int:
+        """Cosine length in epochs: `T_max` when set, else the run's `epochs`."""
+        return self.T_max or self.epochs
+
+    def schedule_warnings(self) -> list[str]:
+        """One line per explicit schedule setting that does not fit `epochs`."""
+        warnings = []
+        if self.lr_scheduler == "cosine_annealing" and self.T_max > self.epochs:
+            warnings.append(f"warning: T_max={self.T_max} is beyond epochs={self.epochs}: the cosine "
+                            "stops part-way and the lr never reaches eta_min (unset T_max to follow "
+                            "epochs)")
+        if self.lr_scheduler == "step" and self.lr_epochs.strip():
+            late = [m for m in self.lr_milestones() if m >= self.epochs]
+            if late:
+                warnings.append(f"warning: lr_epochs milestones {','.join(map(str, late))} are at or "
+                                f"past epochs={self.epochs} and never apply (unset lr_epochs to "
+                                "follow epochs)")
+        if self.warmup_epochs >= self.epochs:
+            warnings.append(f"warning: warmup_epochs={self.warmup_epochs} covers the whole run "
+                            f"(epochs={self.epochs}): the lr only rises")
+        return warnings
+
     def lr_milestones(self) -> list[int]:
-        """`lr_epochs` ("30,60,90") as ascending epoch numbers."""
+        """`lr_epochs` ("30,60,90") as ascending epoch numbers; unset: the seed's, scaled to epochs."""
+        if not str(self.lr_epochs).strip():
+            scaled = (round(m * self.epochs / SEED_EPOCHS) for m in SEED_LR_EPOCHS)
+            return sorted({m for m in scaled if m > 0})
         try:
             milestones = [int(x) for x in str(self.lr_epochs).split(",") if x.strip()]
         except ValueError:
@@ -129,6 +174,10 @@ def coerce_value(key: str, value: Any) -> Any:
     if key not in types_by_key:
         raise ConfigError(f"unknown config key {key!r}; allowed keys: {', '.join(sorted(types_by_key))}")
     kind = types_by_key[key]
+    if key == "autoaugment" and (isinstance(value, bool) or str(value).lower() in _TRUE | _FALSE):
+        # the seed's `autoaugment: true` (and YAML's off -> False) keep working
+        truthy = value if isinstance(value, bool) else str(value).lower() in _TRUE
+        return "imagenet" if truthy else "off"
     if get_origin(kind) is Literal:
         allowed = get_args(kind)
         text = str(value)

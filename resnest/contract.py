@@ -93,10 +93,10 @@ class EvalResult:
     def seed_log_lines(self) -> list[str]:
         """The seed's log lines, kept verbatim for users' existing log scrapers."""
         return [
-            f"after allreduce eval: top1_correct={self.top1_correct}, tot={self.total}, "
-            f"acc={self.top1:.2f}%(TOP1)",
-            f"after allreduce eval: top5_correct={self.top5_correct}, tot={self.total}, "
-            f"acc={self.top5:.2f}%(TOP5)",
+            (f"after allreduce eval: top1_correct={self.top1_correct}, tot={self.total}, "
+             f"acc={self.top1:.2f}%(TOP1)"),
+            (f"after allreduce eval: top5_correct={self.top5_correct}, tot={self.total}, "
+             f"acc={self.top5:.2f}%(TOP5)"),
         ]
 
 

@@ -17,6 +17,16 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from resnest.contract import DEVICE_KIND_ENV, DEVICE_KINDS, TARGET_OF_DEVICE_KIND
+
+
+class DeviceRequestError(ValueError):
+    """The job's device request is malformed or contradicts the config (a usage error, exit 2)."""
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The requested device is not on this node or in this MindSpore build (exit 1)."""
+
 
 @dataclass(frozen=True)
 class ProcessGroupInfo:
@@ -84,9 +94,49 @@ def _slurm_to_dynamic_cluster(info: ProcessGroupInfo) -> None:
     env["MS_ROLE"] = "MS_WORKER"
 
 
+def requested_device_target(config_target: str, env: dict[str, str] | None = None) -> str:
+    """The device the job asked for: the launcher's `RLAUNCH_DEVICE_KIND`, else the config's.
+
+    The launcher exports the kind it allocated (`--gpus` -> gpu, `--cpus` -> cpu); the trainer
+    must use exactly that, e.g. train on CPU on a GPU node. An explicit `device_target` that
+    contradicts it is refused rather than silently overridden.
+    """
+    env = os.environ if env is None else env
+    kind = env.get(DEVICE_KIND_ENV, "")
+    if not kind:
+        return config_target
+    if kind not in DEVICE_KINDS:
+        raise DeviceRequestError(f"{DEVICE_KIND_ENV}={kind!r}: allowed values are "
+                                 f"{', '.join(DEVICE_KINDS)}")
+    target = TARGET_OF_DEVICE_KIND[kind]
+    if config_target not in ("auto", target):
+        raise DeviceRequestError(f"device_target={config_target} contradicts {DEVICE_KIND_ENV}="
+                                 f"{kind} set by the launcher; drop device_target or make it "
+                                 f"auto or {target}")
+    return target
+
+
+def check_device_available(target: str) -> None:
+    """Fail with one line when a GPU/Ascend target is not usable in this process."""
+    if target == "CPU":
+        return
+    import mindspore as ms
+
+    try:
+        available = bool(ms.hal.is_available(target))
+    except Exception:  # noqa: BLE001 - a backend that fails to probe is absent
+        available = False
+    if not available:
+        source = f" (asked for by {DEVICE_KIND_ENV})" if os.environ.get(DEVICE_KIND_ENV) else ""
+        raise DeviceUnavailableError(
+            f"device {target}{source} is not available here: this MindSpore build or node has "
+            f"no {target} backend (mindspore.hal.is_available({target!r}) is false)")
+
+
 def resolve_device_target(requested: str) -> str:
     """`auto` -> the best backend this MindSpore build can use here."""
     if requested != "auto":
+        check_device_available(requested)
         return requested
     import mindspore as ms
 
@@ -99,12 +149,31 @@ def resolve_device_target(requested: str) -> str:
     return "CPU"
 
 
-def cpu_thread_count(requested: int, world_size: int) -> int:
-    """Compute threads for one CPU process: MindSpore's default (25) thrashes a small machine."""
+def ranks_on_this_node(world_size: int, env: dict[str, str] | None = None) -> int:
+    """How many ranks share this node's CPUs: the launcher's count where it says one (MindX DL's
+    MS_LOCAL_WORKER, Slurm's node count for msrun-per-node steps), else all of them."""
+    env = dict(os.environ if env is None else env)
+    local = _int_env(env, "MS_LOCAL_WORKER", 0)
+    if local > 0:
+        return local
+    nodes = _int_env(env, "SLURM_JOB_NUM_NODES", _int_env(env, "SLURM_NNODES", 1))
+    return max(1, world_size // max(1, nodes))
+
+
+def cpu_thread_count(requested: int, world_size: int, env: dict[str, str] | None = None) -> int:
+    """Compute threads for one CPU process: MindSpore's default (25) thrashes a small machine.
+
+    An explicit `cpu_threads`, else OMP_NUM_THREADS (the launcher sets it per rank from the CPUs
+    Slurm gave), else the CPUs this process may run on divided by the ranks on this node.
+    """
     if requested > 0:
         return requested
+    env = dict(os.environ if env is None else env)
+    omp = _int_env(env, "OMP_NUM_THREADS", 0)
+    if omp > 0:
+        return omp
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (available or 1) // max(1, world_size))
+    return max(1, (available or 1) // ranks_on_this_node(world_size, env))
 
 
 def select_device(target: str, device_id: int | None = None) -> None:
@@ -138,20 +207,24 @@ def setup_runtime(device_target: str, cpu_threads: int = 0) -> tuple[ProcessGrou
         init()
         sys.exit(0)
     info = detect_process_group()
-    target = resolve_device_target(device_target)
+    target = resolve_device_target(requested_device_target(device_target))
     if target == "CPU":
         select_device("CPU")
         ms.device_context.cpu.op_tuning.threads_num(cpu_thread_count(cpu_threads, info.world_size))
     else:
         select_device(target, info.local_rank)
     ms.set_context(mode=ms.GRAPH_MODE)
-    if info.distributed:
+    # msrun's scheduler waits for every worker it spawned to join the cluster, a lone worker
+    # too (`msrun --worker_num=1`, e.g. `rlaunch submit --cpus 1`): without init() it retries
+    # for ten minutes and then fails the job after training succeeded.
+    if info.distributed or info.source == "msrun":
         if info.source == "slurm":
             _slurm_to_dynamic_cluster(info)
         from mindspore.communication import get_group_size, get_rank, init
 
         init()
         info = ProcessGroupInfo(get_rank(), get_group_size(), info.local_rank, info.source)
+    if info.distributed:
         ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL,
                                      gradients_mean=True, device_num=info.world_size)
     return info, target

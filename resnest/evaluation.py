@@ -7,42 +7,16 @@ validation image is counted exactly once whatever the world size and batch size.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from resnest.config import TrainConfig
+from resnest.contract import EvalResult  # re-exported: `resnest.evaluation.EvalResult` stays valid
 from resnest.distributed import ProcessGroupInfo, allreduce_sum
 
-
-@dataclass
-class EvalResult:
-    top1_correct: int
-    top5_correct: int
-    total: int
-    expected_total: int
-
-    @property
-    def top1(self) -> float:
-        return 100.0 * self.top1_correct / self.total if self.total else 0.0
-
-    @property
-    def top5(self) -> float:
-        return 100.0 * self.top5_correct / self.total if self.total else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "top1": self.top1, "top5": self.top5}
-
-    def seed_log_lines(self) -> list[str]:
-        """The seed's lines, kept verbatim so existing log scrapers keep working."""
-        return [
-            (f"after allreduce eval: top1_correct={self.top1_correct}, tot={self.total}, "
-            f"acc={self.top1:.2f}%(TOP1)"),
-            (f"after allreduce eval: top5_correct={self.top5_correct}, tot={self.total}, "
-            f"acc={self.top5:.2f}%(TOP5)"),
-        ]
+__all__ = ["EvalResult", "count_topk_correct", "evaluate", "pad_batch"]
 
 
 def count_topk_correct(logits: np.ndarray, labels: np.ndarray, valid: np.ndarray) -> tuple[int, int, int]:

@@ -1,8 +1,7 @@
 """Rank-tagged human log lines on stdout and the per-rank JSON-lines metrics file.
 
-Layout (the launcher reads it): OUT/metrics/rank{R}.jsonl, one JSON object per line with an
-"event" key: "step" (epoch, step, global_step, loss, lr, img_per_s, time), "eval" (epoch, top1,
-top5, top1_correct, top5_correct, total) and, at the end of training, "done".
+Layout (the launcher reads it, see `resnest.contract`): OUT/`metrics_file(rank)`, one JSON object
+per line with an "event" key: `EVENT_STEP`, `EVENT_EVAL` and, at the end of training, `EVENT_DONE`.
 """
 
 from __future__ import annotations
@@ -13,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from resnest.contract import metrics_file
+
 
 class RunLog:
     """Prints `[rank R] ...` lines and appends metrics events for one rank."""
@@ -22,7 +23,7 @@ class RunLog:
         self.stream = stream or sys.stdout
         self.metrics_path: Path | None = None
         if output_dir is not None:
-            self.metrics_path = Path(output_dir) / "metrics" / f"rank{rank}.jsonl"
+            self.metrics_path = Path(output_dir) / metrics_file(rank)
             self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
 
     def info(self, message: str, all_ranks: bool = False) -> None:

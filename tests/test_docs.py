@@ -29,7 +29,7 @@ def anchors_of(page: Path) -> set[str]:
 
 
 def relative_links(page: Path) -> list[str]:
-    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
     return [t for t in LINK.findall(text) if not re.match(r"[a-z]+:", t)]
 
 
@@ -52,7 +52,7 @@ def test_readme_stays_a_front_door() -> None:
 
 def readme_shell_lines() -> list[str]:
     """Commands in the README's bash blocks, continuation lines joined, comments dropped."""
-    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
     lines = []
     for block in blocks:
         joined = block.replace("\\\n", " ")

@@ -92,15 +92,36 @@ class Backend(abc.ABC):
     name: ClassVar[str]
     # Keys this backend understands in `JobSpec.backend_options` (`--opt KEY=VALUE`), with help.
     options: ClassVar[dict[str, str]] = {}
+    # JobSpec fields this backend ignores: setting one to anything but its default is an error
+    # naming the backend, not silence. `unused_reasons` may say why (shown in parentheses).
+    unused_fields: ClassVar[tuple[str, ...]] = ()
+    unused_reasons: ClassVar[dict[str, str]] = {}
 
     def problems(self, spec: JobSpec) -> list[str]:
         """Backend-specific validation, one line per problem (the spec checks itself first)."""
         unknown = sorted(set(spec.backend_options) - set(self.options))
         allowed = ", ".join(sorted(self.options)) or "none"
-        return [
+        out = [
             f"--opt {key!r} is not an option of the {self.name} backend (allowed: {allowed})"
             for key in unknown
         ]
+        return out + self.unused_field_problems(spec)
+
+    def unused_field_problems(self, spec: JobSpec) -> list[str]:
+        """One line per field in `unused_fields` that the spec sets (non-default value)."""
+        from launcher.spec import cli_fields, field_defaults
+
+        defaults, flags = field_defaults(), cli_fields()
+        out = []
+        for name in self.unused_fields:
+            if getattr(spec, name) == defaults[name]:
+                continue
+            label = spec.label(name) if name in spec.origin else (
+                flags[name].flag if name in flags else name)
+            reason = self.unused_reasons.get(name)
+            out.append(f"{label} is not used by the {self.name} backend"
+                       + (f" ({reason})" if reason else ""))
+        return out
 
     def prepare(self, spec: JobSpec) -> JobSpec:
         """Fill in machine-dependent defaults (paths, ports) before `render`. Default: none."""
@@ -130,7 +151,7 @@ class Backend(abc.ABC):
         """Stop the job; a job already finished is not an error."""
 
     def fetch_outputs(self, record: JobRecord, dest: Path) -> Path:
-        """Bring the job's output dir (checkpoints, metrics, eval.json) to this machine.
+        """Bring the job's output dir (checkpoints, metrics, eval result) to this machine.
 
         Returns a local directory holding them. The default suits a shared filesystem: the output
         dir is already local, so nothing is copied. Remote backends (k8s) override this.

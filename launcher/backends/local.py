@@ -14,13 +14,14 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from launcher.backends import base
 from launcher.backends.base import Backend, BackendError, JobStatus, RenderedJob
 from launcher.rank_logs import iter_rank_logs, job_messages
 from launcher.spec import JobSpec
 from launcher.templating import render_template
+from resnest.contract import DEVICE_KIND_ENV, REQUEUE_EXIT_CODE
 
 if TYPE_CHECKING:
     from launcher.store import JobRecord
@@ -83,19 +84,29 @@ class LocalBackend(Backend):
     """Run on this machine; the job store's job dir holds run.sh, logs and the exit code."""
 
     name = "local"
+    unused_fields = ("image", "partition", "account", "qos", "constraint", "scheduler_args",
+                     "time_limit", "max_restarts")
+    unused_reasons: ClassVar[dict[str, str]] = {
+        "image": "it runs this checkout with this interpreter, no container",
+        "partition": "it has no scheduler", "account": "it has no scheduler",
+        "qos": "it has no scheduler", "constraint": "it has no scheduler",
+        "scheduler_args": "it has no scheduler",
+        "time_limit": "it has no scheduler to enforce one",
+        "max_restarts": "it does not requeue; rerun the job to resume from its checkpoint",
+    }
 
     def problems(self, spec: JobSpec) -> list[str]:
         out = super().problems(spec)
         if spec.nodes != 1:
-            out.append(f"--nodes {spec.nodes}: the local backend runs on this one machine")
-        if spec.device_kind == "ascend":
-            out.append("--ascend: the local backend has no Ascend cards; use --cpus N")
+            out.append(f"{spec.label('nodes')} {spec.nodes}: the local backend runs on this one "
+                       "machine")
+        if spec.device_kind != "cpu":
+            out.append(f"{spec.label('devices_per_node')} {spec.devices_per_node}: the local "
+                       f"backend is CPU-only (no {spec.device_kind} devices); use --cpus N")
         if spec.data_dir and not Path(spec.data_dir).is_dir():
-            out.append(f"data dir {spec.data_dir!r} does not exist on this machine")
+            out.append(f"{spec.label('data_dir')} {spec.data_dir!r} does not exist on this machine")
         if spec.config and not Path(spec.config).is_file():
-            out.append(f"config {spec.config!r} does not exist on this machine")
-        if spec.scheduler_args:
-            out.append("scheduler arguments are for cluster backends; the local backend has none")
+            out.append(f"{spec.label('config')} {spec.config!r} does not exist on this machine")
         return out
 
     def prepare(self, spec: JobSpec) -> JobSpec:
@@ -108,6 +119,7 @@ class LocalBackend(Backend):
             "env": dict(spec.env),
             "bin_dir": str(Path(spec.python or "python").parent),
             "code_dir": spec.code_dir or ".",
+            "device_kind_env": DEVICE_KIND_ENV,
             "device_kind": spec.device_kind,
             "world_size": spec.world_size,
             "master_port": spec.master_port,
@@ -143,11 +155,17 @@ class LocalBackend(Backend):
         cancelled = (job_dir / "cancelled").exists()
         exit_file = job_dir / "exit_code"
         if exit_file.is_file():
-            code = int(exit_file.read_text().strip() or 1)
+            try:
+                code = int(exit_file.read_text().strip() or 1)
+            except (OSError, ValueError):
+                return JobStatus(base.UNKNOWN, detail=f"{exit_file} is damaged")
             if cancelled:
                 return JobStatus(base.CANCELLED, exit_code=code, detail="cancelled by the user")
             state = base.COMPLETED if code == 0 else base.FAILED
-            return JobStatus(state, exit_code=code, detail=f"msrun exit code {code}")
+            detail = f"msrun exit code {code}"
+            if code == REQUEUE_EXIT_CODE:
+                detail += " (stopped with a checkpoint saved; submit again to resume)"
+            return JobStatus(state, exit_code=code, detail=detail)
         try:
             pid, start = self._pid(record)
         except (OSError, ValueError):
@@ -181,7 +199,8 @@ class LocalBackend(Backend):
         if not process_alive(pid, start):
             return
         (Path(record.job_dir) / "cancelled").write_text("")
-        # TERM to every process below run.sh: the ranks save and exit 75, msrun ignores it.
+        # TERM to every process below run.sh: the ranks save and exit REQUEUE_EXIT_CODE;
+        # msrun ignores it.
         _signal_all(descendants(pid), signal.SIGTERM)
         deadline = time.monotonic() + grace_seconds
         while time.monotonic() < deadline and process_alive(pid, start):

@@ -1,15 +1,18 @@
 """Slurm: `sbatch --parsable` a rendered script; squeue/scontrol (sacct when present) for state.
 
-GPU and CPU jobs run one `msrun` per node under `srun` (one task per node); Ascend jobs build a
-rank table at start and run one process per card. Preemption: `--requeue` plus
-`--signal=B:USR1@<signal_seconds>`; the script passes the signal to the ranks (they save and exit
-75) and requeues itself until `max_restarts`. Paths are those of this machine, which is assumed to
-share its filesystem with the nodes (as Slurm clusters do for home and project dirs).
+GPU and CPU jobs run one `msrun` per node under `srun` (one task per node, holding the CPUs of all
+its ranks); Ascend jobs build a rank table at start and run one process per card, each taking its
+rank and card from its own server's entry of the table. Preemption: `--requeue` plus
+`--signal=B:USR1@<signal_seconds>`; the script passes the signal to the ranks (they save and
+exit with the contract's REQUEUE_EXIT_CODE) and requeues itself until `max_restarts`. Paths are
+those of this machine, which is assumed to share its filesystem with the nodes (as Slurm
+clusters do for home and project dirs). With `--image`, the ranks run inside the image through the cluster's container runtime.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +21,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from launcher.backends import base
 from launcher.backends.base import Backend, BackendError, JobStatus, RenderedJob
 from launcher.rank_logs import iter_rank_logs, job_messages
-from launcher.spec import REQUEUE_EXIT_CODE, JobSpec
+from launcher.spec import JobSpec
 from launcher.templating import render_template
+from resnest.contract import DEVICE_KIND_ENV, REQUEUE_EXIT_CODE
 
 if TYPE_CHECKING:
     from launcher.store import JobRecord
@@ -49,6 +53,21 @@ SLURM_STATES: dict[str, str] = {
 }
 HEADER = "Rendered by rlaunch (slurm backend). Edit the job spec, not this file."
 
+# CPUs per GPU/card when Slurm cannot tell (no sinfo at render time): fits the usual 8-device
+# node of 32 cores or more.
+DEFAULT_CPUS_PER_DEVICE = 4
+GPU_REQUESTS: tuple[str, ...] = ("gpus-per-node", "gres")
+CONTAINER_RUNTIMES: tuple[str, ...] = ("pyxis", "apptainer", "runc")
+# Where the images of docker/ install the code (/opt/venv/resnest is the package).
+IMAGE_CODE_DIR = "/opt/venv"
+# What an Ascend container needs from its host: the driver, the card devices, npu-smi and the
+# device IP file (Ascend's container docs, "mounting the driver"; the same list the Ascend
+# Docker runtime mounts).
+ASCEND_HOST_PATHS: tuple[str, ...] = (
+    "/usr/local/Ascend/driver", "/usr/local/sbin/npu-smi", "/etc/ascend_install.info",
+    "/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc",
+)
+
 
 def _run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
     try:
@@ -64,6 +83,35 @@ def _first_line(text: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
+def _parse_gres_count(gres: str, name: str) -> int:
+    """Count of gres `name` in sinfo's %G text: `gpu:8`, `gpu:a100:8(S:0-1)`, `gpu:8,npu:8`."""
+    total = 0
+    for item in gres.split(","):
+        parts = item.split("(")[0].split(":")
+        if parts[0] == name and len(parts) >= 2 and parts[-1].isdigit():
+            total += int(parts[-1])
+    return total
+
+
+def cpus_per_device_from_sinfo(gres: str, partition: str | None) -> int | None:
+    """The CPUs each device of gres `gres` can have on the smallest node that has it (the node's
+    CPUs divided by its devices, at least 1); None when sinfo cannot tell."""
+    argv = ["sinfo", "-h", "-N", "-o", "%c|%G"] + (["-p", partition] if partition else [])
+    try:
+        result = _run(argv, timeout=10)
+    except BackendError:
+        return None
+    if result.returncode != 0:
+        return None
+    shares = []
+    for line in result.stdout.splitlines():
+        cpus, _, node_gres = line.strip().partition("|")
+        count = _parse_gres_count(node_gres, gres)
+        if cpus.isdigit() and count:
+            shares.append(max(1, int(cpus) // count))
+    return min(shares) if shares else None
+
+
 class SlurmBackend(Backend):
     """Submit to the Slurm cluster this machine is a login node of."""
 
@@ -72,6 +120,11 @@ class SlurmBackend(Backend):
         "signal_seconds": "seconds before the time limit to checkpoint and requeue (default 120)",
         "hccn_conf": "path of hccn.conf on Ascend nodes (default /etc/hccn.conf)",
         "ascend_gres": "gres name of Ascend cards on this cluster (default npu)",
+        "cpus_per_gpu": "CPUs for each GPU/Ascend rank (default: the node's CPUs / its devices "
+                        f"from sinfo, else {DEFAULT_CPUS_PER_DEVICE})",
+        "gpu_request": "how GPUs are asked for: gpus-per-node (cons_tres, default) or gres",
+        "container_runtime": "with --image: pyxis (srun --container-image), apptainer "
+                             "(apptainer exec) or runc (an OCI bundle dir on a shared path)",
     }
 
     def problems(self, spec: JobSpec) -> list[str]:
@@ -85,24 +138,89 @@ class SlurmBackend(Backend):
         for arg in spec.scheduler_args:
             if not str(arg).startswith("-"):
                 out.append(f"scheduler argument {arg!r} must be an sbatch option starting with '-'")
+        cpus = spec.backend_options.get("cpus_per_gpu", DEFAULT_CPUS_PER_DEVICE)
+        if not isinstance(cpus, int) or isinstance(cpus, bool) or not 1 <= cpus <= 1024:
+            out.append(f"--opt cpus_per_gpu={cpus!r} must be an integer from 1 to 1024")
+        request = spec.backend_options.get("gpu_request", "gpus-per-node")
+        if request not in GPU_REQUESTS:
+            out.append(f"--opt gpu_request={request!r} is not one of {', '.join(GPU_REQUESTS)}")
+        runtime = spec.backend_options.get("container_runtime")
+        if runtime is not None and runtime not in CONTAINER_RUNTIMES:
+            out.append(f"--opt container_runtime={runtime!r} is not one of "
+                       f"{', '.join(CONTAINER_RUNTIMES)}")
+        if runtime is not None and not spec.image:
+            out.append("--opt container_runtime needs --image")
+        if runtime == "runc" and spec.image and not spec.image.startswith("/"):
+            out.append(f"--image {spec.image!r}: with container_runtime=runc, give the absolute "
+                       "path of an OCI bundle (a dir with config.json and rootfs/)")
+        if runtime == "runc" and spec.image and spec.image.startswith("/") and not (
+                Path(spec.image) / "config.json").is_file():
+            out.append(f"--image {spec.image!r} is not an OCI bundle here (no config.json); make "
+                       "one with `umoci unpack` (see docs/slurm.md)")
+        if runtime:
+            for path in (spec.data_dir, spec.output_dir, spec.config):
+                if path and ("," in path or ":" in path):
+                    out.append(f"path {path!r} has ',' or ':', which container mount lists "
+                               "cannot carry; use another directory")
+        if runtime == "pyxis" and spec.device_kind == "ascend":
+            out.append("container_runtime=pyxis runs the whole srun task in the image, which "
+                       "has no rank table lookup: use apptainer for Ascend jobs")
+        if runtime == "runc" and spec.device_kind != "cpu":
+            out.append("container_runtime=runc passes no GPUs/NPUs: use it for --cpus jobs")
         return out
 
     def prepare(self, spec: JobSpec) -> JobSpec:
+        """This machine's paths (the nodes share its filesystem), the CPUs per device that the
+        cluster's nodes can give, and the image's own code path for container jobs."""
+        options = dict(spec.backend_options)
+        if spec.image and "container_runtime" not in options:
+            options["container_runtime"] = "pyxis"
+        if spec.device_kind != "cpu" and "cpus_per_gpu" not in options:
+            gres = "gpu" if spec.device_kind == "gpu" else str(options.get("ascend_gres", "npu"))
+            found = cpus_per_device_from_sinfo(gres, spec.partition)
+            if found is not None:
+                options["cpus_per_gpu"] = found
+        spec = spec.replace(backend_options=options)
+        if options.get("container_runtime") and spec.image:
+            # The ranks run the image's code (code_dir); `python` stays this machine's, for the
+            # steps that run on the nodes outside the image (rank table, runc's bundle).
+            return base.with_paths_of_this_machine(
+                spec.replace(code_dir=spec.code_dir or IMAGE_CODE_DIR))
         return base.with_paths_of_this_machine(spec)
 
     def template_context(self, spec: JobSpec) -> dict[str, Any]:
         """The data the sbatch template receives (no logic left for the template)."""
         opts = spec.backend_options
         ascend = spec.device_kind == "ascend"
+        gpu = spec.device_kind == "gpu"
         per_node = spec.devices_per_node
+        cpus_per_device = int(opts.get("cpus_per_gpu", DEFAULT_CPUS_PER_DEVICE))
+        # The msrun step is one task per node holding every CPU of its ranks (a CPU job's ranks
+        # are one CPU each); Ascend runs one task per card. srun is told the same count: since
+        # Slurm 22.05 it no longer inherits --cpus-per-task from the allocation.
+        if ascend:
+            cpus_per_task = cpus_per_device
+        elif gpu:
+            cpus_per_task = cpus_per_device * per_node
+        else:
+            cpus_per_task = per_node
+        gres_request = opts.get("gpu_request", "gpus-per-node") == "gres"
+        python = spec.python or "python"
+        code_dir = spec.code_dir or "."
+        runtime = opts.get("container_runtime") if spec.image else None
         return {
             "header": HEADER,
             "name": spec.name,
             "nodes": spec.nodes,
             "ntasks_per_node": per_node if ascend else 1,
-            "cpus_per_task": per_node if spec.device_kind == "cpu" else None,
-            "gpus_per_node": per_node if spec.device_kind == "gpu" else None,
-            "gres": f"{opts.get('ascend_gres', 'npu')}:{per_node}" if ascend else None,
+            "cpus_per_task": cpus_per_task,
+            "threads_per_rank": cpus_per_device if spec.device_kind != "cpu" else 1,
+            "gpus_per_node": per_node if gpu and not gres_request else None,
+            "gres": (f"{opts.get('ascend_gres', 'npu')}:{per_node}" if ascend
+                     else f"gpu:{per_node}" if gpu and gres_request else None),
+            # A part of an Ascend server: the cards are named by number (ring 0-3 or 4-7), which
+            # only the whole node guarantees to be ours (a gres count does not say which).
+            "exclusive": ascend and per_node < 8,
             "time_limit": spec.time_limit,
             "partition": spec.partition,
             "account": spec.account,
@@ -111,10 +229,11 @@ class SlurmBackend(Backend):
             "signal_seconds": int(opts.get("signal_seconds", 120)),
             "max_restarts": spec.max_restarts,
             "requeue_exit_code": REQUEUE_EXIT_CODE,
+            "device_kind_env": DEVICE_KIND_ENV,
             "env": dict(spec.env),
-            "bin_dir": str(Path(spec.python or "python").parent),
-            "python": spec.python or "python",
-            "code_dir": spec.code_dir or ".",
+            "bin_dir": str(Path(python).parent),
+            "python": python,
+            "code_dir": code_dir,
             "device_kind": spec.device_kind,
             "device_ids": spec.visible_device_ids,
             "hccn_conf": str(opts.get("hccn_conf", "/etc/hccn.conf")),
@@ -123,10 +242,56 @@ class SlurmBackend(Backend):
             "master_port": spec.master_port,
             "script": spec.script,
             "script_args": spec.script_args(),
+            "runtime": runtime,
+            "msrun": f"{code_dir}/bin/msrun" if runtime else "msrun",
+            "rank_python": "python" if runtime else python,
+            # Mount sources must exist before the container starts (the trainer would make it
+            # inside, where nobody sees it).
+            "make_dirs": [spec.output_dir] if runtime and spec.output_dir else [],
+            **self._container_context(spec, runtime, python, code_dir),
         }
 
+    @staticmethod
+    def _container_context(spec: JobSpec, runtime: str | None, python: str,
+                           code_dir: str) -> dict[str, Any]:
+        """srun flags and the command prefix that put a rank step inside the image, as shell
+        words (quoted here: each may end in the job dir, "$JOB_DIR", known only at run time)."""
+        if runtime is None:
+            return {"container_srun_words": "", "container_exec_words": ""}
+        image = str(spec.image)
+        # Data, outputs and the job dir (logs, rank table) at the same paths inside.
+        binds = [p for p in (spec.data_dir, spec.output_dir, spec.config) if p]
+        ascend = spec.device_kind == "ascend"
+        hccn = str(spec.backend_options.get("hccn_conf", "/etc/hccn.conf"))
+        host_paths = [*ASCEND_HOST_PATHS, hccn] if ascend else []
+        cards = [f"/dev/davinci{i}" for i in spec.visible_device_ids] if ascend else []
+        if runtime == "pyxis":
+            # pyxis (NVIDIA/pyxis): srun --container-image/--container-mounts SRC:DST[,...];
+            # enroot's hooks pass in the GPUs Slurm gave the step.
+            mounts = ",".join(f"{p}:{p}" for p in [*binds, *host_paths, *cards])
+            words = [shlex.quote(f"--container-image={image}"),
+                     shlex.quote(f"--container-mounts={mounts},") + '"$JOB_DIR:$JOB_DIR"',
+                     shlex.quote(f"--container-workdir={code_dir}")]
+            return {"container_srun_words": " ".join(words), "container_exec_words": ""}
+        if runtime == "apptainer":
+            # apptainer exec --nv (GPUs) --bind SRC[,SRC...] (Apptainer user guide, "Bind
+            # paths and mounts"); the paths are the same inside.
+            argv = ["apptainer", "exec", *(["--nv"] if spec.device_kind == "gpu" else [])]
+            bind = shlex.quote(",".join([*binds, *host_paths, *cards]) + ",") + '"$JOB_DIR"'
+            words = [shlex.join(argv), "--bind", bind, shlex.join(["--pwd", code_dir, image])]
+            return {"container_srun_words": "", "container_exec_words": " ".join(words)}
+        # runc: an OCI bundle (config.json + rootfs/), run in the node's own network and pid
+        # namespaces so msrun's ranks reach each other and slurmstepd tracks and signals them.
+        argv = [python, "-m", "launcher.backends.slurm_container", "runc", "--bundle", image,
+                "--cwd", code_dir]
+        for path in binds:
+            argv += ["--bind", path]
+        words = [shlex.join(argv), '--bind "$JOB_DIR"', "--"]
+        return {"container_srun_words": "", "container_exec_words": " ".join(words)}
+
     def render(self, spec: JobSpec) -> RenderedJob:
-        script = render_template("slurm/sbatch.sh.j2", **self.template_context(spec))
+        context = self.template_context(spec)
+        script = render_template("slurm/sbatch.sh.j2", **context)
         command = [
             "sbatch",
             "--parsable",

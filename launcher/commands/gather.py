@@ -1,39 +1,65 @@
-"""`rlaunch gather`: checkpoints + logs to a folder, allreduced accuracy table, summary, PNG."""
+"""`rlaunch gather`: checkpoints + logs to a folder, allreduced accuracy table, summary, PNG.
+
+Everything is first gathered into a staging folder and moved to `--dest` only when the whole
+gather succeeded, so a failed gather leaves no folder behind.
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import click
 
-from launcher.commands.jobs import backend_for, load_record, refreshed_status
+from launcher.commands import user_errors
+from launcher.commands.jobs import backend_for, load_record
+from launcher.store import JobStore
+
+
+def _move_into(staging: Path, target: Path) -> None:
+    """Move the staged files to `target` (created here; merged into it when it exists)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        shutil.move(str(staging), str(target))
+        return
+    shutil.copytree(staging, target, dirs_exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 @click.command()
 @click.argument("job")
 @click.option("--dest", type=click.Path(file_okay=False), help="Folder (default ./<job id>).")
+@user_errors
 def gather(job: str, dest: str | None) -> None:
     """Copy JOB's checkpoints (last, best) and logs to DEST and report its accuracy."""
     from rich.console import Console
     from rich.table import Table
 
-    from launcher.backends.base import BackendError
     from launcher.gather import gather_outputs
 
     record = load_record(job)
     backend = backend_for(record)
     target = Path(dest or record.id)
-    target.mkdir(parents=True, exist_ok=True)
-    state = refreshed_status(record)
+    state = backend.status(record)  # remembered in the store only once the gather succeeded
+    staging = Path(tempfile.mkdtemp(prefix=f"rlaunch-gather-{record.id}-"))
     try:
-        outputs = backend.fetch_outputs(record, target / "outputs")
-        log_files = backend.fetch_logs(record, target / "logs")
-        lines = list(backend.logs(record))
-    except BackendError as err:
-        raise click.ClickException(str(err)) from None
-    summary = gather_outputs(outputs, lines, target, record.id, state.state)
-    summary.logs = [str(p) for p in log_files]
-    (target / "summary.json").write_text(summary.to_json())
+        outputs = backend.fetch_outputs(record, staging / "outputs")
+        log_files = backend.fetch_logs(record, staging / "logs")
+        summary = gather_outputs(outputs, staging, record.id, state.state,
+                                 warn=lambda m: click.echo(m, err=True))
+        summary.logs = [str(target / p.relative_to(staging)) for p in log_files
+                        if p.is_relative_to(staging)]
+        summary.checkpoints = [str(target / Path(p).relative_to(staging))
+                               for p in summary.checkpoints]
+        summary.plot = str(target / "curves.png") if summary.plot else None
+        (staging / "summary.json").write_text(summary.to_json())
+        _move_into(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if state.state != record.last_state:
+        record.last_state = state.state
+        JobStore().save(record)
 
     console = Console(stderr=False)
     table = Table("epoch", "top-1 %", "top-5 %", "loss", title=f"{record.id} ({state.state})")
@@ -54,6 +80,6 @@ def gather(job: str, dest: str | None) -> None:
             f"({final.get('top5_correct')}/{final.get('total')})"
         )
     else:
-        click.echo("allreduced accuracy: not reported yet (no eval line in the logs)")
+        click.echo("allreduced accuracy: not reported yet (no eval result or eval event)")
     click.echo(f"checkpoints: {', '.join(summary.checkpoints) or 'none yet'}")
     click.echo(f"summary: {target / 'summary.json'}" + (f", curves: {summary.plot}" if summary.plot else ""))

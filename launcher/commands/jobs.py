@@ -9,45 +9,48 @@ from typing import TYPE_CHECKING
 
 import click
 
-from launcher.store import JobNotFoundError, JobRecord, JobStore
+from launcher.commands import user_errors
+from launcher.store import DamagedRecord, JobRecord, JobStore, StoreError
 
 if TYPE_CHECKING:
     from launcher.backends.base import Backend, JobStatus
 
 
 def load_record(job_id: str) -> JobRecord:
-    try:
-        return JobStore().load(job_id)
-    except JobNotFoundError as err:
-        raise click.UsageError(str(err)) from None
+    """The job's record (JobNotFoundError / StoreError when missing / damaged)."""
+    return JobStore().load(job_id)
 
 
 def backend_for(record: JobRecord) -> Backend:
+    """The backend that ran the job; a record naming no known backend is damaged."""
     from launcher.backends import UnknownBackendError, get_backend
 
     try:
         return get_backend(record.backend)
     except UnknownBackendError as err:
-        raise click.ClickException(str(err)) from None
+        raise StoreError(f"job store record {record.path / 'record.json'}: {err}") from None
 
 
 def refreshed_status(record: JobRecord, store: JobStore | None = None) -> JobStatus:
     """Ask the backend, remember the state in the record, return the JobStatus."""
-    from launcher.backends.base import BackendError
-
-    try:
-        status = backend_for(record).status(record)
-    except BackendError as err:
-        raise click.ClickException(str(err)) from None
+    status = backend_for(record).status(record)
     if status.state != record.last_state:
         record.last_state = status.state
         (store or JobStore()).save(record)
     return status
 
 
+def _world_size(record: JobRecord) -> int | None:
+    try:
+        return int(record.job_spec.world_size)
+    except (ValueError, TypeError):
+        return None
+
+
 @click.command()
 @click.argument("job")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@user_errors
 def status(job: str, as_json: bool) -> None:
     """Show JOB's state, restarts and training progress."""
     from launcher.progress import read_progress
@@ -76,49 +79,54 @@ def status(job: str, as_json: bool) -> None:
 
 
 @click.command("list")
-@click.option("--limit", default=20, show_default=True, help="How many recent jobs.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1),
+              help="How many recent jobs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--no-refresh", is_flag=True, help="Show stored states; do not ask the backends.")
+@user_errors
 def list_jobs(limit: int, as_json: bool, no_refresh: bool) -> None:
-    """List recent jobs, newest first."""
-    from launcher.backends.base import FINAL_STATES
+    """List recent jobs, newest first; damaged records are listed as DAMAGED."""
+    from launcher.backends.base import FINAL_STATES, BackendError
 
     store = JobStore()
-    records = store.list(limit)
-    for record in records:
-        if not no_refresh and record.last_state not in FINAL_STATES:
+    entries = store.entries(limit)
+    for record in entries:
+        stale = isinstance(record, JobRecord) and record.last_state not in FINAL_STATES
+        if stale and not no_refresh:
             try:
                 refreshed_status(record, store)
-            except click.ClickException:
+            except (BackendError, StoreError):
                 pass  # one unreachable backend must not hide the other jobs
     if as_json:
-        click.echo(json.dumps([json.loads(r.to_json()) for r in records], indent=2))
+        click.echo(json.dumps([
+            {"id": e.id, "damaged": e.reason, "path": str(e.path)} if isinstance(e, DamagedRecord)
+            else json.loads(e.to_json()) for e in entries
+        ], indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
     table = Table("job", "backend", "backend id", "state", "nodes x dev", "created")
-    for r in records:
-        spec = r.spec
+    for e in entries:
+        if isinstance(e, DamagedRecord):
+            table.add_row(e.id, "-", "-", "DAMAGED", e.reason, "-")
+            continue
+        spec = e.spec
         table.add_row(
-            r.id, r.backend, r.backend_id or "-", r.last_state,
+            e.id, e.backend, e.backend_id or "-", e.last_state,
             f"{spec.get('nodes')}x{spec.get('devices_per_node')} {spec.get('device_kind')}",
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created)),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.created)),
         )
     Console(width=max(100, Console().width)).print(table)
 
 
 @click.command()
 @click.argument("job")
+@user_errors
 def cancel(job: str) -> None:
     """Cancel JOB (ranks get TERM, save a checkpoint and stop)."""
-    from launcher.backends.base import BackendError
-
     record = load_record(job)
-    try:
-        backend_for(record).cancel(record)
-    except BackendError as err:
-        raise click.ClickException(str(err)) from None
+    backend_for(record).cancel(record)
     click.echo(f"cancelled {record.id}", err=True)
 
 
@@ -126,15 +134,16 @@ def cancel(job: str) -> None:
 @click.argument("job")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the job ends.")
 @click.option("--rank", type=click.IntRange(min=0), help="Only this rank.")
+@user_errors
 def logs(job: str, follow: bool, rank: int | None) -> None:
     """Print JOB's logs: all ranks merged with a [rank R] prefix, or one rank."""
-    from launcher.backends.base import BackendError
-
     record = load_record(job)
+    ranks = _world_size(record)
+    if rank is not None and ranks is not None and rank >= ranks:
+        raise click.BadParameter(f"{rank}: job {record.id} has {ranks} ranks (0-{ranks - 1})",
+                                 param_hint="--rank")
     try:
         for line in backend_for(record).logs(record, rank=rank, follow=follow):
             click.echo(line)
-    except BackendError as err:
-        raise click.ClickException(str(err)) from None
     except BrokenPipeError:  # `rlaunch logs JOB | head`
         sys.stderr.close()

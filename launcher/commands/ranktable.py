@@ -2,19 +2,54 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
 from pathlib import Path
 
 import click
 
+from launcher.commands import user_errors
 from launcher.ranktable import (
     RankTableError,
     build_rank_table,
     check_rank_table,
     load_device_ips,
-    parse_device_range,
 )
+from launcher.spec import parse_card_list
+
+
+def checked_servers(servers: tuple[str, ...], hccn_dir: str | None) -> tuple[str, ...]:
+    """--server values: each once (a repeated server would merge two servers into one), and
+    none with --hccn-dir, which names the servers itself."""
+    if servers and hccn_dir:
+        raise click.UsageError("--server is not used with --hccn-dir (its <server IP>.conf file "
+                               "names give the servers)")
+    seen: set[str] = set()
+    for server in servers:
+        try:
+            ipaddress.ip_address(server)  # exactly: no surrounding space or newline
+        except ValueError:
+            raise click.BadParameter(f"{server!r} is not an IP address",
+                                     param_hint="--server") from None
+        if server in seen:
+            raise click.BadParameter(f"{server!r} is given twice", param_hint="--server")
+        seen.add(server)
+    return servers
+
+
+def _load_device_ips(path: Path) -> dict[str, dict[int, str]] | dict[int, str]:
+    """load_device_ips, with a malformed mapping (card numbers that are not integers, ...) as
+    one line instead of a ValueError."""
+    try:
+        return load_device_ips(path)
+    except UnicodeDecodeError:
+        raise RankTableError(f"device IP file {str(path)!r} is not UTF-8 text") from None
+    except (ValueError, TypeError) as err:
+        if isinstance(err, RankTableError):
+            raise
+        raise RankTableError(f"device IP file {str(path)!r} must map server IP -> {{card number: "
+                             f"IP}} or a list of IPs ({err})") from None
 
 
 def collect_device_ips(
@@ -24,12 +59,12 @@ def collect_device_ips(
     mapping: dict[str, dict[int, str]] = {}
     if hccn_dir:
         for path in sorted(Path(hccn_dir).glob("*.conf")):
-            loaded = load_device_ips(path)
+            loaded = _load_device_ips(path)
             mapping[path.stem] = loaded  # type: ignore[assignment] - hccn.conf: one server
         if not mapping:
             raise RankTableError(f"--hccn-dir {hccn_dir!r} holds no <server IP>.conf files")
         return mapping
-    loaded_files = [load_device_ips(Path(f)) for f in device_ip_files]
+    loaded_files = [_load_device_ips(Path(f)) for f in device_ip_files]
     per_server = [m for m in loaded_files if m and isinstance(next(iter(m)), int)]
     mappings = [m for m in loaded_files if m and not isinstance(next(iter(m)), int)]
     for m in mappings:
@@ -59,6 +94,7 @@ def collect_device_ips(
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here (default stdout).")
 @click.option("--check", "check_path", type=click.Path(dir_okay=False),
               help="Validate this rank table instead of writing one.")
+@user_errors
 def ranktable(
     servers: tuple[str, ...],
     devices: str,
@@ -68,11 +104,17 @@ def ranktable(
     check_path: str | None,
 ) -> None:
     """Write an HCCL rank table (version 1.0, string values, ranks in server order)."""
+    if check_path and (servers or device_ip_files or hccn_dir or output):
+        raise click.UsageError("--check validates a rank table; it takes no --server, "
+                               "--device-ips, --hccn-dir or --output")
     if check_path:
         try:
             data = json.loads(Path(check_path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise click.ClickException(f"{check_path!r} is not a readable JSON file: {err}") from None
+        except OSError as err:
+            raise click.ClickException(f"{check_path!r} cannot be read: {err.strerror}") from None
+        except ValueError as err:  # UnicodeDecodeError is one
+            reason = str(err).splitlines()[0]
+            raise click.ClickException(f"{check_path!r} is not a JSON file: {reason}") from None
         problems = check_rank_table(data)
         if problems:
             for problem in problems:
@@ -83,12 +125,9 @@ def ranktable(
         return
     if not hccn_dir and not device_ip_files:
         raise click.UsageError("give --device-ips FILE (with --server IP) or --hccn-dir DIR")
-    try:
-        table = build_rank_table(
-            collect_device_ips(servers, device_ip_files, hccn_dir), parse_device_range(devices)
-        )
-    except RankTableError as err:
-        raise click.UsageError(str(err)) from None
+    servers = checked_servers(servers, hccn_dir)
+    cards = parse_card_list(devices, "--devices")
+    table = build_rank_table(collect_device_ips(servers, device_ip_files, hccn_dir), cards)
     text = table.render()
     if output:
         Path(output).write_text(text, encoding="utf-8")

@@ -1,18 +1,34 @@
-"""`rlaunch submit`: build the job spec (file < flags), validate, render, then submit or print."""
+"""`rlaunch submit`: build the job spec (file < flags), check it, render, then submit or print.
+
+The options are generated from the spec's fields (`launcher.spec.cli_fields`): one list gives
+each flag, its type (the field's annotation), its help and the name messages use for it.
+Checks run in order and stop at the first stage that finds problems: types (job file and
+flags), then values, then the backend's own rules, then the training config's overrides.
+Nothing is written before all of them pass.
+"""
 
 from __future__ import annotations
 
 import json
-import shutil
+import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from launcher.backends import BACKENDS
-from launcher.spec import JobSpec
-
-DEVICE_FLAGS = {"gpus": "gpu", "ascend": "ascend", "cpus": "cpu"}
+from launcher.commands import user_errors
+from launcher.spec import (
+    DEVICE_FLAG_HELP,
+    DEVICE_FLAGS,
+    MAX_DEVICES_PER_NODE,
+    JobSpec,
+    SpecError,
+    cli_fields,
+    field_types,
+    parse_card_list,
+)
 
 
 def parse_pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
@@ -22,6 +38,8 @@ def parse_pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{item!r} must look like KEY=VALUE", param_hint=flag)
+        if key in pairs:
+            raise click.BadParameter(f"{key!r} is given twice", param_hint=flag)
         pairs[key] = value
     return pairs
 
@@ -37,95 +55,132 @@ def parse_option_value(text: str) -> Any:
     return value if isinstance(value, (int, float, bool, list)) else text
 
 
+def _param(flag: str) -> str:
+    """click's parameter name of a flag (`--scheduler-arg` -> `scheduler_arg`)."""
+    return flag.lstrip("-").replace("-", "_")
+
+
+def spec_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add one click option per CLI field of JobSpec, plus the device flags."""
+    options = []
+    for name, meta in cli_fields().items():
+        hint = field_types()[name]
+        shape = typing.get_origin(hint)
+        kwargs: dict[str, Any] = {"help": meta.help, "metavar": meta.metavar}
+        if name == "backend":
+            kwargs["type"] = click.Choice(sorted(BACKENDS))
+        elif meta.choices:
+            kwargs["type"] = click.Choice(meta.choices)
+        elif name == "device_ids":
+            kwargs["type"] = str  # a card list, parsed below
+        elif shape in (list, dict):
+            kwargs["multiple"] = True
+        elif int in (hint, *typing.get_args(hint)):
+            kwargs["type"] = int
+        options.append(click.option(meta.flag, _param(meta.flag), **kwargs))
+        if name == "nodes":  # the device flags set the next fields, devices_per_node and kind
+            options += [click.option(flag, _param(flag), type=int, help=help_text)
+                        for flag, help_text in DEVICE_FLAG_HELP.items()]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def build_spec(params: dict[str, Any]) -> JobSpec:
-    """The job spec from an optional job file overlaid by the flags that were given."""
+    """The job spec from an optional job file overlaid by the flags that were given.
+
+    `origin` records which flag set each field, so messages name what the user typed."""
     spec = JobSpec.from_yaml(params["file"]) if params["file"] else JobSpec()
-    kinds = [flag for flag in DEVICE_FLAGS if params[flag] is not None]
+    origin = dict(spec.origin)
+    kinds = [flag for flag in DEVICE_FLAGS if params[_param(flag)] is not None]
     if len(kinds) > 1:
         raise click.UsageError(
-            " and ".join(f"--{k}" for k in kinds) + " cannot be used together: pick one device kind"
+            " and ".join(kinds) + " cannot be used together: pick one device kind"
         )
     changes: dict[str, Any] = {}
     if kinds:
-        changes["device_kind"] = DEVICE_FLAGS[kinds[0]]
-        changes["devices_per_node"] = params[kinds[0]]
-        if DEVICE_FLAGS[kinds[0]] != "ascend":
+        flag = kinds[0]
+        changes["device_kind"] = DEVICE_FLAGS[flag]
+        changes["devices_per_node"] = params[_param(flag)]
+        origin["device_kind"] = origin["devices_per_node"] = flag
+        if DEVICE_FLAGS[flag] != "ascend":
             changes["device_ids"] = None
-    if params["ascend_devices"]:
-        from launcher.ranktable import RankTableError, parse_device_range
+    for name, meta in cli_fields().items():
+        value = params[_param(meta.flag)]
+        if value is None or value == ():
+            continue
+        origin[name] = meta.flag
+        if name == "device_ids":
+            value = parse_card_list(value, meta.flag, MAX_DEVICES_PER_NODE["ascend"] - 1)
+        elif name == "env":
+            value = {**spec.env, **parse_pairs(value, meta.flag)}
+        elif name == "backend_options":
+            parsed = parse_pairs(value, meta.flag)
+            value = {**spec.backend_options,
+                     **{k: parse_option_value(v) for k, v in parsed.items()}}
+        elif isinstance(value, tuple):  # repeated flags add to the job file's list
+            value = [*getattr(spec, name), *value]
+        changes[name] = value
+    return spec.replace(**changes, origin=origin)
 
-        try:
-            changes["device_ids"] = parse_device_range(params["ascend_devices"])
-        except RankTableError as err:
-            raise click.BadParameter(str(err), param_hint="--ascend-devices") from None
-    for flag in (
-        "name", "task", "backend", "nodes", "image", "data_dir", "output_dir", "config",
-        "time", "partition", "account", "qos", "constraint", "max_restarts", "master_port",
-    ):
-        if params[flag] is not None:
-            changes["time_limit" if flag == "time" else flag] = params[flag]
-    if params["set_"]:
-        changes["overrides"] = [*spec.overrides, *params["set_"]]
-    if params["arg"]:
-        changes["args"] = [*spec.args, *params["arg"]]
-    if params["env"]:
-        changes["env"] = {**spec.env, **parse_pairs(params["env"], "--env")}
-    if params["scheduler_arg"]:
-        changes["scheduler_args"] = [*spec.scheduler_args, *params["scheduler_arg"]]
-    if params["opt"]:
-        options = {k: parse_option_value(v) for k, v in parse_pairs(params["opt"], "--opt").items()}
-        changes["backend_options"] = {**spec.backend_options, **options}
-    return spec.replace(**changes)
+
+def config_problems(spec: JobSpec) -> list[str]:
+    """The training config the job will load, checked here with the trainer's own rules
+    (`resnest.config` imports only yaml), so `--set epochz=3` stops at submit, not after
+    queueing. A `--config` path that does not exist here (a path inside a pod) is not read;
+    the overrides are then checked against the defaults."""
+    if not spec.overrides and not spec.config:
+        return []
+    from resnest.config import ConfigError, load_config, parse_set_overrides
+
+    local = spec.config if spec.config and Path(spec.config).is_file() else None
+    try:
+        load_config(local)
+    except ConfigError as err:
+        return [f"{spec.label('config')} {local!r}: {str(err).splitlines()[0]}"]
+    try:
+        load_config(local, parse_set_overrides(spec.overrides))
+    except ConfigError as err:
+        return [f"{spec.label('overrides')}: {str(err).splitlines()[0]}"]
+    return []
+
+
+def checked_spec(params: dict[str, Any]) -> JobSpec:
+    """Build, prepare and check the spec; SpecError with every problem of the first failing
+    stage (types, then values, then backend rules, then the training config)."""
+    from launcher.backends import get_backend
+
+    spec = build_spec(params)
+    for stage in (spec.type_problems, spec.problems):
+        problems = stage()
+        if problems:
+            raise SpecError(problems)
+    backend = get_backend(spec.backend)
+    # prepare() first: backends fill in defaults (e.g. k8s in-pod data/output paths).
+    spec = backend.prepare(spec)
+    problems = spec.problems() + backend.problems(spec)
+    if not problems:
+        problems = config_problems(spec)
+    if problems:
+        raise SpecError(problems)
+    return spec
 
 
 @click.command()
-@click.option("--backend", type=click.Choice(sorted(BACKENDS)), help="Where to run (default local).")
-@click.option("--gpus", type=int, help="GPUs per node (one rank each).")
-@click.option("--ascend", type=int, help="Ascend cards per node: 1, 2, 4 or 8.")
-@click.option("--cpus", type=int, help="CPU ranks per node (local default: 1).")
-@click.option("--ascend-devices", help="Which Ascend cards, e.g. 4-7 (default 0..N-1).")
-@click.option("--nodes", type=int, help="Number of nodes (default 1).")
-@click.option("--name", help="Job name: lowercase letters, digits, '-' (default resnest).")
-@click.option("--task", type=click.Choice(["train", "eval", "export"]), help="Default train.")
-@click.option("--data-dir", help="Data set folder with train/ and val/.")
-@click.option("--output-dir", help="Checkpoints, metrics and eval.json go here.")
-@click.option("--config", help="Training config YAML.")
-@click.option("--set", "set_", multiple=True, metavar="KEY=VALUE", help="Config override.")
-@click.option("--arg", multiple=True, help="Extra argument for the task's entry point.")
+@spec_options
 @click.option("--file", "file", type=click.Path(dir_okay=False), help="YAML job file.")
-@click.option("--image", help="Container image (container backends).")
-@click.option("--time", help="Time limit (Slurm syntax, e.g. 02:00:00).")
-@click.option("--partition", help="Scheduler partition.")
-@click.option("--account", help="Scheduler account.")
-@click.option("--qos", help="Scheduler QOS.")
-@click.option("--constraint", help="Node feature constraint.")
-@click.option("--env", multiple=True, metavar="KEY=VALUE", help="Environment of the ranks.")
-@click.option("--scheduler-arg", multiple=True, help="Extra scheduler option, e.g. --exclusive.")
-@click.option("--max-restarts", type=int, help="Requeues after preemption (default 3).")
-@click.option("--master-port", type=int, help="Port of the msrun scheduler.")
-@click.option("--opt", multiple=True, metavar="KEY=VALUE", help="Backend-specific option.")
 @click.option("--dry-run", is_flag=True, help="Print what would be submitted; submit nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")
+@user_errors
 def submit(**params: Any) -> None:
     """Submit a job; the job id is the last line of stdout (messages go to stderr)."""
-    from launcher.backends import UnknownBackendError, get_backend
+    from launcher.backends import get_backend
     from launcher.backends.base import BackendError
-    from launcher.spec import SpecError
     from launcher.store import JobStore
 
     store = JobStore()
-    try:
-        spec = build_spec(params)
-        backend = get_backend(spec.backend)
-        # prepare() first: backends fill in defaults (e.g. k8s in-pod data/output paths).
-        spec = backend.prepare(spec)
-        problems = spec.problems() + backend.problems(spec)
-    except (SpecError, UnknownBackendError) as err:
-        raise click.UsageError(str(err)) from None
-    except BackendError as err:
-        raise click.ClickException(str(err)) from None
-    if problems:
-        raise click.UsageError("\n".join(problems))
+    spec = checked_spec(params)
+    backend = get_backend(spec.backend)
     # The id before rendering: a backend renders once, with the names it will submit under.
     spec = spec.replace(job_id=store.new_job_id(spec.name))
     rendered = backend.render(spec)
@@ -138,11 +193,11 @@ def submit(**params: Any) -> None:
     try:
         record.files = [str(p.relative_to(job_dir)) for p in rendered.write(job_dir)]
         record.backend_id = backend.submit(spec, rendered, job_dir)
-    except BackendError as err:
-        shutil.rmtree(job_dir, ignore_errors=True)
-        raise click.ClickException(str(err)) from None
-    record.last_state = "SUBMITTED"
-    store.save(record)
+        record.last_state = "SUBMITTED"
+        store.save(record)
+    except (BackendError, OSError):
+        store.discard(record)
+        raise
     click.echo(
         f"submitted {record.id} to {spec.backend} ({record.backend_id}); "
         f"follow it with: rlaunch logs -f {record.id}",

@@ -59,19 +59,33 @@ def worker_count(requested: int) -> int:
     return max(1, min(requested, os.cpu_count() or 1))
 
 
+AUTOAUGMENT_POLICY_NAMES = {"imagenet": "IMAGENET", "cifar10": "CIFAR10", "svhn": "SVHN"}
+
+
+def eval_resize_size(config: TrainConfig) -> int:
+    """Short side eval resizes to before the centre crop (`eval_resize`, else crop/0.875)."""
+    return config.eval_resize or round(config.crop_size / EVAL_RESIZE_RATIO)
+
+
 def train_transforms(config: TrainConfig) -> list[Any]:
-    """Random resized crop (decode fused in), flip, colour jitter, AutoAugment, normalise, CHW."""
+    """Random resized crop (decode fused in), [flip], [colour jitter], [AutoAugment], normalise, CHW.
+
+    Each step is a config key (rrc_scale_min/max, hflip, color_jitter, autoaugment); the
+    defaults are the seed's ImageNet recipe.
+    """
     from mindspore.dataset import vision
 
-    ops: list[Any] = [
-        vision.RandomCropDecodeResize(config.crop_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)),
-        vision.RandomHorizontalFlip(),
-    ]
+    scale = (config.rrc_scale_min, config.rrc_scale_max)
+    ops: list[Any] = [vision.RandomCropDecodeResize(config.crop_size, scale=scale,
+                                                    ratio=(3 / 4, 4 / 3))]
+    if config.hflip:
+        ops.append(vision.RandomHorizontalFlip())
     if config.color_jitter > 0:
         j = config.color_jitter
         ops.append(vision.RandomColorAdjust(brightness=j, contrast=j, saturation=j))
-    if config.autoaugment:
-        ops.append(vision.AutoAugment(vision.AutoAugmentPolicy.IMAGENET))
+    if config.autoaugment != "off":
+        policy = getattr(vision.AutoAugmentPolicy, AUTOAUGMENT_POLICY_NAMES[config.autoaugment])
+        ops.append(vision.AutoAugment(policy))
     ops += [
         vision.Normalize([m * 255 for m in IMAGENET_MEAN], [s * 255 for s in IMAGENET_STD]),
         vision.HWC2CHW(),
@@ -80,16 +94,36 @@ def train_transforms(config: TrainConfig) -> list[Any]:
 
 
 def eval_transforms(config: TrainConfig) -> list[Any]:
-    """Decode, resize the short side to crop/0.875, centre-crop, normalise, CHW."""
+    """Decode, resize the short side (eval_resize_size), centre-crop, normalise, CHW."""
     from mindspore.dataset import vision
 
     return [
         vision.Decode(),
-        vision.Resize(round(config.crop_size / EVAL_RESIZE_RATIO)),
+        vision.Resize(eval_resize_size(config)),
         vision.CenterCrop(config.crop_size),
         vision.Normalize([m * 255 for m in IMAGENET_MEAN], [s * 255 for s in IMAGENET_STD]),
         vision.HWC2CHW(),
     ]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The data pipeline's seed for one epoch: a new shuffle and new augmentations every epoch.
+
+    A `mindspore.dataset` pipeline re-launched (one iterator per epoch) starts from the global
+    dataset seed again: without a per-epoch seed every epoch replays the first one's order and
+    the very same random crops and flips. Deterministic in (seed, epoch), so a resumed epoch
+    draws what the interrupted one drew, and equal on every rank (the shard sampler needs one
+    permutation).
+    """
+    return (seed * 1_000_003 + epoch) % (2**32)
+
+
+def start_epoch(dataset: Any, seed: int, epoch: int) -> Any:
+    """One epoch's iterator over `dataset`, seeded with `epoch_seed`."""
+    import mindspore.dataset as ds
+
+    ds.config.set_seed(epoch_seed(seed, epoch))
+    return dataset.create_tuple_iterator(num_epochs=1)
 
 
 def create_train_dataset(data_dir: str | Path, config: TrainConfig, rank: int = 0,

@@ -13,13 +13,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from launcher import build as build_mod
-from launcher.build import PROJECT_ROOT, build, content_version, context_files, plan_build
 from launcher.cli import cli
+from launcher.commands.build import build
+from launcher.images import PROJECT_ROOT, base_image, builders
+from launcher.images.builders import plan_build
+from launcher.images.context import content_version, context_files
 
 # Imported by resnest/ but deliberately not in the images: the PyTorch weight converter reads
-# .pth files on a workstation; the images only need the converted safetensors.
-OPTIONAL_IMPORTS = {"torch"}
+# .pth files on a workstation; the images only need the converted safetensors. scikit-learn is
+# imported lazily by resnest/data/digits.py (train branch) to write a small real image set for
+# tests and demos on a workstation, not by anything a job runs.
+OPTIONAL_IMPORTS = {"torch", "sklearn"}
 
 
 @pytest.fixture()
@@ -58,7 +62,7 @@ def test_dry_run_prints_the_buildah_command(runner: CliRunner, small_context: Pa
     assert line.startswith("STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot buildah bud ")
     argv = shlex.split(line)[2:]
     version = content_version(small_context, small_context / "docker/cpu.Dockerfile", {},
-                              prefix=build_mod._project_version())
+                              prefix=builders._project_version())
     assert argv[argv.index("-t") + 1] == f"rlaunch-cpu:{version}"
     assert argv[argv.index("-f") + 1] == str(small_context / "docker" / "cpu.Dockerfile")
     assert f"VERSION={version}" in argv
@@ -84,7 +88,7 @@ def test_local_base_dry_run_uses_the_cached_base_name(runner: CliRunner) -> None
                                    "--dry-run"])
     assert result.exit_code == 0, result.output
     argv = shlex.split(result.output)
-    assert f"BASE_IMAGE={build_mod.local_base_name()}" in argv
+    assert f"BASE_IMAGE={base_image.local_base_name()}" in argv
     assert "--pull=never" in argv
 
 
@@ -114,6 +118,7 @@ def test_hostile_values_stay_single_arguments(small_context: Path) -> None:
         (["--target", "tpu"], "'tpu' is not one of 'ascend', 'gpu', 'cpu'"),
         (["--target", "cpu", "--builder", "kaniko"], "'kaniko' is not one of"),
         (["--target", "cpu", "--tag", "Bad Tag!"], "'Bad Tag!' is not an image reference"),
+        (["--target", "cpu", "--tag", "rlaunch-cpu:x\n"], "'rlaunch-cpu:x\\n' is not an image reference"),
         (["--target", "cpu", "--tag", "rlaunch-cpu:x", "--push"],
          "--push needs a tag that names a registry"),
         (["--target", "gpu", "--local-base"], "fits only --target cpu (got 'gpu')"),
@@ -128,21 +133,21 @@ def test_bad_input_is_one_clear_line(runner: CliRunner, args: list[str], message
 
 def test_auto_prefers_docker_then_podman_then_buildah(monkeypatch: pytest.MonkeyPatch) -> None:
     def fake(available: set[str]):
-        monkeypatch.setattr(build_mod.shutil, "which",
+        monkeypatch.setattr(builders.shutil, "which",
                             lambda name: f"/usr/bin/{name}" if name in available else None)
         return lambda argv, **_: subprocess.CompletedProcess(argv, 0)
 
-    assert build_mod.detect_builder(fake({"docker", "podman", "buildah"})) == "docker"
-    assert build_mod.detect_builder(fake({"podman", "buildah"})) == "podman"
-    assert build_mod.detect_builder(fake({"buildah"})) == "buildah"
+    assert builders.detect_builder(fake({"docker", "podman", "buildah"})) == "docker"
+    assert builders.detect_builder(fake({"podman", "buildah"})) == "podman"
+    assert builders.detect_builder(fake({"buildah"})) == "buildah"
     # a docker client without a daemon (this machine) does not count
     fake({"docker", "buildah"})
     no_daemon = (lambda argv, **_: subprocess.CompletedProcess(argv, 1 if argv[0] == "docker"
                                                                 else 0))
-    assert build_mod.detect_builder(no_daemon) == "buildah"
+    assert builders.detect_builder(no_daemon) == "buildah"
     fake(set())
     with pytest.raises(Exception, match="no image builder works here"):
-        build_mod.detect_builder(no_daemon)
+        builders.detect_builder(no_daemon)
 
 
 def test_failed_build_names_the_failing_step(tmp_path: Path, small_context: Path,
@@ -215,8 +220,8 @@ def test_local_base_is_made_once_then_reused(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     monkeypatch.setenv("RLAUNCH_CACHE_DIR", str(tmp_path / "cache"))
 
-    name = build_mod.ensure_local_base("buildah", log=print)
-    assert name == build_mod.local_base_name()
+    name = base_image.ensure_local_base("buildah", log=print)
+    assert name == base_image.local_base_name()
     first = calls.read_text().splitlines()
     assert sum(c.startswith("debootstrap --variant=minbase bookworm ") for c in first) == 1
     tarball = tmp_path / "cache" / f"{name.split(':', 1)[1]}.tar"
@@ -225,6 +230,6 @@ def test_local_base_is_made_once_then_reused(tmp_path: Path, monkeypatch: pytest
     assert f"buildah commit --rm ctr-1 {name}" in first
 
     calls.write_text("")
-    assert build_mod.ensure_local_base("buildah", log=print) == name
+    assert base_image.ensure_local_base("buildah", log=print) == name
     assert calls.read_text().splitlines() == [f"buildah inspect --type image {name}"]
     assert "(cached)" in capsys.readouterr().out

@@ -64,8 +64,9 @@ def image(expected_version: str, tmp_path_factory: pytest.TempPathFactory) -> It
     assert done.returncode == 0, f"{done.stderr[-4000:]}\n(full log: {log})"
     tag = done.stdout.strip()  # progress goes to stderr, the tag alone to stdout
     assert "slowest steps: " in done.stderr
+    # Kept for tests/slurm/test_multinode_container.py, which runs this image under Slurm and
+    # removes it (3 GB in vfs storage) when done: one build per CI run, not two.
     yield tag
-    buildah("rmi", tag, check=False)  # 3 GB in vfs storage; the base and pip cache stay
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from launcher.cli import cli
+from resnest.contract import EvalResult, write_eval_result
 from tests.k8s.conftest import NAMESPACE, KubeServer, serve_log
 from tests.k8s.test_render import validate
 
@@ -171,7 +172,9 @@ def test_gather_through_the_cli(runner: CliRunner, kube: KubeServer, tmp_path: P
     claim = tmp_path / "claim"
     (claim / "checkpoints").mkdir(parents=True)
     (claim / "checkpoints" / "last.ckpt").write_bytes(b"weights")
-    (claim / "eval.json").write_text(json.dumps({"top1": 70.0}))
+    # The trainer's eval result file (resnest/contract.py): gather reads the accuracy from it.
+    write_eval_result(claim, EvalResult(top1_correct=7, top5_correct=10, total=10,
+                                        expected_total=10))
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     script = Cluster.gather_pod_manifest(

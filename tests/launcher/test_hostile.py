@@ -77,7 +77,7 @@ def test_local_submit_passes_hostile_values_verbatim(tmp_path: Path, state_dir: 
         env_value = HOSTILE[len(data_dir) % len(HOSTILE)]
         result = rlaunch(
             "submit", "--backend", "local", "--cpus", "2", "--file", str(job),
-            "--data-dir", data_dir, "--output-dir", output_dir, "--set", f"note={data_dir}",
+            "--data-dir", data_dir, "--output-dir", output_dir, "--set", f"net_name={data_dir}",
             "--arg", env_value, "--env", f"HOSTILE={env_value}",
             env={"RLAUNCH_STATE_DIR": str(state_dir), "RECORD_TO": str(record_to)},
         )
@@ -90,7 +90,7 @@ def test_local_submit_passes_hostile_values_verbatim(tmp_path: Path, state_dir: 
         call = json.loads(record_to.read_text().splitlines()[-1])
         assert call["argv"][call["argv"].index("--join=True") + 1] == "resnest/train.py"
         assert call["argv"][-7:] == ["--data-dir", data_dir, "--output-dir", output_dir, "--set",
-                                     f"note={data_dir}", env_value]
+                                     f"net_name={data_dir}", env_value]
         assert call["env"]["HOSTILE"] == env_value
         assert rlaunch("status", job_id, env={"RLAUNCH_STATE_DIR": str(state_dir)}
                        ).stdout.split()[3] == "COMPLETED"

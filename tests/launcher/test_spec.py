@@ -82,7 +82,7 @@ def test_yaml_roundtrip_and_unknown_field(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="unknown job spec field 'nodez'"):
         JobSpec.from_yaml(path)
     path.write_text("env: [1, 2]\n")
-    with pytest.raises(SpecError, match="'env' must be a dict"):
+    with pytest.raises(SpecError, match="job.yaml: env must be a mapping of strings to strings, not a list"):
         JobSpec.from_yaml(path)
 
 

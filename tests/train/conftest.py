@@ -74,3 +74,13 @@ def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")
     generate(root, NUM_CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS, image_size=40, seed=0)
     return root
+
+
+@pytest.fixture
+def timm14d_state() -> dict:
+    """timm-named synthetic resnest14d weights, 1000 classes (tests/models' recorded fixture)."""
+    from tests.models.conftest import TIMM_FIXTURE
+    from tests.models.synthetic_weights import synthetic_state_dict
+
+    fixture = json.loads(TIMM_FIXTURE.read_text())
+    return synthetic_state_dict(fixture["seed"], fixture["tensors"])

@@ -93,3 +93,16 @@ def test_checkpoints_and_manifest_layout(two_rank_run: tuple[Path, str]) -> None
     assert manifest["best"] and (out / "checkpoints" / "best.ckpt").exists()
     assert manifest["checkpoints"][-1]["epoch"] == EPOCHS - 1
     assert not (out / "metrics" / "rank2.jsonl").exists()
+
+
+def test_a_lone_msrun_worker_joins_the_cluster(synthetic_data: Path, tmp_path: Path) -> None:
+    """`msrun --worker_num=1` (`rlaunch submit --cpus 1`): the scheduler waits for its one
+    worker to join; a worker that skipped init() made msrun fail after 10 minutes of retries."""
+    logs = tmp_path / "logs"
+    cmd = ["msrun", "--worker_num=1", "--local_worker_num=1", f"--master_port={free_port()}",
+           f"--log_dir={logs}", "--join=True", str(REPO_ROOT / "resnest" / "train.py"),
+           "--data-dir", str(synthetic_data), "--output-dir", str(tmp_path / "out"),
+           *set_args(epochs=1)]
+    run_checked(cmd, timeout=300)  # exit 0 from msrun: its scheduler saw the worker finish
+    assert "world_size=1 (msrun)" in (logs / "worker_0.log").read_text()
+    assert (tmp_path / "out" / "eval.json").is_file()

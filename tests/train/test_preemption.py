@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from resnest.checkpoint import WRITE_DELAY_ENV
-from resnest.train import EXIT_REQUEUE
+from resnest.contract import REQUEUE_EXIT_CODE as EXIT_REQUEUE
 from tests.train.conftest import REPO_ROOT, read_metrics, run_env, set_args
 
 pytestmark = pytest.mark.integration

@@ -18,9 +18,10 @@ def test_warmup_then_cosine_per_step() -> None:
     lr = build_lr_schedule(config, steps_per_epoch=5)
     assert len(lr) == 50
     np.testing.assert_allclose(lr[:10], 0.1 * np.arange(1, 11) / 10, rtol=1e-6)  # linear warmup
-    # step 25 = epoch 5.0 of T_max 10: half way down the cosine
-    expected = 0.001 + (0.1 - 0.001) * (1 + math.cos(math.pi * 0.5)) / 2
-    assert lr[25] == pytest.approx(expected, rel=1e-6)
+    # step 30 of the cosine's 0..49: 0.6 of the way down
+    expected = 0.001 + (0.1 - 0.001) * (1 + math.cos(math.pi * 30 / 49)) / 2
+    assert lr[30] == pytest.approx(expected, rel=1e-6)
+    assert lr[-1] == pytest.approx(0.001, rel=1e-6)  # the last step runs at eta_min
     assert all(np.diff(lr[10:]) < 0)  # falls every step after warmup
 
 
@@ -80,3 +81,24 @@ def test_weight_decay_skips_bn_and_bias_only_when_asked() -> None:
     assert len(order["order_params"]) == len(decay_names) + len(no_decay_names)
     groups = weight_decay_groups(net, load_config(None, {"disable_bn_wd": False}))
     assert len(groups) == 1 and len(groups[0]["params"]) == len(order["order_params"])
+
+
+def test_backbone_lr_scale_gives_the_backbone_its_own_rate() -> None:
+    import mindspore as ms
+
+    from resnest.models import create_model
+    from resnest.train import weight_decay_groups
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    net = create_model("resnest14d", num_classes=3)
+    config = load_config(None, {"weight_decay": 0.01, "backbone_lr_scale": 0.1})
+    backbone_lr = ms.Tensor(np.full(4, 0.001, np.float32))
+    groups = weight_decay_groups(net, config, backbone_lr)
+    *param_groups, order = groups
+    is_head = [all(p.name.startswith("fc.") for p in g["params"]) for g in param_groups]
+    head = [g for g, h in zip(param_groups, is_head, strict=True) if h]
+    body = [g for g, h in zip(param_groups, is_head, strict=True) if not h]
+    assert {p.name for g in head for p in g["params"]} == {"fc.weight", "fc.bias"}
+    assert all("lr" not in g for g in head) and all(g["lr"] is backbone_lr for g in body)
+    assert {g["weight_decay"] for g in body} == {0.01, 0.0}
+    assert len(order["order_params"]) == len(net.trainable_params())

@@ -58,3 +58,26 @@ def test_missing_split_and_too_many_classes(tmp_path: Path) -> None:
     config = load_config(None, {"num_classes": 2, "batch_size": 1})
     with pytest.raises(DataError, match="3 classes but num_classes=2"):
         create_train_dataset(tmp_path, config)
+
+
+def test_every_epoch_draws_a_new_shuffle_and_new_augmentations(tmp_path) -> None:
+    """Regression: one iterator per epoch used to replay epoch 0's order and crops each epoch."""
+    import mindspore as ms
+
+    from resnest.config import load_config
+    from resnest.data.pipeline import create_train_dataset, start_epoch
+    from resnest.data.synthetic import generate
+
+    generate(tmp_path, 3, 8, 1, image_size=40, seed=0)
+    ms.set_seed(1)
+    config = load_config(None, {"num_classes": 3, "crop_size": 32, "batch_size": 8,
+                                "autoaugment": "off", "num_workers": 1})
+    dataset = create_train_dataset(tmp_path, config)
+
+    def first_batch(epoch: int):
+        images, labels = next(start_epoch(dataset, config.seed, epoch))
+        return labels.asnumpy().tolist(), float(images.asnumpy().sum())
+
+    epoch0, epoch1 = first_batch(0), first_batch(1)
+    assert epoch0 != epoch1
+    assert first_batch(0) == epoch0  # deterministic per (seed, epoch): resume draws the same

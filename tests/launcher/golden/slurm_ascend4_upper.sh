@@ -5,6 +5,8 @@
 #SBATCH --job-name=rn50-npu
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=4
+#SBATCH --cpus-per-task=4
+#SBATCH --exclusive
 #SBATCH --gres=davinci:4
 #SBATCH --requeue
 #SBATCH --open-mode=append
@@ -18,7 +20,14 @@ LOG_DIR="$JOB_DIR/logs/restart-$RESTARTS"
 mkdir -p "$LOG_DIR"
 export PATH=/opt/venv/bin:"$PATH"
 export RLAUNCH_DEVICE_KIND=ascend
-MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+# Each srun step gets the CPUs asked for above: since Slurm 22.05 srun no longer inherits
+# --cpus-per-task from the allocation (it would bind every rank of a node to one CPU).
+export SRUN_CPUS_PER_TASK=4
+export OMP_NUM_THREADS=4
+MASTER_HOST=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+# msrun's scheduler address as an IP (the workers on other nodes connect to it).
+MASTER_ADDR=$(getent ahostsv4 "$MASTER_HOST" | awk 'NR == 1 { print $1 }')
+MASTER_ADDR=${MASTER_ADDR:-$MASTER_HOST}
 MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))
 echo "rlaunch: job $SLURM_JOB_ID restart $RESTARTS/$MAX_RESTARTS on $SLURM_JOB_NODELIST, master $MASTER_ADDR:$MASTER_PORT" >&2
 
@@ -35,12 +44,14 @@ trap 'on_signal USR1' USR1
 
 cd /opt/rlaunch || exit 1
 # Ascend: each node registers its device IPs (hccn.conf), the rank table is built from them,
-# then one process per card with RANK_TABLE_FILE / RANK_ID / DEVICE_ID.
+# then one process per card. Each takes RANK_ID and DEVICE_ID from its own server's entry of
+# the table (the table's server order need not be Slurm's node order); one failing card ends
+# the step (--kill-on-bad-exit) instead of leaving the others blocked in HCCL.
 mkdir -p "$JOB_DIR/hccn-$RESTARTS"
-srun --ntasks-per-node=1 /opt/venv/bin/python -m launcher.ranktable register "$JOB_DIR/hccn-$RESTARTS" /etc/hccn.conf || exit 1
+srun --ntasks-per-node=1 --cpus-per-task=1 /opt/venv/bin/python -m launcher.ranktable register "$JOB_DIR/hccn-$RESTARTS" /etc/hccn.conf || exit 1
 /opt/venv/bin/python -m launcher.cli ranktable --hccn-dir "$JOB_DIR/hccn-$RESTARTS" --devices 4,5,6,7 -o "$JOB_DIR/rank_table.json" || exit 1
-export RANK_TABLE_FILE="$JOB_DIR/rank_table.json" RANK_SIZE=4 RLAUNCH_DEVICE_IDS='4 5 6 7' LOG_DIR
-srun --ntasks-per-node=4 --kill-on-bad-exit=0 bash -c 'ids=($RLAUNCH_DEVICE_IDS); export RANK_ID=$SLURM_PROCID DEVICE_ID=${ids[$SLURM_LOCALID]}; exec "$@" > "$LOG_DIR/worker_$SLURM_PROCID.log" 2>&1' rlaunch-card python resnest/train.py --data-dir /data/imagenet --output-dir '/scratch/run 1' --set epochs=270 --set net_name=resnest50 &
+export RANK_TABLE_FILE="$JOB_DIR/rank_table.json" RANK_SIZE=4 LOG_DIR
+srun --ntasks-per-node=4 --cpus-per-task=4 --kill-on-bad-exit=1 /opt/venv/bin/python -m launcher.backends.slurm_rank "$RANK_TABLE_FILE" "$LOG_DIR" -- /opt/venv/bin/python resnest/train.py --data-dir /data/imagenet --output-dir '/scratch/run 1' --set epochs=270 --set net_name=resnest50 &
 step=$!
 wait "$step"; rc=$?
 # `wait` returns early when a trapped signal arrives: keep waiting for the step to finish.

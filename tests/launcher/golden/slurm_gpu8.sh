@@ -5,6 +5,7 @@
 #SBATCH --job-name=rn50
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=32
 #SBATCH --gpus-per-node=8
 #SBATCH --time=2-00:00:00
 #SBATCH --partition=gpu
@@ -21,8 +22,15 @@ LOG_DIR="$JOB_DIR/logs/restart-$RESTARTS"
 mkdir -p "$LOG_DIR"
 export PATH=/opt/venv/bin:"$PATH"
 export RLAUNCH_DEVICE_KIND=gpu
+# Each srun step gets the CPUs asked for above: since Slurm 22.05 srun no longer inherits
+# --cpus-per-task from the allocation (it would bind every rank of a node to one CPU).
+export SRUN_CPUS_PER_TASK=32
+export OMP_NUM_THREADS=4
 export NCCL_DEBUG=WARN
-MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+MASTER_HOST=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+# msrun's scheduler address as an IP (the workers on other nodes connect to it).
+MASTER_ADDR=$(getent ahostsv4 "$MASTER_HOST" | awk 'NR == 1 { print $1 }')
+MASTER_ADDR=${MASTER_ADDR:-$MASTER_HOST}
 MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))
 echo "rlaunch: job $SLURM_JOB_ID restart $RESTARTS/$MAX_RESTARTS on $SLURM_JOB_NODELIST, master $MASTER_ADDR:$MASTER_PORT" >&2
 
@@ -38,9 +46,10 @@ on_signal() {
 trap 'on_signal USR1' USR1
 
 cd /opt/rlaunch || exit 1
-# One msrun per node (one srun task each) starts 8 ranks there. msrun itself ignores
-# TERM/USR1 so that only the ranks react (msrun would otherwise die and take them down unsaved).
-srun --ntasks-per-node=1 --kill-on-bad-exit=0 bash -c 'trap "" TERM USR1; exec msrun --node_rank="$SLURM_NODEID" "$@"' rlaunch-node --worker_num=8 --local_worker_num=8 --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" --log_dir="$LOG_DIR" --join=True resnest/train.py --data-dir /data/imagenet --output-dir '/scratch/run 1' --set epochs=270 --set net_name=resnest50 &
+# One msrun per node (one srun task each, holding the CPUs of its 8 ranks) starts the ranks
+# there. msrun itself ignores TERM/USR1 so that only the ranks react (msrun would otherwise die
+# and take them down unsaved).
+srun --ntasks-per-node=1 --cpus-per-task=32 --kill-on-bad-exit=0 bash -c 'echo "rlaunch: node $SLURMD_NODENAME (node rank $SLURM_NODEID) runs ranks $((SLURM_NODEID * $1))-$((SLURM_NODEID * $1 + $1 - 1)) on CPUs $(grep Cpus_allowed_list /proc/self/status | cut -f2)" >&2; msrun=$2; shift 2; trap "" TERM USR1; exec "$msrun" --node_rank="$SLURM_NODEID" "$@"' rlaunch-node 8 msrun --worker_num=8 --local_worker_num=8 --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" --log_dir="$LOG_DIR" --join=True resnest/train.py --data-dir /data/imagenet --output-dir '/scratch/run 1' --set epochs=270 --set net_name=resnest50 &
 step=$!
 wait "$step"; rc=$?
 # `wait` returns early when a trapped signal arrives: keep waiting for the step to finish.

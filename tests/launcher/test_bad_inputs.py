@@ -1,0 +1,386 @@
+"""Bad input through every command and input path: flags, job files, `--opt`, store records,
+rank-table flags and build flags (issue 11, including every example in its text).
+
+Each case must exit 2 (usage) or 1 (runtime), print one error line that names the bad value,
+never a traceback, and write nothing: the job store, the working folder and `--dest` are the
+same before and after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from launcher.cli import cli
+
+from .conftest import rlaunch
+
+JOB = "rn-abc123"  # the job id of the store-record cases
+
+
+@dataclass
+class Case:
+    """One bad input: argv (`{work}` = the working folder, which holds `data/`), the expected
+    exit code, and the text the error line must contain."""
+
+    argv: list[str]
+    code: int
+    says: str
+    files: dict[str, str | bytes] = field(default_factory=dict)  # made under {work} first
+    record: str | bytes | None = None  # record.json of job JOB in the store
+
+
+def slurm(*args: str) -> list[str]:
+    return ["submit", "--backend", "slurm", "--data-dir", "/d", "--output-dir", "/o", *args,
+            "--dry-run"]
+
+
+def local(*args: str) -> list[str]:
+    return ["submit", "--backend", "local", "--data-dir", "{work}/data", "--output-dir",
+            "{work}/out", *args, "--dry-run"]
+
+
+def k8s(*args: str) -> list[str]:
+    return ["submit", "--backend", "k8s", "--data-dir", "/d", "--output-dir", "/o", *args,
+            "--dry-run"]
+
+
+def from_file(text: str | bytes, *args: str) -> Case:
+    """A job file case: `{work}/job.yaml` holds `text`."""
+    return Case(["submit", "--file", "{work}/job.yaml", *args, "--dry-run"], 2, "", {"job.yaml": text})
+
+
+def record(spec: dict | None = None, **fields: object) -> str:
+    """A well-formed record.json for JOB, with some fields changed."""
+    data = {"id": JOB, "backend": "local", "spec": spec or {"name": "rn"}, "job_dir": "",
+            "output_dir": "/nonexistent/out", "backend_id": "1", "created": 1.0, "files": [],
+            "last_state": "UNKNOWN", "extra": {}}
+    return json.dumps({**data, **fields})
+
+
+CASES: dict[str, Case] = {
+    # ---- submit flags: patterns are full matches (a trailing newline is not accepted) -------
+    "name-newline": Case(slurm("--name", "job\n"), 2, "--name 'job\\n' is not a valid job name"),
+    "name-upper": Case(slurm("--name", "Bad"), 2, "--name 'Bad' is not a valid job name"),
+    "env-newline-key": Case(slurm("--env", "FOO\n=x"), 2, "--env 'FOO\\n' is not a valid"),
+    "env-digit-key": Case(slurm("--env", "1X=y"), 2, "--env '1X' is not a valid"),
+    "env-no-equals": Case(slurm("--env", "NOEQUALS"), 2, "'NOEQUALS' must look like KEY=VALUE"),
+    "env-device-kind": Case(slurm("--gpus", "1", "--env", "RLAUNCH_DEVICE_KIND=cpu"), 2,
+                            "--env RLAUNCH_DEVICE_KIND cannot be set: the launcher sets it"),
+    "env-twice": Case(slurm("--env", "A=1", "--env", "A=2"), 2, "'A' is given twice"),
+    "time-newline": Case(slurm("--time", "02:00:00\n"), 2, "--time '02:00:00\\n' is not a Slurm time"),
+    "time-unicode-digits": Case(slurm("--time", "١٢"), 2, "--time '١٢' is not a Slurm time"),
+    "time-shell": Case(slurm("--time", "$(reboot)"), 2, "--time '$(reboot)' is not a Slurm time"),
+    "partition-newline": Case(slurm("--partition", "gpu\n"), 2, "--partition 'gpu\\n' has characters"),
+    "partition-dash": Case(slurm("--partition", "-p"), 2, "--partition '-p' has characters"),
+    "time-huge": Case(slurm("--time", "99999999999999999999"), 2, "is not a Slurm time"),
+    "account-space": Case(slurm("--account", "a b"), 2, "--account 'a b' has characters"),
+    "qos-newline": Case(slurm("--qos", "high\n"), 2, "--qos 'high\\n' has characters"),
+    "constraint-semicolon": Case(slurm("--constraint", "a;b"), 2, "--constraint 'a;b' is not a Slurm"),
+    "data-dir-newline": Case(slurm("--data-dir", "/d\n"), 2, "--data-dir '/d\\n' contains a newline"),
+    "config-nul-free-newline": Case(slurm("--config", "/c\r.yaml"), 2, "--config '/c\\r.yaml' contains"),
+    "image-newline": Case(k8s("--image", "img:1\n"), 2, "--image 'img:1\\n' is not an image reference"),
+    # ---- numbers: type first, then stated bounds ------------------------------------------
+    "gpus-too-many": Case(slurm("--gpus", "99999"), 2, "--gpus 99999 must be 1-16"),
+    "gpus-zero": Case(slurm("--gpus", "0"), 2, "--gpus 0 must be 1-16"),
+    "gpus-not-int": Case(slurm("--gpus", "x"), 2, "'x' is not a valid integer"),
+    "cpus-too-many": Case(slurm("--cpus", "5000"), 2, "--cpus 5000 must be 1-1024"),
+    "ascend-three": Case(slurm("--ascend", "3"), 2, "--ascend 3 is not allowed"),
+    "nodes-zero": Case(slurm("--nodes", "0"), 2, "--nodes 0 must be 1-100000"),
+    "nodes-negative": Case(slurm("--nodes", "-1"), 2, "--nodes -1 must be 1-100000"),
+    "nodes-float": Case(slurm("--nodes", "1.5"), 2, "'1.5' is not a valid integer"),
+    "max-restarts-big": Case(slurm("--max-restarts", "1001"), 2, "--max-restarts 1001 must be 0-1000"),
+    "master-port-low": Case(slurm("--master-port", "80"), 2, "--master-port 80 must be 1024-65535"),
+    "two-device-kinds": Case(slurm("--gpus", "8", "--ascend", "8"), 2,
+                             "--gpus and --ascend cannot be used together"),
+    # ---- card ranges are parsed without building them -------------------------------------
+    "ascend-devices-huge": Case(slurm("--ascend", "8", "--ascend-devices", "0-99999999999"), 2,
+                                "card 99999999999 is out of range 0-7"),
+    "ascend-devices-backwards": Case(slurm("--ascend", "2", "--ascend-devices", "7-6"), 2,
+                                     "range 7-6 runs backwards"),
+    "ascend-devices-word": Case(slurm("--ascend", "2", "--ascend-devices", "x"), 2,
+                                "--ascend-devices 'x' is not a card list"),
+    "ascend-devices-twice": Case(slurm("--ascend", "2", "--ascend-devices", "1,1"), 2,
+                                 "names a card twice"),
+    # ---- choices and backends ---------------------------------------------------------------
+    "backend-unknown": Case(["submit", "--backend", "nope", "--dry-run"], 2, "'nope' is not one of"),
+    "task-unknown": Case(slurm("--task", "fit"), 2, "'fit' is not one of"),
+    "opt-unknown-slurm": Case(slurm("--opt", "nope=1"), 2, "--opt 'nope' is not an option of the slurm"),
+    "opt-no-equals": Case(slurm("--opt", "nope"), 2, "'nope' must look like KEY=VALUE"),
+    "opt-namespace-newline": Case(k8s("--opt", "namespace=ns\n"), 2, "--opt namespace='ns\\n' contains"),
+    "scheduler-arg-not-option": Case(slurm("--scheduler-arg", "script.sh"), 2,
+                                     "must be an sbatch option starting with '-'"),
+    # ---- flags a backend does not use are errors naming it ----------------------------------
+    "local-image": Case(local("--image", "img:1"), 2, "--image is not used by the local backend"),
+    "local-partition": Case(local("--partition", "gpu"), 2, "--partition is not used by the local"),
+    "local-account": Case(local("--account", "a"), 2, "--account is not used by the local backend"),
+    "local-qos": Case(local("--qos", "q"), 2, "--qos is not used by the local backend"),
+    "local-constraint": Case(local("--constraint", "a100"), 2, "--constraint is not used by the local"),
+    "local-scheduler-arg": Case(local("--scheduler-arg", "--exclusive"), 2,
+                                "--scheduler-arg is not used by the local backend"),
+    "local-time": Case(local("--time", "10"), 2, "--time is not used by the local backend"),
+    "local-gpus": Case(local("--gpus", "1"), 2, "--gpus 1: the local backend is CPU-only"),
+    "local-ascend": Case(local("--ascend", "1"), 2, "--ascend 1: the local backend is CPU-only"),
+    "local-nodes": Case(local("--nodes", "2"), 2, "--nodes 2: the local backend runs on this one"),
+    "local-data-missing": Case(local("--data-dir", "/nonexistent/x"), 2,
+                               "--data-dir '/nonexistent/x' does not exist on this machine"),
+    **{f"k8s-{flag}": Case(k8s(f"--{flag}", value), 2, f"--{flag} is not used by the k8s backend")
+       for flag, value in (("partition", "gpu"), ("account", "a"), ("qos", "q"),
+                           ("constraint", "a100"), ("scheduler-arg", "--exclusive"))},
+    # ---- --set: the training config's own rules, at submit, on every backend ----------------
+    "set-typo-dry-run": Case(slurm("--set", "epochz=3"), 2, "unknown config key 'epochz'"),
+    "set-typo-submit": Case(slurm("--set", "epochz=3")[:-1], 2, "unknown config key 'epochz'"),
+    "set-negative-lr": Case(slurm("--set", "lr=-1"), 2, "--set: lr=-1.0: must be > 0"),
+    "set-negative-lr-submit": Case(slurm("--set", "lr=-1")[:-1], 2, "--set: lr=-1.0: must be > 0"),
+    "set-lr-word": Case(slurm("--set", "lr=fast"), 2, "lr='fast': must be a number"),
+    "set-no-value": Case(slurm("--set", "novalue"), 2, "--set 'novalue' must look like key=value"),
+    "set-local": Case(local("--set", "epochz=3"), 2, "unknown config key 'epochz'"),
+    "set-k8s": Case(k8s("--set", "epochz=3"), 2, "unknown config key 'epochz'"),
+    "config-file-bad-value": Case(slurm("--config", "{work}/train.yaml"), 2,
+                                  "lr=-3.0: must be > 0", {"train.yaml": "lr: -3\n"}),
+    # ---- job files: unreadable, non-UTF-8, not a mapping, wrong types -----------------------
+    "file-missing": Case(["submit", "--file", "{work}/nope.yaml", "--dry-run"], 2,
+                         "job file '{work}/nope.yaml' cannot be read: No such file"),
+    "file-not-utf8": from_file(b"name: caf\xe9\n"),
+    "file-a-device": Case(["submit", "--file", "/dev/zero", "--dry-run"], 2,
+                          "job file '/dev/zero' is larger than 1048576 bytes"),
+    "file-a-list": from_file("- name\n- nodes\n"),
+    "file-bad-yaml": from_file("name: [unclosed\n"),
+    "file-python-tag": from_file("name: !!python/object/apply:os.system [id]\n"),
+    "file-data-dir-int": from_file("data_dir: 123\n"),
+    "file-partition-int": from_file("partition: 5\n"),
+    "file-device-ids-int": from_file("device_kind: ascend\ndevice_ids: 5\n"),
+    "file-nodes-true": from_file("nodes: true\n"),
+    "file-env-null": from_file("env: {FOO: null}\n"),
+    "file-env-int": from_file("env: {OMP_NUM_THREADS: 4}\n"),
+    "file-name-null": from_file("name: null\n"),
+    "file-config-list": from_file("config: [a.yaml, b.yaml]\n"),
+    "file-overrides-string": from_file("overrides: epochs=3\n"),
+    "file-args-int": from_file("args: [--batch-size, 4]\n"),
+    "file-max-restarts-float": from_file("max_restarts: 1.5\n"),
+    "file-unknown-field": from_file("nodez: 2\n"),
+    "file-job-id": from_file("job_id: mine-1\n"),
+    "file-empty-config": from_file("config: ''\nbackend: slurm\ndata_dir: /d\noutput_dir: /o\n"),
+    "file-nodes-zero": from_file("nodes: 0\nbackend: slurm\ndata_dir: /d\noutput_dir: /o\n"),
+    "file-time-newline": from_file("time_limit: \"10\\n\"\nbackend: slurm\ndata_dir: /d\n"
+                                   "output_dir: /o\n"),
+    # ---- the job store: damaged records are a clear state ----------------------------------
+    "status-truncated": Case(["status", JOB], 1, "record.json is damaged (not valid JSON",
+                             record='{"id": "rn-abc1'),
+    "logs-truncated": Case(["logs", JOB], 1, "is damaged", record='{"id": "rn-'),
+    "cancel-truncated": Case(["cancel", JOB], 1, "is damaged", record=""),
+    "gather-truncated": Case(["gather", JOB, "--dest", "{work}/got"], 1, "is damaged",
+                             record='{"id"'),
+    "status-prefix-truncated": Case(["status", "rn-abc"], 1, "is damaged", record="{"),
+    "status-not-utf8": Case(["status", JOB], 1, "is damaged (not UTF-8 text)", record=b"\xff\xfe"),
+    "status-json-list": Case(["status", JOB], 1, "is damaged (not a JSON object)", record="[]"),
+    "status-missing-fields": Case(["status", JOB], 1, "is damaged (missing backend, spec",
+                                  record='{"id": "rn-abc123"}'),
+    "status-wrong-type": Case(["status", JOB], 1, "wrong type of created",
+                              record=record(created="yesterday")),
+    "status-bad-spec": Case(["status", JOB], 1, "its job spec: nodes must be an integer",
+                            record=record(spec={"nodes": "many"})),
+    "status-other-id": Case(["status", JOB], 1, "its id 'rn-other' is not its folder's name",
+                            record=record(id="rn-other")),
+    "status-unknown-backend": Case(["status", JOB], 1, "backend 'mainframe' is not one of",
+                                   record=record(backend="mainframe")),
+    "status-unknown-job": Case(["status", "nope-1"], 2, "job 'nope-1' is not in the job store"),
+    "gather-unknown-job": Case(["gather", "nope-1", "--dest", "{work}/got"], 2,
+                               "job 'nope-1' is not in the job store"),
+    "gather-no-outputs": Case(["gather", JOB, "--dest", "{work}/got"], 1,
+                              "output dir '/nonexistent/out' of job rn-abc123 does not exist",
+                              record=record()),
+    # ---- rank tables: CLI flags ---------------------------------------------------------------
+    "ranktable-devices-huge": Case(["ranktable", "--hccn-dir", "{work}", "--devices",
+                                    "0-99999999999"], 2, "card 99999999999 is out of range 0-7"),
+    "ranktable-devices-eight": Case(["ranktable", "--hccn-dir", "{work}", "--devices", "8"], 2,
+                                    "card 8 is out of range 0-7"),
+    "ranktable-server-twice": Case(["ranktable", "--device-ips", "{work}/ips.json", "--server",
+                                    "10.0.0.1", "--server", "10.0.0.1"], 2,
+                                   "'10.0.0.1' is given twice",
+                                   {"ips.json": '{"10.0.0.1": ["1.1.1.1"]}'}),
+    "ranktable-server-newline": Case(["ranktable", "--device-ips", "{work}/0.conf", "--server",
+                                      "10.0.0.1\n"], 2, "'10.0.0.1\\n' is not an IP address",
+                                     {"0.conf": "address_0=10.1.1.1\n"}),
+    "ranktable-server-and-hccn-dir": Case(["ranktable", "--hccn-dir", "{work}", "--server",
+                                           "10.0.0.1"], 2, "--server is not used with --hccn-dir"),
+    "ranktable-card-not-int": Case(["ranktable", "--device-ips", "{work}/ips.json", "--server",
+                                    "10.0.0.1"], 2, "invalid literal for int() with base 10: 'x'",
+                                   {"ips.json": '{"10.0.0.1": {"x": "1.1.1.1"}}'}),
+    "ranktable-hccn-not-utf8": Case(["ranktable", "--hccn-dir", "{work}/hccn"], 2,
+                                    "device IP file '{work}/hccn/10.0.0.1.conf' is not UTF-8 text",
+                                    {"hccn/10.0.0.1.conf": b"address_0=\xff\n"}),
+    "ranktable-no-input": Case(["ranktable"], 2, "give --device-ips FILE"),
+    "ranktable-empty-hccn-dir": Case(["ranktable", "--hccn-dir", "{work}"], 2,
+                                     "holds no <server IP>.conf files"),
+    "ranktable-check-not-json": Case(["ranktable", "--check", "{work}/t.json"], 1,
+                                     "is not a JSON file", {"t.json": "{"}),
+    "ranktable-check-not-utf8": Case(["ranktable", "--check", "{work}/t.json"], 1,
+                                     "is not a JSON file", {"t.json": b"\xff"}),
+    "ranktable-check-missing": Case(["ranktable", "--check", "{work}/none.json"], 1,
+                                    "cannot be read: No such file or directory"),
+    "ranktable-check-list": Case(["ranktable", "--check", "{work}/t.json"], 1,
+                                 "rank table must be a JSON object", {"t.json": "[]"}),
+    "ranktable-check-and-output": Case(["ranktable", "--check", "{work}/t.json", "-o",
+                                        "{work}/x.json"], 2, "--check validates a rank table",
+                                       {"t.json": "{}"}),
+    # ---- build flags -----------------------------------------------------------------------
+    "build-tag-newline": Case(["build", "--target", "cpu", "--builder", "buildah", "--tag",
+                               "rlaunch-cpu:1\n", "--dry-run"], 2,
+                              "--tag 'rlaunch-cpu:1\\n' is not an image reference"),
+    "build-tag-bad": Case(["build", "--target", "cpu", "--builder", "buildah", "--tag", "Bad Tag!",
+                           "--dry-run"], 2, "'Bad Tag!' is not an image reference"),
+    "build-base-image-newline": Case(["build", "--target", "cpu", "--builder", "buildah",
+                                      "--base-image", "debian\n", "--dry-run"], 2,
+                                     "'debian\\n' is not an image reference"),
+    "build-target": Case(["build", "--target", "tpu", "--dry-run"], 2, "'tpu' is not one of"),
+    "build-local-base-gpu": Case(["build", "--target", "gpu", "--builder", "buildah",
+                                  "--local-base", "--dry-run"], 2, "fits only --target cpu"),
+    "build-push-no-registry": Case(["build", "--target", "cpu", "--builder", "buildah", "--tag",
+                                    "rlaunch-cpu:x", "--push", "--dry-run"], 2,
+                                   "--push needs a tag that names a registry"),
+    "build-no-context": Case(["build", "--target", "cpu", "--builder", "buildah", "--context",
+                              "{work}/none", "--dry-run"], 2, "no Dockerfile for target 'cpu'"),
+}
+
+FILE_MESSAGES = {
+    "file-not-utf8": "is not UTF-8 text (byte 0xe9 at offset 9)",
+    "file-a-list": "must be a mapping of job spec fields, not a list",
+    "file-bad-yaml": "is not valid YAML at line 2, column 1",
+    "file-python-tag": "is not valid YAML at line 1, column 7",
+    "file-data-dir-int": "job.yaml: data_dir must be a string, not an integer (123)",
+    "file-partition-int": "job.yaml: partition must be a string, not an integer (5)",
+    "file-device-ids-int": "job.yaml: device_ids must be a list of integers, not an "
+                           "integer (5)",
+    "file-nodes-true": "job.yaml: nodes must be an integer, not a boolean (True)",
+    "file-env-null": "job.yaml: env FOO must be a string, not null",
+    "file-env-int": "job.yaml: env OMP_NUM_THREADS must be a string, not an integer (4)",
+    "file-name-null": "job.yaml: name must be a string, not null",
+    "file-config-list": "job.yaml: config must be a string, not a list",
+    "file-overrides-string": "job.yaml: overrides must be a list of strings, not a string",
+    "file-args-int": "job.yaml: args[1] must be a string, not an integer (4)",
+    "file-max-restarts-float": "job.yaml: max_restarts must be an integer, not a number (1.5)",
+    "file-unknown-field": "unknown job spec field 'nodez'",
+    "file-job-id": "job.yaml: job_id is chosen by rlaunch submit",
+    "file-empty-config": "job.yaml: config is empty",
+    "file-nodes-zero": "job.yaml: nodes 0 must be 1-100000",
+    "file-time-newline": "job.yaml: time_limit '10\\n' is not a Slurm time",
+}
+for _name, _says in FILE_MESSAGES.items():
+    CASES[_name].says = _says
+
+
+def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under the roots with its size and modification time."""
+    seen = {}
+    for root in roots:
+        if root.exists():
+            seen[str(root)] = (0, root.stat().st_mtime_ns)
+            for path in root.rglob("*"):
+                stat = path.lstat()
+                seen[str(path)] = (stat.st_size, stat.st_mtime_ns)
+    return seen
+
+
+def error_lines(output: str) -> list[str]:
+    """What the user is told, without click's usage header."""
+    return [line for line in output.splitlines()
+            if line.strip() and not line.startswith(("Usage: ", "Try '"))]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_is_one_line_and_writes_nothing(name: str, tmp_path: Path, state_dir: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    case = CASES[name]
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    for rel, content in case.files.items():
+        target = work / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
+    if case.record is not None:
+        job_dir = state_dir / "jobs" / JOB
+        job_dir.mkdir(parents=True)
+        content = case.record.replace('"job_dir": ""', f'"job_dir": "{job_dir}"') \
+            if isinstance(case.record, str) else case.record
+        path = job_dir / "record.json"
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    monkeypatch.chdir(work)
+    argv = [a.replace("{work}", str(work)) for a in case.argv]
+    before = snapshot(state_dir, work)
+
+    result = CliRunner().invoke(cli, argv)
+
+    assert isinstance(result.exception, SystemExit), result.exc_info
+    assert "Traceback" not in result.output
+    assert result.exit_code == case.code, result.output
+    lines = error_lines(result.output)
+    assert len(lines) == 1, result.output
+    assert case.says.replace("{work}", str(work)) in lines[0], result.output
+    assert snapshot(state_dir, work) == before
+    assert not state_dir.exists() or case.record is not None
+
+
+def test_enough_cases_across_every_command() -> None:
+    commands = {c.argv[0] for c in CASES.values()}
+    assert len(CASES) >= 60
+    assert commands >= {"submit", "status", "logs", "cancel", "gather", "ranktable", "build"}
+
+
+def test_list_shows_a_damaged_record(state_dir: Path) -> None:
+    job_dir = state_dir / "jobs" / JOB
+    job_dir.mkdir(parents=True)
+    (job_dir / "record.json").write_text('{"id": "rn-')
+    result = CliRunner().invoke(cli, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads(result.output)
+    assert entry["id"] == JOB and "not valid JSON" in entry["damaged"]
+    table = CliRunner().invoke(cli, ["list"])
+    assert table.exit_code == 0 and "DAMAGED" in table.output
+
+
+@pytest.mark.parametrize("argv", [
+    slurm("--name", "job\n"),
+    ["submit", "--file", "{work}/job.yaml", "--dry-run"],
+    ["status", JOB],
+])
+def test_a_real_process_prints_no_traceback(argv: list[str], tmp_path: Path) -> None:
+    """The same through the installed `rlaunch` (exception hooks, stderr, exit status)."""
+    state = tmp_path / "state"
+    (state / "jobs" / JOB).mkdir(parents=True)
+    (state / "jobs" / JOB / "record.json").write_text('{"id": ')
+    (tmp_path / "job.yaml").write_bytes(b"nodes: \xff\n")
+    done = rlaunch(*[a.replace("{work}", str(tmp_path)) for a in argv], check=False,
+                   env={"RLAUNCH_STATE_DIR": str(state), "PYTHONWARNINGS": "ignore"})
+    assert done.returncode in (1, 2), done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert len(error_lines(done.stderr)) == 1, done.stderr
+    assert os.listdir(state / "jobs") == [JOB]
+
+
+def test_failed_submit_leaves_no_folder(runner: CliRunner, state_dir: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """sbatch missing from PATH: the submit fails at the side effect, after the job folder was
+    made; the folder (and the store folders it created) must be gone again."""
+    empty = tmp_path / "no-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    result = runner.invoke(cli, slurm()[:-1])
+    assert result.exit_code == 1, result.output
+    assert error_lines(result.output) == ["Error: sbatch is not installed or not on PATH"]
+    assert not state_dir.exists()
+
+
+def test_logs_rank_beyond_the_job(runner: CliRunner, state_dir: Path) -> None:
+    job_dir = state_dir / "jobs" / JOB
+    job_dir.mkdir(parents=True)
+    (job_dir / "record.json").write_text(record(spec={"devices_per_node": 2}).replace(
+        '"job_dir": ""', f'"job_dir": "{job_dir}"'))
+    result = runner.invoke(cli, ["logs", JOB, "--rank", "2"])
+    assert result.exit_code == 2
+    assert "Invalid value for --rank: 2: job rn-abc123 has 2 ranks (0-1)" in result.output
