@@ -1,10 +1,15 @@
-"""Images/s of our MindSpore resnest50 against the official PyTorch resnest50, same run, same CPU.
+"""Images/s of our resnest50 in MindSpore and in ONNX Runtime (our export) against the official
+PyTorch resnest50, same run, same CPU.
 
     .venv/bin/python benchmarks/model_throughput.py [--batch 8] [--image-size 224] [--iters 5]
+                                                    [--threads N]
 
 Measures inference (eval mode, no grad) and one training step (forward, label-smoothing
 cross-entropy, backward, SGD momentum update) at batch 8, 224x224, random weights and data.
-Ours runs in GRAPH_MODE in this process; PyTorch runs in a subprocess of the reference venv
+ONNX Runtime runs the same network with the same weights, written by `resnest.export`'s ONNX
+path (dynamic batch, BN folded), on its CPU provider with --threads intra-op threads; it does
+inference only. Ours runs in GRAPH_MODE in this process; PyTorch runs in a subprocess of the
+reference venv
 (.venv-ref, made by scripts/setup.sh) because the official package's module is also named
 `resnest`: this same file is re-run there with `--peer torch`. Warm-up iterations (graph
 compilation, allocator warm-up) are timed separately and not counted. The load average is
@@ -60,6 +65,8 @@ def measure_mindspore(args: argparse.Namespace) -> dict:
     # Printed at once: on a busy machine the training phase can take many minutes more.
     print(f"MindSpore inference: {args.batch / infer_step:.3f} img/s "
           f"(warm-up {infer_warm:.1f} s)", flush=True)
+    if not args.skip_onnx:
+        args.onnx_result = measure_onnxruntime(args, net, images.asnumpy())
 
     loss = nn.CrossEntropyLoss(label_smoothing=0.1)
     optimizer = nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9)
@@ -75,6 +82,31 @@ def measure_mindspore(args: argparse.Namespace) -> dict:
         "train_img_s": args.batch / train_time,
         "infer_warmup_s": infer_warm,
         "train_warmup_s": train_warm,
+    }
+
+
+def measure_onnxruntime(args: argparse.Namespace, net: object, images: object) -> dict:
+    """The same network and weights exported as `resnest.export` writes ONNX, run by ORT."""
+    import tempfile
+
+    import onnxruntime
+
+    from resnest.export import write_onnx
+    from resnest.serve.engine import OnnxRuntimeModel
+
+    with tempfile.TemporaryDirectory(prefix="throughput-onnx-") as tmp:
+        path = write_onnx(net, args.image_size, Path(tmp) / args.arch)
+        model = OnnxRuntimeModel(path, threads=args.threads)
+    infer_warm, infer_step = time_loop(lambda: model(images), args.warmup, args.iters)
+    print(f"ONNX Runtime inference: {args.batch / infer_step:.3f} img/s "
+          f"({model.threads} threads, warm-up {infer_warm:.1f} s)", flush=True)
+    return {
+        "framework": f"ONNX Runtime {onnxruntime.__version__} (CPU, our export)",
+        "threads": model.threads,
+        "infer_img_s": args.batch / infer_step,
+        "train_img_s": None,
+        "infer_warmup_s": infer_warm,
+        "train_warmup_s": None,
     }
 
 
@@ -142,16 +174,22 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per phase")
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations per phase")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="compute threads for both frameworks (0: each one's default)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="compute threads for every framework (default: the CPUs this "
+                             "process may use; 0: each one's own default)")
     parser.add_argument("--peer", choices=("torch",), help=argparse.SUPPRESS)
     parser.add_argument("--peer-python", type=Path, default=DEFAULT_PEER_PYTHON)
-    parser.add_argument("--skip-peer", action="store_true", help="measure MindSpore only")
+    parser.add_argument("--skip-peer", action="store_true", help="leave out PyTorch")
+    parser.add_argument("--skip-onnx", action="store_true", help="leave out ONNX Runtime")
     args = parser.parse_args()
     for name in ("batch", "image_size", "iters"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
 
+    if args.threads is None:  # the peer is always told; only our process reads its cgroup
+        from resnest.serve.engine import available_cpus
+
+        args.threads = available_cpus()
     if args.peer == "torch":
         print(RESULT_PREFIX + json.dumps(measure_torch(args)), flush=True)
         return
@@ -160,20 +198,34 @@ def main() -> None:
     print(f"{args.arch}, batch {args.batch}, {args.image_size}x{args.image_size}, CPU, "
           f"{os.cpu_count()} cores, threads={args.threads or 'default'}, "
           f"load average {load_before[0]:.2f}", flush=True)
-    results = [measure_mindspore(args)]
+    args.onnx_result = None
+    ours = measure_mindspore(args)
+    results = [ours]
+    onnx = args.onnx_result
+    if onnx is not None:
+        results.append(onnx)
+    peer = None
     if not args.skip_peer:
-        results.append(run_peer(args))
+        peer = run_peer(args)
+        results.append(peer)
     load_after = os.getloadavg()
 
-    print(f"{'framework':<38} {'infer img/s':>12} {'train img/s':>12} {'warm-up s (i/t)':>16}")
+    def number(value: float | None, digits: int) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    print(f"{'framework':<44} {'infer img/s':>12} {'train img/s':>12} {'warm-up s (i/t)':>16}")
     for r in results:
-        warm = f"{r['infer_warmup_s']:.1f}/{r['train_warmup_s']:.1f}"
-        print(f"{r['framework']:<38} {r['infer_img_s']:>12.2f} {r['train_img_s']:>12.2f} "
+        warm = f"{number(r['infer_warmup_s'], 1)}/{number(r['train_warmup_s'], 1)}"
+        print(f"{r['framework']:<44} {r['infer_img_s']:>12.2f} {number(r['train_img_s'], 2):>12} "
               f"{warm:>16}")
-    if len(results) == 2:
-        ours, peer = results
+    if peer is not None:
         print(f"ratio MindSpore/PyTorch: inference {ours['infer_img_s'] / peer['infer_img_s']:.2f}x,"
               f" training {ours['train_img_s'] / peer['train_img_s']:.2f}x")
+    if onnx is not None:
+        line = f"ratio ONNX Runtime/MindSpore inference: {onnx['infer_img_s'] / ours['infer_img_s']:.2f}x"
+        if peer is not None:
+            line += f", ONNX Runtime/PyTorch: {onnx['infer_img_s'] / peer['infer_img_s']:.2f}x"
+        print(line)
     print(f"load average after: {load_after[0]:.2f}")
     print(RESULT_PREFIX + json.dumps({"results": results, "load_average": [load_before[0],
                                                                             load_after[0]]}))

@@ -1,4 +1,4 @@
-"""Command line of the server: ``python -m resnest.serve --model M.mindir|C.ckpt ...``.
+"""Command line of the server: ``python -m resnest.serve --model M.onnx|M.mindir|C.ckpt ...``.
 
 Bad arguments exit with code 2 and one line naming the value and what is allowed, before
 anything heavy is imported.
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from resnest.serve.config import ServeConfig, read_labels
+from resnest.serve.engine import ENGINE_CHOICES, EngineChoiceError, resolve_engine
 from resnest.serve.model import DEVICE_TARGETS, ModelSpec
 
 
@@ -23,6 +24,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
     return value
 
 
@@ -48,8 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m resnest.serve",
         description="Serve a ResNeSt classifier over the KServe v2 REST protocol.")
     p.add_argument("--model", required=True, type=Path, action="append",
-                   help="exported .mindir graph, or a .ckpt checkpoint (then --arch/--num-classes);"
-                        " repeat for MINDIRs exported at several static batch sizes")
+                   help="exported .onnx or .mindir model, or a .ckpt checkpoint (then --arch/"
+                        "--num-classes); repeat for MINDIRs exported at several static batch sizes")
+    p.add_argument("--engine", choices=ENGINE_CHOICES, default="auto",
+                   help="inference engine; auto: onnxruntime for .onnx (CPU), mindspore for "
+                        ".mindir/.ckpt")
+    p.add_argument("--threads", type=_non_negative_int, default=0,
+                   help="compute threads; 0: the CPUs this process may use (cgroup quota and "
+                        "affinity) for onnxruntime, MindSpore's own default for mindspore")
     p.add_argument("--config", type=Path,
                    help="training YAML config: net_name, num_classes, crop_size as defaults")
     p.add_argument("--arch", help="architecture of a .ckpt model, e.g. resnest50")
@@ -100,11 +117,15 @@ def config_from_args(argv: list[str] | None = None) -> ServeConfig:
     for path in args.model:
         if not path.is_file():
             parser.error(f"--model {path}: no such file")
-        if path.suffix not in (".mindir", ".ckpt"):
-            parser.error(f"--model {path}: expected a .mindir or .ckpt file")
+        if path.suffix not in (".onnx", ".mindir", ".ckpt"):
+            parser.error(f"--model {path}: expected a .onnx, .mindir or .ckpt file")
     is_ckpt = args.model[0].suffix == ".ckpt"
-    if len(args.model) > 1 and (is_ckpt or any(p.suffix != ".mindir" for p in args.model)):
+    if len(args.model) > 1 and any(p.suffix != ".mindir" for p in args.model):
         parser.error("--model: only .mindir files may be repeated (one per static batch size)")
+    try:
+        engine = resolve_engine(args.engine, args.model[0], args.device)
+    except EngineChoiceError as exc:
+        parser.error(str(exc))
     defaults: dict[str, Any] = {}
     if args.config is not None:
         try:
@@ -133,8 +154,9 @@ def config_from_args(argv: list[str] | None = None) -> ServeConfig:
         except OSError as exc:
             parser.error(f"--labels {args.labels}: {exc.strerror or exc}")
     return ServeConfig(
-        model=ModelSpec(paths=tuple(args.model), device=args.device, device_id=args.device_id, arch=arch,
-                        num_classes=num_classes, image_size=image_size),
+        model=ModelSpec(paths=tuple(args.model), device=args.device, device_id=args.device_id,
+                        arch=arch, num_classes=num_classes, image_size=image_size, engine=engine,
+                        threads=args.threads),
         model_name=args.model_name, host=args.host, port=args.port, labels=labels,
         max_batch_size=args.max_batch_size, max_queue_delay_ms=args.max_queue_delay_ms,
         max_queue_size=args.max_queue_size, max_request_batch=args.max_request_batch,

@@ -1,9 +1,11 @@
-"""The model behind the server: a MINDIR graph or a checkpoint plus its architecture.
+"""The model behind the server: an ONNX file (ONNX Runtime), a MINDIR graph or a checkpoint
+plus its architecture (MindSpore).
 
-Every distinct input shape costs MindSpore a graph compile, so batches are zero-padded up to a
-fixed set of batch sizes ("buckets": powers of two up to the max batch size, and the max itself)
-and each bucket is compiled during warm-up, before the server reports ready. Spatial size is
-fixed (``image_size``) for the same reason.
+On MindSpore every distinct input shape costs a graph compile, so batches are zero-padded up to
+a fixed set of batch sizes ("buckets": powers of two up to the max batch size, and the max
+itself) and each bucket is compiled during warm-up, before the server reports ready. ONNX
+Runtime runs an ONNX model with a dynamic batch dimension at any batch size without a compile,
+so there the batch goes in as it is, never padded. Spatial size is fixed (``image_size``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from resnest.serve.engine import MINDSPORE, ONNXRUNTIME, load_onnx_model
 
 log = logging.getLogger("resnest.serve")
 
@@ -57,10 +61,16 @@ class ModelSpec:
     arch: str | None = None
     num_classes: int | None = None
     image_size: int | None = None
+    engine: str = MINDSPORE  # resolved already (resnest.serve.engine.resolve_engine)
+    threads: int = 0  # compute threads; 0: the CPUs this process may use (ONNX Runtime)
 
     @property
     def is_mindir(self) -> bool:
         return self.paths[0].suffix == ".mindir"
+
+    @property
+    def is_onnx(self) -> bool:
+        return self.paths[0].suffix == ".onnx"
 
 
 class ModelRunner:
@@ -72,31 +82,60 @@ class ModelRunner:
         self.buckets = batch_buckets(max_batch_size)
         self.num_classes: int | None = spec.num_classes
         self.image_size: int | None = None
-        self._nets: dict[int, Any] = {}  # bucket -> callable; key 0 = any batch size
-        self._tensor: Any = None
+        self._nets: dict[int, Any] = {}  # bucket -> numpy callable; key 0 = any batch size
         self._lock = threading.Lock()  # one graph execution at a time, from any thread
 
     @property
     def platform(self) -> str:
+        if self.spec.engine == ONNXRUNTIME:
+            return "onnxruntime_onnx"  # Triton's name for the same backend and format
         return "mindspore_mindir" if self.spec.is_mindir else "mindspore_checkpoint"
 
     def load(self) -> None:
-        """Import MindSpore, select the device, load the weights (slow: call off the loop)."""
+        """Load the model on its engine (slow: call off the event loop)."""
+        if self.spec.engine == ONNXRUNTIME:
+            self._load_onnx()
+        else:
+            self._load_mindspore()
+        log.info("loaded %s (%s) on %s, batch sizes %s, input %dx%d",
+                 ", ".join(map(str, self.spec.paths)), self.platform, self.spec.device,
+                 self.buckets, self.image_size, self.image_size)
+
+    def _load_onnx(self) -> None:
+        (path,) = self.spec.paths
+        model = load_onnx_model(path, self.spec.threads)
+        if self.spec.image_size and self.spec.image_size != model.image_size:
+            raise ValueError(f"{path}: exported for {model.image_size}x{model.image_size} input, "
+                             f"but the image size is {self.spec.image_size}")
+        self.image_size = model.image_size
+        self.num_classes = model.num_classes or self.num_classes
+        if model.fixed_batch is None:
+            # Dynamic batch: every size up to the max runs as it is (no padding).
+            self.buckets = list(range(1, self.max_batch_size + 1))
+            self._nets = {0: model}
+        else:
+            self.buckets = [model.fixed_batch]
+            self.max_batch_size = min(self.max_batch_size, model.fixed_batch)
+            self._nets = {model.fixed_batch: model}
+
+    def _load_mindspore(self) -> None:
+        """Import MindSpore, select the device, load the weights."""
         import mindspore as ms
 
         from resnest.distributed import select_device
 
         select_device(DEVICE_TARGETS[self.spec.device], self.spec.device_id)
         ms.set_context(mode=ms.GRAPH_MODE)
-        self._tensor = ms.Tensor
+        if self.spec.threads and self.spec.device == "cpu":
+            ms.device_context.cpu.op_tuning.threads_num(self.spec.threads)
+        tensor = ms.Tensor
         if self.spec.is_mindir:
             self._load_mindirs(ms)
         else:
             self.image_size = self.spec.image_size or 224
             self._nets = {0: self._load_checkpoint(ms)}
-        log.info("loaded %s (%s) on %s, batch sizes %s, input %dx%d",
-                 ", ".join(map(str, self.spec.paths)), self.platform, self.spec.device,
-                 self.buckets, self.image_size, self.image_size)
+        # MindSpore cells take and return Tensors; the runner speaks numpy.
+        self._nets = {key: _numpy_call(net, tensor) for key, net in self._nets.items()}
 
     def _load_mindirs(self, ms: Any) -> None:
         from mindspore import nn
@@ -146,13 +185,17 @@ class ModelRunner:
         return net
 
     def warmup(self) -> None:
-        """Compile every bucket once, so no request pays for a graph compile."""
+        """Run every bucket once, so no request pays for a graph compile (MindSpore); on ONNX
+        Runtime batch 1 and the max, which sizes its memory arena for the largest batch."""
         size = self.image_size
         assert size is not None, "load() first"
-        for bucket in self.buckets:
+        sizes = self.buckets
+        if self.spec.engine == ONNXRUNTIME and 0 in self._nets:
+            sizes = sorted({1, self.max_batch_size})
+        for bucket in sizes:
             logits = self.predict(np.zeros((bucket, 3, size, size), np.float32))
             self.num_classes = int(logits.shape[1])
-        log.info("warmed up batch sizes %s at %dx%d", self.buckets, size, size)
+        log.info("warmed up batch sizes %s at %dx%d", sizes, size, size)
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """Logits for ``inputs`` [B, 3, S, S]; pads B up to a bucket, chunks above the max."""
@@ -170,6 +213,12 @@ class ModelRunner:
             inputs = padded
         with self._lock:
             net = self._nets.get(bucket) or self._nets[0]
-            out = net(self._tensor(np.ascontiguousarray(inputs, dtype=np.float32)))
-            logits = out.asnumpy()
+            logits = net(np.ascontiguousarray(inputs, dtype=np.float32))
         return logits[:n]
+
+
+def _numpy_call(net: Any, tensor: Any) -> Any:
+    """Wrap a MindSpore cell as numpy [B, 3, S, S] -> numpy logits."""
+    def call(inputs: np.ndarray) -> np.ndarray:
+        return net(tensor(inputs)).asnumpy()
+    return call

@@ -67,7 +67,9 @@ def test_dockerfile_conventions(target: str) -> None:
     users = re.findall(r"^USER (\S+)", final_stage, re.MULTILINE)
     assert users and users[-1].split(":")[0] not in ("0", "root")
     assert 'ENTRYPOINT ["/usr/local/bin/rlaunch-entrypoint"]' in final_stage
-    assert "mindspore==2.10.0" in (PROJECT_ROOT / "docker" / "requirements.txt").read_text()
+    requirements = (PROJECT_ROOT / "docker" / "requirements.txt").read_text()
+    assert "mindspore==2.10.0" in requirements
+    assert "onnxruntime==" in requirements and "onnx==" in requirements  # the cpu serving engine
 
 
 def test_dockerignore_keeps_the_context_small() -> None:

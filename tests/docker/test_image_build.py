@@ -158,6 +158,20 @@ def test_trains_and_evaluates_inside_the_image(container: str, dataset: Path,
     assert export.returncode == 0, export.stdout[-3000:] + export.stderr[-3000:]
     assert (out / "model.mindir").stat().st_size > 1_000_000
 
+    # The cpu image's default serving path: ONNX export (self-checked) and ONNX Runtime.
+    export = run_in(container, mounts, ENTRYPOINT, "export", "--checkpoint", "/out/run",
+                    "--format", "ONNX", "--image-size", "32", "--out", "/out/model.onnx",
+                    "--set", "net_name=resnest14d", "--set", "num_classes=3")
+    assert export.returncode == 0, export.stdout[-3000:] + export.stderr[-3000:]
+    assert "checked against the checkpoint" in export.stdout
+    evaluated = run_in(container, mounts, ENTRYPOINT, "eval", "--data-dir", "/data",
+                       "--model", "/out/model.onnx", "--output-dir", "/out/eval-onnx", *TINY)
+    assert evaluated.returncode == 0, evaluated.stdout[-3000:] + evaluated.stderr[-3000:]
+    by_onnx = json.loads((out / "eval-onnx" / "eval.json").read_text())
+    assert by_onnx["engine"] == "onnxruntime"
+    assert [by_onnx[k] for k in ("top1_correct", "top5_correct", "total")] == \
+        [result[k] for k in ("top1_correct", "top5_correct", "total")]
+
 
 def test_serve_entry_point_starts_inside_the_image(container: str) -> None:
     """The cpu image is the inference server's base: its dependencies must be in it."""

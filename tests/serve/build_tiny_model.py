@@ -2,9 +2,9 @@
 
 ``python -m tests.serve.build_tiny_model OUT [--steps N] [--image-size S] [--batches 1,4]``
 trains a tiny resnest14d for a few steps on random data (so BatchNorm statistics and weights are
-not at their initial values), saves ``model.ckpt``, exports ``model_b{B}.mindir`` per batch size,
-writes a few JPEGs, and stores direct model outputs in ``reference.npz`` for comparison with what
-the server returns.
+not at their initial values), saves ``model.ckpt``, exports ``model_b{B}.mindir`` per batch size
+and ``model.onnx`` (``resnest.export``'s dynamic-batch ONNX), writes a few JPEGs, and stores the
+checkpoint network's outputs in ``reference.npz`` for comparison with what the engines return.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 NUM_CLASSES = 5
 ARCH = "resnest14d"
+FULL_BATCH = 8  # the ONNX server's --max-batch-size in the tests: a "full dynamic batch"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from mindspore import nn
     from PIL import Image
 
+    from resnest.export import export_network
     from resnest.models import create_model
     from resnest.serve.preprocess import image_to_tensor
 
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     for batch in (int(b) for b in args.batches.split(",")):
         dummy = ms.Tensor(np.zeros((batch, 3, size, size), np.float32))
         ms.export(net, dummy, file_name=str(args.out / f"model_b{batch}"), file_format="MINDIR")
+    export_network(net, "ONNX", FULL_BATCH, size, args.out / "model.onnx")
 
     fp32 = rng.normal(size=(3, 3, size, size)).astype(np.float32)
     jpegs = []
@@ -62,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         Image.fromarray(pixels).save(path, quality=90)
         jpegs.append(image_to_tensor(path.read_bytes(), size, 10**8))
     image_batch = np.stack(jpegs)
+    full = rng.normal(size=(FULL_BATCH, 3, size, size)).astype(np.float32)
     np.savez(args.out / "reference.npz",
              fp32_inputs=fp32, fp32_logits=net(ms.Tensor(fp32)).asnumpy(),
+             full_inputs=full, full_logits=net(ms.Tensor(full)).asnumpy(),
              image_inputs=image_batch, image_logits=net(ms.Tensor(image_batch)).asnumpy())
     (args.out / "labels.txt").write_text("".join(f"class-{i}\n" for i in range(NUM_CLASSES)))
     return 0

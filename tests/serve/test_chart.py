@@ -20,15 +20,20 @@ CRD_KINDS = {"ServiceMonitor"}
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "cpu": {},
     "gpu": {"device": "gpu", "model": {"files": ["/models/r50_b1.mindir", "/models/r50_b8.mindir"],
-                                       "name": "resnest", "source": "image"}},
-    "ascend310": {"device": "ascend310", "deviceCount": 1},
-    "ascend310p": {"device": "ascend310p", "deviceCount": 2, "nodeSelector": {"zone": "a"}},
+                                       "format": "mindir", "name": "resnest", "source": "image"}},
+    "ascend310": {"device": "ascend310", "deviceCount": 1,
+                  "model": {"format": "mindir", "files": ["/models/r50_b1.mindir"]}},
+    "ascend310p": {"device": "ascend310p", "deviceCount": 2, "nodeSelector": {"zone": "a"},
+                   "model": {"format": "mindir", "files": ["/models/r50_b1.mindir"]}},
+    "cpu-mindir": {"model": {"format": "mindir", "files": ["/models/r50_b1.mindir"]},
+                   "server": {"threads": 2}},
     "hpa": {"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 10,
                             "targetCPUUtilizationPercentage": 60,
                             "targetMemoryUtilizationPercentage": 80}},
     "everything": {
         "device": "gpu",
-        "model": {"name": "imagenet", "files": ["/models/ckpt/last.ckpt"], "arch": "resnest50",
+        "model": {"name": "imagenet", "files": ["/models/ckpt/last.ckpt"], "format": "checkpoint",
+                  "engine": "mindspore", "arch": "resnest50",
                   "numClasses": 1000, "imageSize": 224, "labels": ["tench", "goldfish: 'x'"],
                   "source": "pvc", "pvc": {"claimName": "models", "mountPath": "/models",
                                            "subPath": "resnest"}},
@@ -132,7 +137,9 @@ def test_cpu_defaults_are_hardened() -> None:
     assert container["image"] == "rlaunch-cpu:0.1.0"
     assert pod["securityContext"]["runAsUser"] == 1000  # the rlaunch images' user
     assert args[args.index("--device") + 1] == "cpu"
-    assert args[args.index("--model") + 1] == "/models/resnest50_b1.mindir"
+    assert args[args.index("--model") + 1] == "/models/resnest50.onnx"
+    assert args[args.index("--engine") + 1] == "onnxruntime"  # ONNX on CPU: ONNX Runtime
+    assert args[args.index("--threads") + 1] == "0"  # threads from the pod's CPU limit / set
     annotations = kind(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert len(annotations["checksum/config"]) == 64
     assert {d["kind"] for d in manifests(docs)} == {
@@ -152,7 +159,8 @@ def test_cpu_defaults_are_hardened() -> None:
 def test_devices_get_resources_selectors_tolerations(device: str, resource: str,
                                                       server_device: str,
                                                       selector: dict[str, str]) -> None:
-    docs = render({"device": device, "deviceCount": 2, "nodeSelector": {"pool": "infer"}})
+    docs = render({"device": device, "deviceCount": 2, "nodeSelector": {"pool": "infer"},
+                   "model": {"format": "mindir", "files": ["/models/r50_b1.mindir"]}})
     pod = kind(docs, "Deployment")["spec"]["template"]["spec"]
     container = _server(docs)
     assert container["resources"]["limits"][resource] == "2"
@@ -160,6 +168,7 @@ def test_devices_get_resources_selectors_tolerations(device: str, resource: str,
     assert pod["nodeSelector"] == {**selector, "pool": "infer"}
     assert {"key": resource, "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert container["args"][container["args"].index("--device") + 1] == server_device
+    assert container["args"][container["args"].index("--engine") + 1] == "mindspore"
     assert container["image"] == f"rlaunch-{server_device}:0.1.0"
     driver_mounted = any(v["name"] == "ascend-driver" for v in pod["volumes"])
     assert driver_mounted == device.startswith("ascend")
@@ -208,8 +217,9 @@ def test_config_checksum_changes_with_server_settings() -> None:
     assert checksum({}) == checksum({})
     assert checksum({}) != checksum({"server": {"maxBatchSize": 16}})
     assert checksum({}) != checksum({"model": {"labels": ["a", "b"], "name": "resnest",
-                                               "files": ["/models/resnest50_b1.mindir"],
+                                               "files": ["/models/resnest50.onnx"],
                                                "source": "image"}})
+    assert checksum({}) != checksum({"server": {"threads": 2}})
 
 
 BAD_VALUES = {
@@ -220,7 +230,15 @@ BAD_VALUES = {
     "body limit of 100 MiB": {"server": {"maxBodyMb": 100}},
     "privileged port": {"server": {"port": 80}},
     "model file not absolute": {"model": {"files": ["model.mindir"]}},
-    "model file of another format": {"model": {"files": ["/models/model.onnx"]}},
+    "model file of another format": {"model": {"files": ["/models/model.mindir"]}},
+    "unknown model format": {"model": {"format": "tflite"}},
+    "unknown engine": {"model": {"engine": "tensorrt"}},
+    "onnx on mindspore": {"model": {"engine": "mindspore"}},
+    "mindir on onnxruntime": {"model": {"format": "mindir", "engine": "onnxruntime",
+                                        "files": ["/models/m_b1.mindir"]}},
+    "onnx on gpu": {"device": "gpu"},
+    "two onnx files": {"model": {"files": ["/models/a.onnx", "/models/b.onnx"]}},
+    "negative threads": {"server": {"threads": -1}},
     "no model files": {"model": {"files": []}},
     "checkpoint without arch": {"model": {"files": ["/models/x.ckpt"]}},
     "pvc without claim": {"model": {"source": "pvc"}},
@@ -241,3 +259,19 @@ def test_schema_rejects_bad_values(case: str) -> None:
     chart = helm_python.Chart.load(CHART)
     with pytest.raises(helm_python.HelmValuesError, match="schema"):
         chart.render(BAD_VALUES[case], name="demo", namespace="vision", is_install=True)
+
+
+@pytest.mark.parametrize("name", ["cpu", "cpu-mindir", "everything"])
+def test_rendered_arguments_are_what_the_server_accepts(name: str, tmp_path: Path) -> None:
+    """The chart's args go through the server's own parser: engine and files agree with it."""
+    from resnest.serve.cli import config_from_args
+
+    args = _server(render(VALUE_SETS[name]))["args"][1:]  # [0] is the entrypoint's `serve`
+    for i, arg in enumerate(args):
+        if i and args[i - 1] in ("--model", "--labels"):
+            local = tmp_path / Path(arg).name
+            local.write_bytes(b"x")
+            args[i] = str(local)
+    config = config_from_args(args)
+    engine = "onnxruntime" if name == "cpu" else "mindspore"
+    assert config.model.engine == engine

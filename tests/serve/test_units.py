@@ -135,7 +135,13 @@ def test_decode_rejects_bombs_before_decoding_pixels() -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--model", "/nonexistent.mindir"], "no such file"),
-    (["--model", "{tmp}/m.onnx"], "expected a .mindir or .ckpt"),
+    (["--model", "{tmp}/m.pt"], "expected a .onnx, .mindir or .ckpt"),
+    (["--model", "{tmp}/m.onnx", "--engine", "mindspore"], "--engine mindspore cannot load"),
+    (["--model", "{tmp}/m.mindir", "--engine", "onnxruntime"], "runs .onnx models"),
+    (["--model", "{tmp}/m.onnx", "--device", "ascend"], "runs on --device cpu only"),
+    (["--model", "{tmp}/m.onnx", "--engine", "tensorrt"], "invalid choice"),
+    (["--model", "{tmp}/m.onnx", "--threads", "-1"], "must be >= 0"),
+    (["--model", "{tmp}/m.onnx", "--model", "{tmp}/m.onnx"], "only .mindir files may be repeated"),
     (["--model", "{tmp}/m.ckpt"], "give --arch and --num-classes"),
     (["--model", "{tmp}/m.ckpt", "--arch", "resnet50", "--num-classes", "3"], "choose one of"),
     (["--model", "{tmp}/m.mindir", "--port", "70000"], "not a TCP port"),
@@ -144,7 +150,7 @@ def test_decode_rejects_bombs_before_decoding_pixels() -> None:
 ])
 def test_cli_rejects_bad_arguments_in_one_line(tmp_path: Path, args: list[str],
                                                message: str) -> None:
-    for name in ("m.onnx", "m.ckpt", "m.mindir"):
+    for name in ("m.onnx", "m.ckpt", "m.mindir", "m.pt"):
         (tmp_path / name).write_bytes(b"x")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
     result = subprocess.run([sys.executable, "-m", "resnest.serve", *argv], check=False, cwd=REPO,
@@ -152,3 +158,110 @@ def test_cli_rejects_bad_arguments_in_one_line(tmp_path: Path, args: list[str],
     assert result.returncode == 2
     assert message in result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr
+
+
+def test_engine_defaults_follow_the_model_format_and_device() -> None:
+    from resnest.serve.engine import resolve_engine
+
+    assert resolve_engine("auto", Path("m.onnx"), "cpu") == "onnxruntime"
+    assert resolve_engine("auto", Path("m.mindir"), "cpu") == "mindspore"
+    assert resolve_engine("auto", Path("m.ckpt"), "ascend") == "mindspore"
+    assert resolve_engine("mindspore", Path("m.mindir"), "gpu") == "mindspore"
+
+
+def _cgroup(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_threads_come_from_the_cgroup_quota_and_affinity(tmp_path: Path) -> None:
+    """cgroup v2 ``cpu.max`` ("QUOTA PERIOD" or "max PERIOD") and v1 ``cpu.cfs_quota_us`` /
+    ``cpu.cfs_period_us`` (-1: no quota), as the kernel's cgroup docs define them, found
+    through ``/proc/self/cgroup`` ("0::/PATH" v2, "N:cpu,cpuacct:/PATH" v1)."""
+    import os
+
+    from resnest.serve.engine import available_cpus
+
+    affinity = len(os.sched_getaffinity(0))
+
+    def cpus(files: dict[str, str], proc: str) -> int:
+        root = tmp_path / f"case{len(list(tmp_path.iterdir()))}"
+        root.mkdir()
+        _cgroup(root, files)
+        (root / "proc-self-cgroup").write_text(proc)
+        return available_cpus(root, root / "proc-self-cgroup")
+
+    # A container (cgroup namespace): its own cgroup is the mount's root.
+    assert cpus({"cpu.max": "150000 100000\n"}, "0::/\n") == min(affinity, 2)  # 1.5 -> 2
+    assert cpus({"cpu.max": "100000 100000\n"}, "0::/\n") == 1
+    assert cpus({"cpu.max": "max 100000\n"}, "0::/\n") == affinity
+    # A host path: the pod's quota sits on an ancestor of the container's cgroup.
+    assert cpus({"kubepods/pod1/cpu.max": "100000 100000\n", "kubepods/pod1/c1/cpu.max":
+                 "max 100000\n"}, "0::/kubepods/pod1/c1\n") == 1
+    v1 = {"cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "50000\n",
+          "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"}
+    assert cpus(v1, "4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n") == 1
+    none = {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}
+    assert cpus(none, "3:cpu,cpuacct:/\n") == affinity
+    assert cpus({}, "") == affinity
+
+
+def test_cpus_follow_the_affinity_mask_not_the_host(tmp_path: Path) -> None:
+    """Under `taskset -c 0` (what a Slurm cpuset or a pinned container gives) one thread."""
+    code = ("from pathlib import Path; from resnest.serve.engine import available_cpus; "
+            f"print(available_cpus(Path({str(tmp_path)!r})))")
+    result = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], cwd=REPO,
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "1"
+
+
+def _conv_bn_reshape_model(batch: int, rng: np.random.Generator):
+    """x[B,3,8,8] -> Conv(3->4, bias) -> BatchNormalization -> Reshape([B, -1]) -> y."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def init(name: str, value: np.ndarray) -> onnx.TensorProto:
+        return numpy_helper.from_array(value, name)
+
+    inits = [init("w", rng.normal(size=(4, 3, 3, 3)).astype(np.float32)),
+             init("b", rng.normal(size=4).astype(np.float32)),
+             init("gamma", rng.uniform(0.5, 2, 4).astype(np.float32)),
+             init("beta", rng.normal(size=4).astype(np.float32)),
+             init("mean", rng.normal(size=4).astype(np.float32)),
+             init("var", rng.uniform(0.5, 2, 4).astype(np.float32))]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["n"],
+                              epsilon=1e-5),
+             helper.make_node("Constant", [], ["shape"],
+                              value=init("shape_value", np.array([batch, -1], np.int64))),
+             helper.make_node("Reshape", ["n", "shape"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 256])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+
+
+def test_onnx_rewrite_folds_batch_norm_and_frees_the_batch() -> None:
+    import onnx
+    import onnxruntime as ort
+
+    from resnest.export import fold_batch_norms, make_batch_dynamic, relative_error
+
+    rng = np.random.default_rng(0)
+    model = _conv_bn_reshape_model(3, rng)
+    x3 = rng.normal(size=(3, 3, 8, 8)).astype(np.float32)
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = before.run(None, {"x": x3})[0]
+    assert fold_batch_norms(model) == 1
+    assert make_batch_dynamic(model, 3) == 1
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.op_type for n in model.graph.node] == ["Conv", "Reshape"]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert relative_error(after.run(None, {"x": x3})[0], want) < 1e-6
+    x5 = np.concatenate([x3, x3[:2]])
+    got5 = after.run(None, {"x": x5})[0]
+    assert got5.shape == (5, 256)
+    assert relative_error(got5[3:], want[:2]) < 1e-6

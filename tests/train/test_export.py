@@ -1,5 +1,6 @@
 """Export round trip: MINDIR loads back (mindspore.load + nn.GraphCell) and ONNX runs in
-onnxruntime, both giving the checkpoint's logits; AIR refuses clearly off Ascend."""
+onnxruntime at any batch size with BN folded, both giving the checkpoint's logits; an export that
+fails its own check leaves nothing behind; AIR refuses clearly off Ascend."""
 
 from __future__ import annotations
 
@@ -54,16 +55,42 @@ def test_mindir_round_trip(checkpoint_and_logits, tmp_path: Path, capsys) -> Non
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_onnx_round_trip(checkpoint_and_logits, tmp_path: Path) -> None:
+def test_onnx_has_a_dynamic_batch_and_folded_batch_norm(checkpoint_and_logits, tmp_path: Path,
+                                                        capsys) -> None:
+    import onnx
     import onnxruntime
+
+    from resnest.export import relative_error
 
     checkpoint, images, expected = checkpoint_and_logits
     out = tmp_path / "resnest14d.onnx"
     assert export_main(["--checkpoint", str(checkpoint), "--format", "onnx", "--batch-size", "2",
                         "--image-size", "64", "--out", str(out), *SETTINGS]) == 0
+    assert "[batch,3,64,64]" in capsys.readouterr().out
+    model = onnx.load(str(out))
+    assert not [n for n in model.graph.node if n.op_type == "BatchNormalization"]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    logits = session.run(None, {session.get_inputs()[0].name: images})[0]
-    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+    name = session.get_inputs()[0].name
+    assert relative_error(session.run(None, {name: images})[0], expected) <= 1e-5
+    for rows in (1, 5):  # neither the traced batch (3) nor the checked one
+        batch = np.concatenate([images] * 3)[:rows]
+        want = np.concatenate([expected] * 3)[:rows]
+        assert relative_error(session.run(None, {name: batch})[0], want) <= 1e-5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resnest14d.onnx"]
+
+
+def test_export_that_fails_its_check_leaves_nothing(checkpoint_and_logits, tmp_path: Path,
+                                                    monkeypatch, capsys) -> None:
+    import resnest.export
+
+    checkpoint, _, _ = checkpoint_and_logits
+    monkeypatch.setattr(resnest.export, "CHECK_RTOL", -1.0)  # no model can pass this bound
+    rc = export_main(["--checkpoint", str(checkpoint), "--format", "ONNX", "--image-size", "64",
+                      "--out", str(tmp_path / "m.onnx"), *SETTINGS])
+    err = capsys.readouterr().err
+    assert rc == 1 and "export check failed, nothing written" in err and "relative" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_air_needs_ascend_and_says_so(checkpoint_and_logits, tmp_path: Path, capsys) -> None:

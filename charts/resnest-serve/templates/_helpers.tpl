@@ -87,6 +87,12 @@ app.kubernetes.io/part-of: rlaunch
 {{- if $merged }}{{ toYaml $merged }}{{ end -}}
 {{- end -}}
 
+{{/* The inference engine: model.engine, else onnxruntime for ONNX and mindspore otherwise (the
+     server's own --engine auto rule; values.schema.json rejects combinations it cannot run). */}}
+{{- define "resnest-serve.engine" -}}
+{{- if .Values.model.engine -}}{{ .Values.model.engine }}{{- else if eq .Values.model.format "onnx" -}}onnxruntime{{- else -}}mindspore{{- end -}}
+{{- end -}}
+
 {{/* The server's command line, one list item per argument (quoted). */}}
 {{- define "resnest-serve.args" -}}
 {{- $s := .Values.server -}}
@@ -94,6 +100,8 @@ app.kubernetes.io/part-of: rlaunch
 - --model
 - {{ . | quote }}
 {{- end }}
+- --engine
+- {{ include "resnest-serve.engine" . | quote }}
 - --model-name
 - {{ .Values.model.name | quote }}
 - --device
@@ -132,6 +140,8 @@ app.kubernetes.io/part-of: rlaunch
 - {{ $s.maxBodyMb | quote }}
 - --max-image-pixels
 - {{ $s.maxImagePixels | int64 | quote }}
+- --threads
+- {{ $s.threads | quote }}
 - --decode-threads
 - {{ $s.decodeThreads | quote }}
 - --shutdown-timeout
