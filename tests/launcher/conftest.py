@@ -6,10 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+
+from resnest.contract import EVENT_STEP, metrics_file, read_events
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -83,3 +88,19 @@ def slurm_cluster() -> str:
     )
     assert result.returncode == 0, f"could not start Slurm:\n{result.stderr}"
     return subprocess.run(["hostname"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 1.0) -> Any:
+    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def step_events(output_dir: Path) -> list[dict[str, Any]]:
+    """Rank 0's training steps so far, from the contract's metrics file."""
+    return [e for e in read_events(output_dir / metrics_file(0)) if e.get("event") == EVENT_STEP]

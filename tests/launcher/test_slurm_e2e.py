@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TINY_TRAIN_SETS, rlaunch
+from .conftest import TINY_TRAIN_SETS, rlaunch, step_events, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -24,15 +24,6 @@ pytestmark = pytest.mark.integration
 # still handled between steps, as in a real run).
 SLOW_CHECKPOINTS = ("--env", "RESNEST_FAULT_CKPT_WRITE_DELAY_S=3")
 
-
-def wait_for(predicate, timeout: float, what: str, poll: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def scontrol_job(slurm_id: str) -> dict[str, str]:
@@ -44,12 +35,6 @@ def scontrol_job(slurm_id: str) -> dict[str, str]:
 def job_status(job_id: str, env: dict[str, str]) -> dict:
     return json.loads(rlaunch("status", job_id, "--json", env=env).stdout)
 
-
-def step_events(output_dir: Path) -> list[dict]:
-    path = output_dir / "metrics" / "rank0.jsonl"
-    if not path.exists():
-        return []
-    return [e for e in map(json.loads, path.read_text().splitlines()) if e.get("event") == "step"]
 
 
 @pytest.mark.timeout(900)

@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.launcher.conftest import REPO, rlaunch, state_dir, synthetic_data  # noqa: F401
+from tests.launcher.conftest import REPO, rlaunch, state_dir, synthetic_data, wait_for  # noqa: F401
 
 CLUSTER_SCRIPT = REPO / "scripts" / "slurm_cluster.sh"
 NODES = ("rlnode0", "rlnode1")
@@ -35,15 +33,6 @@ def multinode_cluster() -> Iterator[dict[str, str]]:
         subprocess.run(["bash", str(CLUSTER_SCRIPT), "down-multi"], capture_output=True,
                        timeout=300, check=False)
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def scontrol_job(slurm_id: str, env: dict[str, str]) -> dict[str, str]:

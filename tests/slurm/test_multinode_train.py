@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.launcher.conftest import TINY_TRAIN_SETS, rlaunch
+from tests.launcher.conftest import TINY_TRAIN_SETS, rlaunch, step_events
 
 from .conftest import (
     NODES,
@@ -35,12 +35,6 @@ pytestmark = pytest.mark.integration
 # Checkpoint writes last 3 s (the trainer's fault-injection knob) so the signal lands mid-run.
 SLOW_CHECKPOINTS = ("--env", "RESNEST_FAULT_CKPT_WRITE_DELAY_S=3")
 
-
-def step_events(output_dir: Path) -> list[dict]:
-    path = output_dir / "metrics" / "rank0.jsonl"
-    if not path.exists():
-        return []
-    return [e for e in map(json.loads, path.read_text().splitlines()) if e.get("event") == "step"]
 
 
 @pytest.mark.timeout(900)
