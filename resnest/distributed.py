@@ -163,15 +163,12 @@ def ranks_on_this_node(world_size: int, env: dict[str, str] | None = None) -> in
 def cpu_thread_count(requested: int, world_size: int, env: dict[str, str] | None = None) -> int:
     """Compute threads for one CPU process: MindSpore's default (25) thrashes a small machine.
 
-    An explicit `cpu_threads`, else OMP_NUM_THREADS (the launcher sets it per rank from the CPUs
-    Slurm gave), else the CPUs this process may run on divided by the ranks on this node.
+    An explicit `cpu_threads`, else the CPUs this process may run on (Slurm's binding, a
+    container's cpuset) divided by the ranks on this node. OMP_NUM_THREADS is not read:
+    MindSpore itself sets it to 1 in every process that ran a kernel, and children inherit it.
     """
     if requested > 0:
         return requested
-    env = dict(os.environ if env is None else env)
-    omp = _int_env(env, "OMP_NUM_THREADS", 0)
-    if omp > 0:
-        return omp
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, (available or 1) // ranks_on_this_node(world_size, env))
 

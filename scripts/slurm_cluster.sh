@@ -199,7 +199,7 @@ SlurmdLogFile=$MDIR/log/slurmd-%n.log
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-NodeName=$name_list NodeAddr=$addr_list CPUs=$(nproc) Gres=gpu:8,npu:8 State=UNKNOWN
+NodeName=$name_list NodeAddr=$addr_list CPUs=$(machine_cpus) Gres=gpu:8,npu:8 State=UNKNOWN
 PartitionName=debug Nodes=$name_list Default=YES MaxTime=INFINITE State=UP
 CONF
     mv "$MDIR/slurm.conf.new" "$MDIR/slurm.conf"
@@ -208,6 +208,10 @@ CONF
         echo "Name=npu File=$MDIR/devices/davinci[0-7]"
     } > "$MDIR/gres.conf"
 }
+
+# The CPUs this machine gives us. Not plain `nproc`: it obeys OMP_NUM_THREADS, which a caller
+# that ran MindSpore kernels in-process inherits as 1 (MindSpore setenv()s it), e.g. pytest.
+machine_cpus() { env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc; }
 
 netns_up() {  # $1: node index
     local name ns addr veth files

@@ -46,8 +46,9 @@ def test_cpu_threads_split_the_cpus_between_the_ranks_of_this_node() -> None:
     cpus = len(os.sched_getaffinity(0))
     assert cpu_thread_count(0, 1, env={}) == cpus
     assert cpu_thread_count(0, 2 * cpus, env={}) == 1
-    assert cpu_thread_count(3, 2, env={"OMP_NUM_THREADS": "7"}) == 3  # cpu_threads wins
+    assert cpu_thread_count(3, 2, env={}) == 3  # cpu_threads wins
     # 2 nodes x 1 rank under srun + msrun: each rank has its node's CPUs, not half of them
     assert cpu_thread_count(0, 2, env={"SLURM_JOB_NUM_NODES": "2"}) == cpus
     assert cpu_thread_count(0, 16, env={"MS_LOCAL_WORKER": "8"}) == max(1, cpus // 8)
-    assert cpu_thread_count(0, 4, env={"OMP_NUM_THREADS": "5"}) == 5
+    # MindSpore leaves OMP_NUM_THREADS=1 to the children of any process that ran a kernel
+    assert cpu_thread_count(0, 1, env={"OMP_NUM_THREADS": "1"}) == cpus
