@@ -68,7 +68,7 @@ def test_multinode_gpu_ranks_get_more_than_one_cpu(
     assert "#SBATCH --cpus-per-task=2" in dry.stdout
     assert "export SRUN_CPUS_PER_TASK=2" in dry.stdout
     job_id = submit("--file", str(job), "--nodes", "2", "--gpus", "2", "--name", "multinode-cpus",
-                    env=env)
+                    "--env", "RESNEST_CPU_STANDS_IN_FOR_DEVICES=1", env=env)
     assert scontrol_job(slurm_id_of(job_id, state_dir), env)["CPUs/Task"] == "2"
     final = wait_finished(job_id, env, 240)
     assert final["state"] == "COMPLETED", job_output(job_id, state_dir)[-3000:]
