@@ -64,6 +64,34 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 ENTRYPOINT_DIR = "/opt/rlaunch"
 # Every pod has its own IP, so one fixed port serves all jobs.
 DEFAULT_SCHEDULER_PORT = 8118
+# Volcano's own queue, what its webhook puts into a Volcano Job without one
+# (volcano pkg/webhooks/admission/jobs/mutate/mutate_job.go). The ascend-operator instead GETs
+# the AscendJob's queue by name before it creates anything, and an empty name fails that
+# (ascend-operator pkg/controllers/v1/ascendjob_validate.go validateBasicInfo): always render one.
+DEFAULT_VOLCANO_QUEUE = "default"
+# The user (and group) the images of docker/ run as (`USER 1000:1000`). The pods run as them and
+# own their volumes through fsGroup: kubelet creates a missing subPath directory as root
+# (pkg/kubelet/kubelet_pods.go makeMounts), and a block-backed claim's root is root:root 0755.
+IMAGE_UID = 1000
+# The AscendJob's Scheduler pod runs only MindSpore's scheduler process: no cards, any node, a
+# small share of CPU and memory (MindX DL's sample Scheduler asks for nothing at all:
+# mindcluster-deploy samples/train/basic-training/without-ranktable/mindspore/
+# mindspore_multinodes_acjob_910b.yaml). Gang admission counts it with the Workers.
+SCHEDULER_RESOURCES = {"cpu": "1", "memory": "4Gi"}
+# MindX DL fault handling (mind-cluster docs/en/scheduling/usage/resumable_training/
+# 06_configuring_the_job_yaml_file.md): `fault-scheduling: grace` deletes a faulty job's pods
+# gracefully and reschedules them; `fault-retry-times: N` makes the operator treat a failed pod
+# as a restart while MindX's Volcano plugin has retries left (ascend-operator
+# pkg/controllers/v1/unconditaional_retry.go isUnconditionalRetryJob, job.go reconcileWithFailed).
+FAULT_SCHEDULING_LABEL = "fault-scheduling"
+FAULT_RETRY_LABEL = "fault-retry-times"
+# HCCL's wait for its peers' links at rank-table init (CANN default 120 s). Rank-table pods start
+# when every pod has its cards, then pull images of different sizes: give them MindSpore's own
+# cluster-forming time.
+HCCL_CONNECT_TIMEOUT_SECONDS = 1800
+# Exit codes the controllers must tell apart (resnest/contract.py, resnest/train.py main):
+# a usage error is never retried.
+USAGE_ERROR_EXIT_CODE = 2
 # Where --data-pvc / --output-pvc are mounted when no --data-dir / --output-dir is given.
 DEFAULT_DATA_DIR = "/data"
 DEFAULT_OUTPUT_DIR = "/output"
@@ -181,6 +209,9 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
         job_labels["ring-controller.atlas"] = chip.ring_label
         if workload == "acjob":
             job_labels["framework"] = "mindspore"
+            if spec.max_restarts > 0:
+                job_labels[FAULT_SCHEDULING_LABEL] = "grace"
+                job_labels[FAULT_RETRY_LABEL] = str(spec.max_restarts)
     node_labels = {**job_labels, ROLE_LABEL: NODE_TASK}
     resources: dict[str, str] = {}
     if spec.device_kind in DEVICE_RESOURCES:
@@ -208,6 +239,8 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
         "affinity": _affinity(spec, {JOB_LABEL: names.job, ROLE_LABEL: NODE_TASK},
                               _table_hosts(rank_table)),
         "grace_seconds": opts.grace_seconds,
+        "security_context": {"runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID,
+                             "fsGroup": IMAGE_UID, "fsGroupChangePolicy": "OnRootMismatch"},
         "container": ASCEND_CONTAINER if ascend else "trainer",
         "image": spec.image or DEFAULT_IMAGES[spec.device_kind],
         "entrypoint_path": f"{ENTRYPOINT_DIR}/entrypoint.sh",
@@ -237,10 +270,13 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
         "rank_table_timeout": opts.rank_table_timeout,
         "node_rank_env": "JOB_COMPLETION_INDEX" if workload == "jobset" else "VC_TASK_INDEX",
         "topo_timeout": TOPO_TIMEOUT_SECONDS,
+        "hccl_connect_timeout": HCCL_CONNECT_TIMEOUT_SECONDS,
     }
     return {"names": names, "namespace": opts.namespace, "labels": labels,
             "job_labels": job_labels, "nodes": spec.nodes, "max_restarts": spec.max_restarts,
-            "ttl_seconds_after_finished": opts.ttl_after_finished, "queue": opts.volcano_queue,
+            "ttl_seconds_after_finished": opts.ttl_after_finished,
+            "queue": opts.volcano_queue or DEFAULT_VOLCANO_QUEUE,
+            "usage_error_exit_code": USAGE_ERROR_EXIT_CODE,
             "priority_class": opts.priority_class, "rank_table": rank_table, "pod": pod,
             "entry": entry}
 
@@ -263,10 +299,11 @@ def render_manifests(spec: JobSpec, opts: K8sOptions) -> tuple[list[dict[str, An
         templates.append("k8s/rings-configmap.yaml.j2")
     workload = ctx["names"].workload.key
     if workload == "acjob":
-        # The Scheduler pod: no cards, no rank table, any node.
+        # The Scheduler pod: no cards, any node, small requests. It keeps the volumes: it runs
+        # the training script, which checks --data-dir before it becomes MindSpore's scheduler.
         scheduler = {**ctx["pod"], "labels": {**ctx["pod"]["labels"], ROLE_LABEL: "scheduler"},
-                     "resources": {k: v for k, v in ctx["pod"]["resources"].items()
-                                   if k != RESOURCE_NAME},
+                     "resources": dict(SCHEDULER_RESOURCES),
+                     "node_selector": dict(opts.node_selector),
                      "affinity": {}}
         ctx["scheduler_pod"] = render_template("k8s/pod.yaml.j2", **{**ctx, "pod": scheduler}) \
             .rstrip("\n")

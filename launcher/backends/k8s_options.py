@@ -24,10 +24,10 @@ OPTION_HELP: dict[str, str] = {
     "node_selector": "comma-separated KEY=VALUE node labels the pods require",
     "tolerations": "comma-separated KEY[=VALUE][:EFFECT] taints the pods tolerate",
     "priority_class": "PriorityClass of the pods",
-    "workload": "what runs the pods: acjob (MindX DL AscendJob, Ascend default), vcjob (Volcano "
-    "Job), jobset (JobSet, GPU/CPU default)",
+    "workload": "what runs the pods: vcjob (Volcano Job, Ascend default), acjob (MindX DL "
+    "AscendJob), jobset (JobSet, GPU/CPU default)",
     "chip": "Ascend chip generation: 910 or 910b (default 910b, what the Ascend image targets)",
-    "volcano_queue": "Volcano queue of the job (acjob, vcjob)",
+    "volcano_queue": "Volcano queue of the job (acjob, vcjob; default 'default')",
     "rank_table": "Ascend: HCCL rank table JSON file (e.g. from `rlaunch ranktable`) to ship "
     "in a ConfigMap, pods pinned to its servers; without it (or device_ips) the MindX DL "
     "operator writes rings-config-<job>",

@@ -27,9 +27,9 @@ def runner() -> CliRunner:
 
 
 @pytest.mark.parametrize(("devices", "kind"), [
-    (["--ascend", "8", "--nodes", "2"], "AscendJob"),
-    (["--ascend", "8", "--nodes", "2", "--opt", "chip=910"], "AscendJob"),
-    (["--ascend", "8", "--nodes", "2", "--opt", "workload=vcjob"], "Job"),
+    (["--ascend", "8", "--nodes", "2"], "Job"),
+    (["--ascend", "8", "--nodes", "2", "--opt", "chip=910"], "Job"),
+    (["--ascend", "8", "--nodes", "2", "--opt", "workload=acjob"], "AscendJob"),
     (["--gpus", "8", "--nodes", "2"], "JobSet"),
 ])
 def test_dry_run_prints_one_valid_yaml_stream(runner: CliRunner, devices: list[str],

@@ -47,14 +47,14 @@ def spec_for(case: str, tmp_path: Path) -> JobSpec:
         "devices_per_node": 8,
     }
     options: dict[str, Any] = {"data_pvc": "imagenet", "output_pvc": "runs", "namespace": "ml"}
-    if case == "ascend910-2x8":
+    if case == "ascend910-2x8-acjob":
         base.update(device_kind="ascend", image="registry.example/rn:ascend")
-        options.update(chip="910", volcano_queue="training")
+        options.update(chip="910", volcano_queue="training", workload="acjob")
+    elif case == "ascend910b-2x8-acjob":
+        base.update(device_kind="ascend", image="registry.example/rn:ascend")
+        options.update(workload="acjob")
     elif case == "ascend910b-2x8":
         base.update(device_kind="ascend", image="registry.example/rn:ascend")
-    elif case == "ascend910b-2x8-vcjob":
-        base.update(device_kind="ascend", image="registry.example/rn:ascend")
-        options.update(workload="vcjob")
     elif case == "ascend910-4cards-4to7-vcjob":
         base.update(device_kind="ascend", devices_per_node=4, device_ids=[4, 5, 6, 7],
                     image="registry.example/rn:ascend")
@@ -72,8 +72,8 @@ def spec_for(case: str, tmp_path: Path) -> JobSpec:
     return backend.prepare(JobSpec(**base, backend_options=options)).validate()
 
 
-CASES = ("ascend910-2x8", "ascend910b-2x8", "ascend910b-2x8-vcjob", "ascend910-4cards-4to7-vcjob",
-         "gpu-2x8", "gpu-2x8-vcjob")
+CASES = ("ascend910-2x8-acjob", "ascend910b-2x8-acjob", "ascend910b-2x8",
+         "ascend910-4cards-4to7-vcjob", "gpu-2x8", "gpu-2x8-vcjob")
 
 
 def render(spec: JobSpec) -> str:
@@ -147,8 +147,8 @@ def test_schema_validation_catches_bad_manifests(tmp_path: Path) -> None:
     import jsonschema
 
     for case, break_it in (
-        ("ascend910b-2x8", lambda d: d["spec"].update(minAvailable=3)),  # not an AscendJob field
-        ("ascend910b-2x8", lambda d: d["spec"]["replicaSpecs"]["Worker"]["template"]["spec"]
+        ("ascend910b-2x8-acjob", lambda d: d["spec"].update(minAvailable=3)),  # not an AscendJob field
+        ("ascend910b-2x8-acjob", lambda d: d["spec"]["replicaSpecs"]["Worker"]["template"]["spec"]
          ["containers"][0].update(name="trainer")),  # the operator needs "ascend"
         ("gpu-2x8-vcjob", lambda d: d["spec"]["policies"].append(
             {"event": "PodLost", "action": "RestartJob"})),
@@ -163,7 +163,7 @@ def test_schema_validation_catches_bad_manifests(tmp_path: Path) -> None:
 
 def test_kubernetes_validate_cli_accepts_the_configmaps(tmp_path: Path) -> None:
     """The core objects of the dry-run stream pass the real CLI, strictly."""
-    docs = docs_of(render(spec_for("ascend910b-2x8-vcjob", tmp_path)))
+    docs = docs_of(render(spec_for("ascend910b-2x8", tmp_path)))
     path = tmp_path / "stream.yaml"
     path.write_text(yaml.safe_dump_all([docs["config"], docs["rings"],
                                         *core_objects(docs["workload"])]))
@@ -175,8 +175,8 @@ def test_kubernetes_validate_cli_accepts_the_configmaps(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("case", "ring", "accelerator"), [
-    ("ascend910-2x8", "ascend-910", "module"),
-    ("ascend910b-2x8", "ascend-910b", "module-910b-8"),
+    ("ascend910-2x8-acjob", "ascend-910", "module"),
+    ("ascend910b-2x8-acjob", "ascend-910b", "module-910b-8"),
 ])
 def test_ascendjob_is_what_the_operator_runs(tmp_path: Path, case: str, ring: str,
                                              accelerator: str) -> None:
@@ -212,7 +212,7 @@ def test_ascendjob_is_what_the_operator_runs(tmp_path: Path, case: str, ring: st
 
 
 def test_volcano_job_waits_for_the_operators_rank_table(tmp_path: Path) -> None:
-    docs = docs_of(render(spec_for("ascend910b-2x8-vcjob", tmp_path)))
+    docs = docs_of(render(spec_for("ascend910b-2x8", tmp_path)))
     job = docs["workload"]
     assert job["metadata"]["labels"]["ring-controller.atlas"] == "ascend-910b"
     pod = job["spec"]["tasks"][0]["template"]["spec"]
