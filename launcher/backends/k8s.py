@@ -32,6 +32,7 @@ from launcher.backends.k8s_names import (
 )
 from launcher.backends.k8s_options import OPTION_HELP, K8sOptions, OptionError, load_rank_table
 from launcher.backends.k8s_options import parse_options as parse_k8s_options
+from launcher.spec import SpecError
 from resnest.contract import DEVICE_KIND_ENV, REQUEUE_EXIT_CODE
 
 if TYPE_CHECKING:
@@ -40,8 +41,9 @@ if TYPE_CHECKING:
 
 # Extended resources as data (TorchX habit): device kind -> device plugin resource name.
 DEVICE_RESOURCES: dict[str, str] = {"ascend": RESOURCE_NAME, "gpu": "nvidia.com/gpu"}
-# What `rlaunch build --target <kind>` names its images; pass --image with the exact tag it
-# printed (and a registry) so a job names exactly the code it runs.
+# What `rlaunch build --target <kind>` names its images. Only a dry run shows them: they exist
+# on the machine that built them, in no registry a node pulls from (Kubernetes would look for
+# docker.io/library/rlaunch-...), so submit wants --image with the pushed reference.
 DEFAULT_IMAGES: dict[str, str] = {
     "ascend": "rlaunch-ascend:latest",
     "gpu": "rlaunch-gpu:latest",
@@ -320,6 +322,11 @@ def render_manifests(spec: JobSpec, opts: K8sOptions) -> tuple[list[dict[str, An
     return objects, "---\n" + "---\n".join(docs), ctx["entrypoint"]
 
 
+class ImageRequiredError(SpecError, BackendError):
+    """A usage error (exit 2) that only submit can raise, since a dry run may omit --image;
+    as a BackendError the submit command also drops the job record it had started."""
+
+
 def split_backend_id(backend_id: str) -> tuple[str | None, str]:
     """`namespace/name` (as submit stores it) -> (namespace, name)."""
     namespace, sep, name = backend_id.rpartition("/")
@@ -428,6 +435,11 @@ class KubernetesBackend(Backend):
         """Create exactly the objects `render` returned (and `--dry-run` printed), in order."""
         import yaml
 
+        if not spec.image:
+            raise ImageRequiredError([(
+                "--backend k8s needs --image REGISTRY/NAME:TAG that every node can pull "
+                f"(the default {DEFAULT_IMAGES[spec.device_kind]} exists only where "
+                "`rlaunch build` made it): push it and pass the pushed reference")])
         objects = [doc for doc in yaml.safe_load_all(rendered.files[MANIFEST_FILE]) if doc]
         cluster = self._cluster(spec)
         cluster.create_all(objects)
@@ -444,12 +456,21 @@ class KubernetesBackend(Backend):
             yield from cluster.job_logs(names, spec.nodes, follow=follow)
             return
         # Ranks of one pod share its log; keep this rank's lines and the unprefixed ones
-        # (tracebacks, the entrypoint's own messages).
+        # (tracebacks, the entrypoint's own messages). From the operator's rank table a rank
+        # may be on any pod; everywhere else pod i runs ranks i * cards ...
         own = f"[rank {rank}]"
-        for line in cluster.job_logs(names, spec.nodes, index=rank // spec.devices_per_node,
-                                     follow=follow):
+        index = cluster.node_of_rank(names, rank) if self._operator_table(spec) else None
+        if index is None:
+            index = rank // spec.devices_per_node
+        for line in cluster.job_logs(names, spec.nodes, index=index, follow=follow):
             if line.startswith(own) or not RANK_PREFIX_RE.match(line):
                 yield line
+
+    @staticmethod
+    def _operator_table(spec: JobSpec) -> bool:
+        opts = parse_k8s_options(spec.backend_options)
+        return (spec.device_kind == "ascend" and workload_of(spec, opts) == "vcjob"
+                and not (opts.rank_table or opts.device_ips))
 
     def cancel(self, record: JobRecord) -> None:
         cluster, names = self._record_target(record)

@@ -79,6 +79,11 @@ class JobNames:
         return f"rings-config-{self.job}"
 
     @property
+    def scheduler_pod(self) -> str | None:
+        """The AscendJob's Scheduler pod (kubeflow common naming, as the Workers'), or None."""
+        return f"{self.job}-scheduler-0" if self.workload.key == "acjob" else None
+
+    @property
     def gather_prefix(self) -> str:
         return f"{self.job}-gather-"
 

@@ -138,11 +138,24 @@ def test_api_error_is_one_line_at_the_cli(runner: CliRunner, kube: KubeServer) -
     kube.kmock["post"] << kmock.KubernetesError(status=403, reason="Forbidden",
                                                 message="configmaps is forbidden")
     result = runner.invoke(cli, ["submit", "--backend", "k8s", "--gpus", "1", "--data-dir", "/d",
-                                 "--output-dir", "/o"])
+                                 "--output-dir", "/o", "--image", "registry.example/rn:1"])
     assert result.exit_code == 1
     assert result.output.strip().startswith("Error: creating ConfigMap resnest-")
     assert result.output.strip().endswith("forbidden: configmaps is forbidden")
     assert "Traceback" not in result.output
+
+
+def test_submit_without_image_is_a_usage_error_and_sends_nothing(
+        runner: CliRunner, kube: KubeServer) -> None:
+    """The images `rlaunch build` names exist in no registry a node pulls from."""
+    result = runner.invoke(cli, ["submit", "--backend", "k8s", "--gpus", "1", "--data-dir", "/d",
+                                 "--output-dir", "/o"])
+    assert result.exit_code == 2
+    assert "--backend k8s needs --image REGISTRY/NAME:TAG" in result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: --backend k8s needs --image")
+    assert kube.requests() == []
+    listed = runner.invoke(cli, ["list", "--json"])
+    assert json.loads(listed.stdout) == []
 
 
 def test_gather_through_the_cli(runner: CliRunner, kube: KubeServer, tmp_path: Path) -> None:
@@ -156,7 +169,7 @@ def test_gather_through_the_cli(runner: CliRunner, kube: KubeServer, tmp_path: P
 
     submitted = runner.invoke(cli, ["submit", "--backend", "k8s", "--gpus", "1",
                                     "--data-dir", "/data", "--output-dir", "/output",
-                                    "--opt", "output_pvc=runs"])
+                                    "--image", "img:1", "--opt", "output_pvc=runs"])
     assert submitted.exit_code == 0, submitted.output
     job_id = submitted.stdout.strip().splitlines()[-1]
     kube.put("pods", {

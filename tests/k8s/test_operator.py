@@ -39,7 +39,8 @@ def submit(tmp_path: Path, **fields: Any) -> JobRecord:
     backend = KubernetesBackend()
     spec = backend.prepare(JobSpec(
         name="resnest", job_id=JOB, backend="k8s", data_dir="/data", output_dir="/out",
-        code_dir="/tmp", python=str(tmp_path / "fake-train"), **fields))
+        code_dir="/tmp", python=str(tmp_path / "fake-train"), image="registry.example/rn:1",
+        **fields))
     assert spec.problems() + backend.problems(spec) == []
     rendered = backend.render(spec)
     rendered.write(tmp_path / JOB)
@@ -388,3 +389,35 @@ def test_volcano_restart_ignores_the_previous_attempts_rank_table(kube: KubeServ
     cluster.fill_rank_tables()
     ranks = run_pod(kube, cluster, f"{JOB}-node-1", tmp_path)
     assert sorted(int(r["rank"]) for r in ranks) == list(range(8, 16))
+
+
+def test_logs_of_a_rank_come_from_the_pod_the_operator_gave_it(kube: KubeServer,
+                                                               tmp_path: Path) -> None:
+    """The operator numbers pods by hccl/rankIndex in its own order (pod.go updateRankIndex):
+    rank 0 may be on node pod 1. `logs --rank` asks the rank table."""
+    rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2)
+    cluster = Cluster(kube, DevicePlugin(NODES, server_id="node-ip"))
+    cluster.start()
+    for index, rank_index in ((0, "1"), (1, "0")):
+        pod = cluster.pods[f"{JOB}-node-{index}"]
+        pod["metadata"]["annotations"]["hccl/rankIndex"] = rank_index
+        kube.put("pods", pod)
+    cluster.fill_rank_tables()
+    for index in (0, 1):
+        serve_log(kube, f"{JOB}-node-{index}",
+                  f"[rank {8 * (1 - index)}] on node pod {index}\nTraceback {index}\n".encode())
+    assert list(KubernetesBackend().logs(rec, rank=0)) == ["[rank 0] on node pod 1",
+                                                           "Traceback 1"]
+
+
+def test_gathered_logs_include_the_ascendjob_scheduler(kube: KubeServer, tmp_path: Path) -> None:
+    rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2,
+                 backend_options={"workload": "acjob"})
+    cluster = Cluster(kube, DevicePlugin(NODES))
+    cluster.reconcile()
+    serve_log(kube, f"{JOB}-scheduler-0", b"scheduler: bad --set\n")
+    for index in (0, 1):
+        serve_log(kube, f"{JOB}-worker-{index}", b"[rank 0] x\n")
+    written = KubernetesBackend().fetch_logs(rec, tmp_path / "logs")
+    assert sorted(p.name for p in written) == ["node0.log", "node1.log", "scheduler.log"]
+    assert (tmp_path / "logs" / "scheduler.log").read_text() == "scheduler: bad --set\n"

@@ -254,9 +254,11 @@ def test_volcano_job_restarts_the_whole_group(tmp_path: Path) -> None:
     job = docs_of(render(spec_for("gpu-2x8-vcjob", tmp_path)))["workload"]
     spec = job["spec"]
     assert spec["minAvailable"] == 2 and spec["tasks"][0]["replicas"] == 2
-    assert spec["maxRetry"] == 3
-    assert {(p["event"], p["action"]) for p in spec["policies"]} == {
-        ("PodEvicted", "RestartJob"), ("PodFailed", "RestartJob")}
+    assert spec["maxRetry"] == 4  # 3 restarts: Volcano fails the 4th (retryCount >= maxRetry)
+    # A usage error first: the first matching policy acts.
+    assert spec["policies"] == [{"exitCode": 2, "action": "TerminateJob"},
+                                {"event": "PodEvicted", "action": "RestartJob"},
+                                {"event": "PodFailed", "action": "RestartJob"}]
     assert spec["queue"] == "training"
     assert set(spec["plugins"]) == {"svc", "env"}
 
@@ -264,8 +266,12 @@ def test_volcano_job_restarts_the_whole_group(tmp_path: Path) -> None:
 def test_jobset_restarts_the_whole_group(tmp_path: Path) -> None:
     docs = docs_of(render(spec_for("gpu-2x8", tmp_path)))
     spec = docs["workload"]["spec"]
-    assert spec["failurePolicy"] == {"maxRestarts": 3}
+    assert spec["failurePolicy"]["maxRestarts"] == 3
+    assert [(r["name"], r["action"]) for r in spec["failurePolicy"]["rules"]] == [
+        ("usage-error", "FailJobSet"), ("requeue-or-eviction", "RestartJobSetAndIgnoreMaxRestarts")]
     job = spec["replicatedJobs"][0]["template"]["spec"]
+    assert [r.get("onExitCodes", {}).get("values") for r in job["podFailurePolicy"]["rules"]] \
+        == [[2], [75], None]
     assert (job["completions"], job["parallelism"], job["backoffLimit"]) == (2, 2, 0)
     assert spec["network"]["enableDNSHostnames"] is True
     pod = job["template"]["spec"]
@@ -282,6 +288,31 @@ def test_jobset_restarts_the_whole_group(tmp_path: Path) -> None:
 
 HOSTILE = ["a'; echo pwned", "a\n0", 'a"=0"', "$(touch /tmp/x)", "yes", "null", "0123", "- x",
            "key: value", "{a: 1}", "#c", "日本", "{{ x }}", "{% if %}"]
+
+
+def test_pods_run_as_the_image_user_and_own_their_volumes(tmp_path: Path) -> None:
+    """kubelet makes a missing subPath directory as root with the volume root's mode
+    (pkg/kubelet/kubelet_pods.go makeMounts): fsGroup gives the image's group the volume."""
+    for case in CASES:
+        for template in pod_templates(docs_of(render(spec_for(case, tmp_path)))["workload"]):
+            assert template["spec"]["securityContext"] == {
+                "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                "fsGroupChangePolicy": "OnRootMismatch"}
+
+
+def test_ascendjob_scheduler_pod_is_small_and_placed_anywhere(tmp_path: Path) -> None:
+    spec = spec_for("ascend910b-2x8-acjob", tmp_path)
+    spec = spec.replace(backend_options={**spec.backend_options, "cpu": "180",
+                                         "memory": "1500Gi", "node_selector": "pool=a"})
+    job = docs_of(render(spec))["workload"]
+    assert job["spec"]["runPolicy"]["cleanPodPolicy"] == "All"
+    assert job["spec"]["runPolicy"]["schedulingPolicy"]["queue"] == "default"
+    scheduler = job["spec"]["replicaSpecs"]["Scheduler"]["template"]["spec"]
+    worker = job["spec"]["replicaSpecs"]["Worker"]["template"]["spec"]
+    assert scheduler["containers"][0]["resources"]["requests"] == {"cpu": "1", "memory": "4Gi"}
+    assert worker["containers"][0]["resources"]["requests"]["memory"] == "1500Gi"
+    assert scheduler["nodeSelector"] == {"pool": "a"}
+    assert worker["nodeSelector"] == {"pool": "a", "accelerator-type": "module-910b-8"}
 
 
 def test_hostile_values_are_serialized_not_pasted(tmp_path: Path) -> None:
@@ -314,7 +345,7 @@ def test_hostile_values_are_serialized_not_pasted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("options", "message"), [
     ({"namespace": "Bad_NS"}, "--opt namespace='Bad_NS' is not valid"),
     ({"workload": "job"}, "--opt workload='job' is not valid: one of acjob, vcjob, jobset"),
-    ({"workload": "jobset"}, "--opt workload=jobset cannot run ascend jobs (allowed: acjob, vcjob)"),
+    ({"workload": "jobset"}, "--opt workload=jobset cannot run ascend jobs (allowed: vcjob, acjob)"),
     ({"chip": "310"}, "--opt chip='310' is not valid: one of 910, 910b"),
     ({"tolerations": "a:Sometimes"}, "EFFECT one of NoSchedule"),
     ({"memory": "lots"}, "a Kubernetes quantity"),
