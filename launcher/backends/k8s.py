@@ -1,10 +1,12 @@
 """Kubernetes backend: one workload object per job, of a kind the cluster's controllers run.
 
-- Ascend (MindX DL): an AscendJob (default) or a Volcano Job, labelled so that the ascend-operator
-  writes the job's rank table; or a static rank table shipped by rlaunch, pods pinned to its
-  servers. docs/kubernetes.md says why the AscendJob is the default.
+- Ascend (MindX DL): a Volcano Job (default), labelled so that the ascend-operator writes the
+  job's rank table, or an AscendJob run on the operator's MindSpore variables; or a static rank
+  table shipped by rlaunch, pods pinned to its servers. docs/kubernetes.md says why the Volcano
+  Job is the default (its group restart does not depend on MindX DL's fault handling).
 - NVIDIA GPUs (and CPU): a JobSet (default) or a Volcano Job; both restart the whole group when
-  one pod fails or is evicted, and count that as one restart.
+  one pod fails or is evicted (docs/kubernetes.md: which restarts count against
+  --max-restarts).
 
 `render` is pure: templates in `templates/k8s/` (through the one Jinja environment of
 `launcher.templating`) become one multi-document YAML stream, which is what `--dry-run` prints
