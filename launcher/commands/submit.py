@@ -151,14 +151,16 @@ def checked_spec(params: dict[str, Any]) -> JobSpec:
     from launcher.backends import get_backend
 
     spec = build_spec(params)
-    for stage in (spec.type_problems, spec.problems):
-        problems = stage()
-        if problems:
-            raise SpecError(problems)
+    problems = spec.type_problems()
+    if problems:
+        raise SpecError(problems)
     backend = get_backend(spec.backend)
-    # prepare() first: backends fill in defaults (e.g. k8s in-pod data/output paths).
+    # prepare() before the value checks: backends fill in defaults the checks depend on (k8s:
+    # in-pod data/output paths, the Ascend chip whose placement rules apply).
     spec = backend.prepare(spec)
-    problems = spec.problems() + backend.problems(spec)
+    problems = spec.problems()
+    if not problems:
+        problems = backend.problems(spec)
     if not problems:
         problems = config_problems(spec)
     if problems:

@@ -157,17 +157,50 @@ class Cluster:
         self.kube.put("pods", pod)
 
     def validate_ascendjob(self, job: dict[str, Any]) -> str | None:
-        """ascendjob_validate.go validateBasicInfo: with gang scheduling (enabled by default,
-        ascend-operator main.go) and a schedulingPolicy, the queue is read by name; client-go
-        refuses an empty name before sending (rest/request.go Name)."""
-        policy = job["spec"].get("runPolicy", {}).get("schedulingPolicy")
-        if policy is None:
-            return None
-        queue = policy.get("queue", "")
-        if not queue:
-            return "QueueGetFailed: resource name may not be empty"
-        if queue not in self.queues:
-            return f'QueueGetFailed: queues.scheduling.volcano.sh "{queue}" not found'
+        """ascendjob_validate.go validateJob. validateBasicInfo: successPolicy "" or AllWorkers;
+        with gang scheduling (enabled by default, ascend-operator main.go) and a
+        schedulingPolicy, the queue is read by name, and client-go refuses an empty name
+        before sending (rest/request.go Name). validateSpec / checkReplicaSpecs: the framework
+        label's replica types (MindSpore: Scheduler, Worker), no replica count 0, leaders of
+        exactly 1, a container named "ascend" with an image, NPUs asked by every non-Scheduler
+        "ascend" container, a Scheduler when more than one NPU is asked in all."""
+        spec = job["spec"]
+        if spec.get("successPolicy", "") not in ("", "AllWorkers"):
+            return "SuccessPolicyError: job success policy is invalid"
+        policy = spec.get("runPolicy", {}).get("schedulingPolicy")
+        if policy is not None:
+            queue = policy.get("queue", "")
+            if not queue:
+                return "QueueGetFailed: resource name may not be empty"
+            if queue not in self.queues:
+                return f'QueueGetFailed: queues.scheduling.volcano.sh "{queue}" not found'
+        framework = job["metadata"].get("labels", {}).get("framework")
+        allowed = {"mindspore": {"Scheduler", "Worker"}, "pytorch": {"Master", "Worker"},
+                   "tensorflow": {"Chief", "Worker"}}.get(str(framework))
+        if allowed is None:
+            return f"FrameworkLabelError: framework label {framework!r} is not supported"
+        specs = spec.get("replicaSpecs") or {}
+        npus = 0
+        for rtype, replica in specs.items():
+            if rtype not in allowed:
+                return f"ReplicaTypeError: replicaType is {rtype} but must be one of {allowed}"
+            if replica.get("replicas", 1) == 0:
+                return f"ReplicaTypeError: replicaType<{rtype}> replicas is 0"
+            if rtype != "Worker" and replica.get("replicas", 1) != 1:
+                return f"ReplicaTypeError: replicaType<{rtype}> replicas is invalid"
+            containers = replica["template"]["spec"].get("containers", [])
+            if any(not c.get("image") for c in containers):
+                return f"ContainerError: Image is undefined in the container of {rtype}"
+            ascend = [c for c in containers if c["name"] == "ascend"]
+            if not ascend:
+                return f"ContainerError: There is no container named ascend in {rtype}"
+            asked = _cards(replica["template"])
+            if asked == 0 and rtype != "Scheduler":
+                return f"ContainerError: replicaType<{rtype}> req npu<0> is invalid"
+            if rtype == "Worker":
+                npus += asked * replica.get("replicas", 1)
+        if framework == "mindspore" and "Scheduler" not in specs and npus > 1:
+            return "ReplicaTypeError: schdeuler not found, but need 1 while req npu more than 1"
         return None
 
     def start_ascendjob(self, job: dict[str, Any]) -> None:

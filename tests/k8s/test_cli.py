@@ -46,6 +46,18 @@ def test_dry_run_prints_one_valid_yaml_stream(runner: CliRunner, devices: list[s
             validate(doc, version)
 
 
+def test_the_k8s_defaults_apply_before_the_value_checks(runner: CliRunner) -> None:
+    """In-pod data/output paths and the 910B chip are the backend's defaults: the bare command
+    renders, and 16 cards (910B servers have up to 16) need no --opt chip."""
+    result = runner.invoke(cli, ["submit", "--backend", "k8s", "--ascend", "16", "--nodes", "2",
+                                 "--dry-run"])
+    assert result.exit_code == 0, result.output
+    job = [d for d in yaml.safe_load_all(result.stdout) if d][-1]
+    pod = job["spec"]["tasks"][0]["template"]["spec"]
+    assert pod["nodeSelector"] == {"accelerator-type": "module-910b-16"}
+    assert {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]} >= {"/output"}
+
+
 def test_dry_run_does_not_import_the_kubernetes_client(tmp_path: Path) -> None:
     import subprocess
 

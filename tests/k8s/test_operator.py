@@ -421,3 +421,44 @@ def test_gathered_logs_include_the_ascendjob_scheduler(kube: KubeServer, tmp_pat
     written = KubernetesBackend().fetch_logs(rec, tmp_path / "logs")
     assert sorted(p.name for p in written) == ["node0.log", "node1.log", "scheduler.log"]
     assert (tmp_path / "logs" / "scheduler.log").read_text() == "scheduler: bad --set\n"
+
+
+@pytest.mark.parametrize("workload", [None, "acjob"])
+def test_the_default_ascend_dry_run_runs_and_restarts_as_a_group(kube: KubeServer,
+                                                                 workload: str | None) -> None:
+    """`rlaunch submit --backend k8s --ascend 8 --nodes 2 --dry-run`, sent as printed: the
+    controllers accept it (the operator's validateJob, Volcano's webhook), start every pod as
+    the image's user with fsGroup, and restart the group exactly --max-restarts (3) times."""
+    import yaml
+    from click.testing import CliRunner
+
+    from launcher.backends.k8s_api import Cluster as Api
+    from launcher.backends.k8s_names import names_for
+    from launcher.cli import cli
+
+    args = ["submit", "--backend", "k8s", "--ascend", "8", "--nodes", "2", "--dry-run"]
+    result = CliRunner().invoke(cli, args + (["--opt", f"workload={workload}"] if workload
+                                             else []))
+    assert result.exit_code == 0, result.output
+    objects = [d for d in yaml.safe_load_all(result.stdout) if d]
+    job = objects[-1]["metadata"]["name"]
+    api = Api.connect()
+    api.create_all(objects)
+    names = names_for(job, workload or "vcjob")
+    cluster = Cluster(kube, DevicePlugin(NODES), mindx_fault_plugin=True)
+    cluster.reconcile()
+    assert api.job_status(names).state == RUNNING
+    node_pods_now = [p for n, p in cluster.pods.items() if "-scheduler-" not in n]
+    assert len(node_pods_now) == 2
+    for pod in cluster.pods.values():
+        assert pod["spec"]["securityContext"]["runAsUser"] == 1000
+        assert pod["spec"]["securityContext"]["fsGroup"] == 1000
+    failing = f"{job}-{'worker' if workload else 'node'}-1"
+    for restart in range(1, 4):
+        cluster.exits(failing, 1)
+        assert cluster.pods == {}
+        assert api.job_status(names).state == REQUEUED
+        cluster.resume(job)
+        assert api.job_status(names).state == RUNNING
+    cluster.exits(failing, 1)
+    assert api.job_status(names).state == FAILED
