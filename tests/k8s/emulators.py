@@ -34,8 +34,10 @@ project implements, cited next to the behaviour:
   against `maxRestarts` unless the action is RestartJobSetAndIgnoreMaxRestarts
   (pkg/controllers/failure_policy.go).
 
-The controllers read and write objects only through `kube.objects`, `kube.put` and
-`kube.remove` (tests/k8s/conftest.py KubeServer), the one seam to put another API server behind.
+The controllers read and write objects only through `objects`, `put` and `remove`: kmock's
+store directly (tests/k8s/conftest.py KubeServer), or any Kubernetes API server through the
+official client (`ApiStore`, the same calls over HTTP; a real kube-apiserver keeps pod status in
+its status subresource, which `put` writes too).
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from tests.k8s.conftest import NAMESPACE, KubeServer
+from tests.k8s.conftest import NAMESPACE
 
 DEVICE_ANNOTATION = "ascend.kubectl.kubernetes.io/ascend-910-configuration"
 RANK_INDEX_ANNOTATION = "hccl/rankIndex"
@@ -61,6 +63,64 @@ BATCH_JOBS = ("jobs", "batch/v1")
 FAULT_RETRY_LABEL = "fault-retry-times"
 # Volcano's webhook default for maxRetry (mutate_job.go DefaultMaxRetry).
 VOLCANO_DEFAULT_MAX_RETRY = 3
+
+
+class ObjectStore(Protocol):
+    """Where the emulated controllers read and write objects (one namespace)."""
+
+    def objects(self, plural: str, group_version: str = "v1") -> dict[str, dict[str, Any]]: ...
+
+    def put(self, plural: str, obj: dict[str, Any], group_version: str = "v1") -> None: ...
+
+    def remove(self, plural: str, name: str, group_version: str = "v1") -> None: ...
+
+
+@dataclass
+class ApiStore:
+    """`ObjectStore` over a Kubernetes API server, through the official client's REST calls."""
+
+    api: Any  # kubernetes.client.ApiClient
+    namespace: str = NAMESPACE
+
+    def _path(self, plural: str, group_version: str, name: str = "") -> str:
+        base = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+        return f"{base}/namespaces/{self.namespace}/{plural}" + (f"/{name}" if name else "")
+
+    def _call(self, method: str, path: str, body: Any = None,
+              content_type: str = "application/json") -> Any:
+        """One REST call (the client's own serialization and credentials); None on 404."""
+        request = self.api.param_serialize(
+            method=method, resource_path=path, body=body, auth_settings=["BearerToken"],
+            header_params={"Accept": "application/json", "Content-Type": content_type})
+        resp = self.api.call_api(*request[:2], header_params=request[2], body=request[3],
+                                 post_params=request[4])
+        resp.read()
+        if resp.status == 404:
+            return None
+        if resp.status >= 400:
+            raise RuntimeError(f"{method} {path}: HTTP {resp.status}: {resp.data[:300]!r}")
+        return json.loads(resp.data or b"null")
+
+    def objects(self, plural: str, group_version: str = "v1") -> dict[str, dict[str, Any]]:
+        listed = self._call("GET", self._path(plural, group_version)) or {}
+        return {o["metadata"]["name"]: o for o in listed.get("items") or []
+                if not o["metadata"].get("deletionTimestamp")}
+
+    def put(self, plural: str, obj: dict[str, Any], group_version: str = "v1") -> None:
+        path = self._path(plural, group_version, obj["metadata"]["name"])
+        body = {k: v for k, v in obj.items() if k != "status"}
+        if self._call("GET", path) is None:
+            stored = self._call("POST", self._path(plural, group_version), body)
+            obj["metadata"]["uid"] = (stored or {}).get("metadata", {}).get("uid",
+                                                                           obj["metadata"].get("uid"))
+        else:
+            self._call("PATCH", path, body, "application/merge-patch+json")
+        if "status" in obj:
+            self._call("PATCH", path + "/status", {"status": obj["status"]},
+                       "application/merge-patch+json")
+
+    def remove(self, plural: str, name: str, group_version: str = "v1") -> None:
+        self._call("DELETE", self._path(plural, group_version, name))
 
 
 @dataclass
@@ -142,7 +202,7 @@ class Cluster:
     job's fault-retry-times label (modelled, not read: mind-cluster component/ascend-for-volcano).
     """
 
-    kube: KubeServer
+    kube: ObjectStore
     plugin: DevicePlugin
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)
     queues: set[str] = field(default_factory=lambda: {"default"})
@@ -152,6 +212,7 @@ class Cluster:
     # ---- workload controllers ----------------------------------------------------------------
 
     def _start(self, pod: dict[str, Any], cards: int) -> None:
+        self.kube.put("pods", pod)  # created first: an API server gives it its uid
         self.plugin.place(pod, cards)
         self.pods[pod["metadata"]["name"]] = pod
         self.kube.put("pods", pod)
