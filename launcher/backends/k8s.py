@@ -444,8 +444,28 @@ class KubernetesBackend(Backend):
                 "`rlaunch build` made it): push it and pass the pushed reference")])
         objects = [doc for doc in yaml.safe_load_all(rendered.files[MANIFEST_FILE]) if doc]
         cluster = self._cluster(spec)
+        self._check_claims(spec, cluster)
         cluster.create_all(objects)
         return f"{cluster.namespace}/{job_names(spec).job}"
+
+    @staticmethod
+    def _check_claims(spec: JobSpec, cluster: Any) -> None:
+        """Every node pod mounts the claims: with several nodes a ReadWriteOnce claim would
+        attach to one node only and leave the other pods ContainerCreating (Multi-Attach)."""
+        if spec.nodes < 2:
+            return
+        opts = parse_k8s_options(spec.backend_options)
+        for option, claim, shared in (("data_pvc", opts.data_pvc, ("ReadOnlyMany", "ReadWriteMany")),
+                                      ("output_pvc", opts.output_pvc, ("ReadWriteMany",))):
+            if not claim or (option == "data_pvc" and not spec.data_dir) \
+                    or (option == "output_pvc" and not spec.output_dir):
+                continue
+            modes = cluster.claim_access_modes(claim)
+            if modes is not None and not set(modes) & set(shared):
+                raise BackendError(
+                    f"--opt {option}={claim}: the claim is {'/'.join(modes) or 'of no access mode'}"
+                    f", but the {spec.nodes} node pods all mount it: it must be "
+                    f"{' or '.join(shared)}")
 
     def status(self, record: JobRecord) -> JobStatus:
         cluster, names = self._record_target(record)

@@ -321,6 +321,21 @@ class Cluster:
             note += f"; could NOT delete {', '.join(left)}" if left else ""
             raise BackendError(f"{err}{note}") from err
 
+    def claim_access_modes(self, claim: str) -> list[str] | None:
+        """The access modes of a PersistentVolumeClaim, or None when it cannot be read (not
+        there yet, or no permission to read claims): then nothing can be said."""
+        try:
+            with self._call(f"reading PersistentVolumeClaim {claim}"):
+                pvc = self.core.read_namespaced_persistent_volume_claim(
+                    claim, self.namespace, _request_timeout=REQUEST_TIMEOUT)
+        except BackendError as err:
+            if isinstance(err.__cause__, ApiException) and err.__cause__.status in (403, 404):
+                return None
+            raise
+        modes = (pvc.status.access_modes if pvc.status else None) or \
+            (pvc.spec.access_modes if pvc.spec else None)
+        return [str(m) for m in modes or []]
+
     def delete_job(self, names: JobNames) -> list[str]:
         """Delete the workload (its pods first) and our ConfigMaps; returns what was there."""
         deleted = []

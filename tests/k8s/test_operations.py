@@ -578,3 +578,19 @@ def test_follow_keeps_following_a_restarted_pod_of_the_same_name(kube: KubeServe
     assert next(lines) == "resumed"
     set_job_status(kube, restarts=1, conditions=[{"type": "Completed", "status": "True"}])
     assert list(lines) == []
+
+
+def test_a_multi_node_job_refuses_a_read_write_once_claim(kube: KubeServer,
+                                                          tmp_path: Path) -> None:
+    """Every node pod mounts the output claim: ReadWriteOnce attaches to one node only."""
+    for name, modes in (("imagenet", ["ReadOnlyMany"]), ("runs", ["ReadWriteOnce"])):
+        kube.put("persistentvolumeclaims", {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+            "spec": {"accessModes": modes}, "status": {"phase": "Bound", "accessModes": modes}})
+    with pytest.raises(BackendError) as err:
+        submit(gpu_spec(), tmp_path)
+    assert str(err.value) == ("--opt output_pvc=runs: the claim is ReadWriteOnce, but the 2 node "
+                              "pods all mount it: it must be ReadWriteMany")
+    assert [r for r in kube.requests() if str(r.method).endswith("POST")] == []
+    submit(gpu_spec().replace(nodes=1), tmp_path)  # one node: one attachment
+    assert set(kube.objects(*JOBSETS)) == {JOB}
