@@ -98,6 +98,9 @@ FAULT_RETRY_LABEL = "fault-retry-times"
 # when every pod has its cards, then pull images of different sizes: give them MindSpore's own
 # cluster-forming time.
 HCCL_CONNECT_TIMEOUT_SECONDS = 1800
+# Kueue admits a JobSet carrying this label through the named LocalQueue (kueue
+# pkg/controller/constants: QueueLabel).
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # Exit codes the controllers must tell apart (resnest/contract.py, resnest/train.py main):
 # a usage error is never retried.
 USAGE_ERROR_EXIT_CODE = 2
@@ -220,6 +223,7 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
     if spec.device_kind in DEVICE_RESOURCES:
         resources[DEVICE_RESOURCES[spec.device_kind]] = str(spec.devices_per_node)
     resources.update({k: v for k, v in (("cpu", opts.cpu), ("memory", opts.memory)) if v})
+    resources.update(opts.extra_resources)
     node_selector = dict(opts.node_selector)
     if ascend:
         node_selector.setdefault("accelerator-type", chip.accelerator_type(spec.devices_per_node))
@@ -243,7 +247,11 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
                               _table_hosts(rank_table)),
         "grace_seconds": opts.grace_seconds,
         "security_context": {"runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID,
-                             "fsGroup": IMAGE_UID, "fsGroupChangePolicy": "OnRootMismatch"},
+                             "fsGroup": IMAGE_UID, "fsGroupChangePolicy": "OnRootMismatch",
+                             **({"supplementalGroups": [int(g) for g in opts.supplemental_groups]}
+                                if opts.supplemental_groups else {})},
+        "annotations": dict(opts.pod_annotations),
+        "host_network": opts.host_network,
         "container": ASCEND_CONTAINER if ascend else "trainer",
         "image": spec.image or DEFAULT_IMAGES[spec.device_kind],
         "entrypoint_path": f"{ENTRYPOINT_DIR}/entrypoint.sh",
@@ -275,8 +283,11 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
         "topo_timeout": TOPO_TIMEOUT_SECONDS,
         "hccl_connect_timeout": HCCL_CONNECT_TIMEOUT_SECONDS,
     }
+    # Kueue's label on the JobSet only: on pods it would make Kueue's pod integration gate them.
+    workload_labels = {**job_labels, KUEUE_QUEUE_LABEL: opts.kueue_queue} if opts.kueue_queue \
+        else job_labels
     return {"names": names, "namespace": opts.namespace, "labels": labels,
-            "job_labels": job_labels, "nodes": spec.nodes, "max_restarts": spec.max_restarts,
+            "job_labels": job_labels, "workload_labels": workload_labels, "nodes": spec.nodes, "max_restarts": spec.max_restarts,
             "ttl_seconds_after_finished": opts.ttl_after_finished,
             "queue": opts.volcano_queue or DEFAULT_VOLCANO_QUEUE,
             "usage_error_exit_code": USAGE_ERROR_EXIT_CODE,
@@ -307,6 +318,7 @@ def render_manifests(spec: JobSpec, opts: K8sOptions) -> tuple[list[dict[str, An
         scheduler = {**ctx["pod"], "labels": {**ctx["pod"]["labels"], ROLE_LABEL: "scheduler"},
                      "resources": dict(SCHEDULER_RESOURCES),
                      "node_selector": dict(opts.node_selector),
+                     "annotations": {}, "host_network": False,
                      "affinity": {}}
         ctx["scheduler_pod"] = render_template("k8s/pod.yaml.j2", **{**ctx, "pod": scheduler}) \
             .rstrip("\n")

@@ -64,6 +64,12 @@ def spec_for(case: str, tmp_path: Path) -> JobSpec:
                        ascend_driver_mounts=True)
     elif case == "gpu-2x8":
         base.update(device_kind="gpu", image="registry.example/rn:gpu")
+    elif case == "gpu-2x8-kueue-rdma":
+        base.update(device_kind="gpu", image="registry.example/rn:gpu")
+        options.update(kueue_queue="team-a", host_network="true",
+                       pod_annotations="k8s.v1.cni.cncf.io/networks=rdma-net",
+                       extra_resources="rdma/hca_shared_devices_a=1",
+                       supplemental_groups="1001,44")
     elif case == "gpu-2x8-vcjob":
         base.update(device_kind="gpu", image="registry.example/rn:gpu")
         options.update(workload="vcjob", volcano_queue="training", priority_class="high",
@@ -76,7 +82,7 @@ def spec_for(case: str, tmp_path: Path) -> JobSpec:
 
 
 CASES = ("ascend910-2x8-acjob", "ascend910b-2x8-acjob", "ascend910b-2x8",
-         "ascend910-4cards-4to7-vcjob", "gpu-2x8", "gpu-2x8-vcjob")
+         "ascend910-4cards-4to7-vcjob", "gpu-2x8", "gpu-2x8-kueue-rdma", "gpu-2x8-vcjob")
 
 
 def render(spec: JobSpec) -> str:
@@ -294,10 +300,45 @@ HOSTILE = ["a'; echo pwned", "a\n0", 'a"=0"', "$(touch /tmp/x)", "yes", "null", 
            "key: value", "{a: 1}", "#c", "日本", "{{ x }}", "{% if %}"]
 
 
+def test_multi_node_network_and_queue_passthrough(tmp_path: Path) -> None:
+    """Kueue's label on the JobSet only; RDMA resources, Multus annotations, the host network
+    and extra groups on the node pods."""
+    job = docs_of(render(spec_for("gpu-2x8-kueue-rdma", tmp_path)))["workload"]
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    pod = pod_templates(job)[0]
+    assert "kueue.x-k8s.io/queue-name" not in pod["metadata"]["labels"]
+    assert pod["metadata"]["annotations"] == {"k8s.v1.cni.cncf.io/networks": "rdma-net"}
+    assert (pod["spec"]["hostNetwork"], pod["spec"]["dnsPolicy"]) == (
+        True, "ClusterFirstWithHostNet")
+    assert pod["spec"]["securityContext"]["supplementalGroups"] == [1001, 44]
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {
+        "nvidia.com/gpu": "8", "rdma/hca_shared_devices_a": "1"}
+    ascend = spec_for("ascend910b-2x8-acjob", tmp_path)
+    ascend = ascend.replace(backend_options={**ascend.backend_options,
+                                             "supplemental_groups": "1001"})
+    for template in pod_templates(docs_of(render(ascend))["workload"]):
+        assert template["spec"]["securityContext"]["supplementalGroups"] == [1001]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"kueue_queue": "q"}, "--opt kueue_queue"),
+    ({"supplemental_groups": "wheel"}, "numeric group ids"),
+    ({"extra_resources": "rdma=1"}, "NAME=QUANTITY extended resources"),
+])
+def test_passthrough_options_are_checked(options: dict[str, str], message: str) -> None:
+    spec = JobSpec(name="resnest", backend="k8s", device_kind="ascend", devices_per_node=8,
+                   data_dir="/d", output_dir="/o", backend_options=options)
+    backend = KubernetesBackend()
+    opts, problems = backend.parse_options(spec)
+    if not problems:
+        problems = backend.problems(spec, opts)
+    assert len(problems) == 1 and message in problems[0], problems
+
+
 def test_pods_run_as_the_image_user_and_own_their_volumes(tmp_path: Path) -> None:
     """kubelet makes a missing subPath directory as root with the volume root's mode
     (pkg/kubelet/kubelet_pods.go makeMounts): fsGroup gives the image's group the volume."""
-    for case in CASES:
+    for case in [c for c in CASES if c != "gpu-2x8-kueue-rdma"]:
         for template in pod_templates(docs_of(render(spec_for(case, tmp_path)))["workload"]):
             assert template["spec"]["securityContext"] == {
                 "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
