@@ -459,3 +459,60 @@ def test_rank_table_must_match_the_job(tmp_path: Path) -> None:
     spec = spec_for("ascend910-4cards-4to7-vcjob", tmp_path).replace(nodes=3)
     assert backend_problems(spec) == [
         "the rank table lists 2 servers but the job has --nodes 3"]
+
+
+def _kubelet_volume(root: Path, pod_security: dict[str, Any], sub_path: str) -> Path:
+    """What kubelet makes of a fresh block-backed claim for this pod: its root is root:root
+    0755; with fsGroup it gives the group the volume (pkg/volume/volume_linux.go
+    SetVolumeOwnership: group fsGroup, group rw, setgid directories); then it creates the
+    missing subPath directory as root with the mode of the volume root (pkg/kubelet/
+    kubelet_pods.go makeMounts, SafeMakeDir)."""
+    import stat
+
+    root.mkdir()
+    os.chown(root, 0, 0)
+    os.chmod(root, 0o755)
+    if "fsGroup" in pod_security:
+        os.chown(root, -1, pod_security["fsGroup"])
+        os.chmod(root, 0o2775)
+    sub = root / sub_path
+    sub.mkdir()
+    os.chmod(sub, stat.S_IMODE(root.stat().st_mode))
+    return sub
+
+
+def _write_as_the_pod(pod_security: dict[str, Any], directory: Path) -> subprocess.CompletedProcess[str]:
+    groups = [pod_security["fsGroup"]] if "fsGroup" in pod_security else []
+    groups += pod_security.get("supplementalGroups", [])
+    return subprocess.run(
+        ["setpriv", f"--reuid={pod_security['runAsUser']}",
+         f"--regid={pod_security['runAsGroup']}",
+         f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups",
+         "sh", "-c", 'mkdir -p "$1/checkpoints" && echo saved > "$1/checkpoints/last.ckpt"',
+         "sh", str(directory)], capture_output=True, text=True, check=False, timeout=30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making root-owned volumes needs root")
+def test_the_output_claim_is_writable_as_the_pods_user(tmp_path: Path) -> None:
+    """The rendered securityContext, applied as kubelet applies it to a block-backed claim:
+    the image's uid 1000 can write its checkpoints into the job's subPath directory, and could
+    not without fsGroup."""
+    import tempfile
+
+    job = docs_of(render(spec_for("ascend910b-2x8", tmp_path)))["workload"]
+    pod = pod_templates(job)[0]["spec"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "output")
+    security = pod["securityContext"]
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        os.chmod(base, 0o755)  # the mount point is reachable by every user
+        done = _write_as_the_pod(security, _kubelet_volume(base / "claim", security,
+                                                             mount["subPath"]))
+        assert done.returncode == 0, done.stderr
+        assert (base / "claim" / JOB_ID / "checkpoints" / "last.ckpt").read_text() == "saved\n"
+        without = {k: v for k, v in security.items() if k != "fsGroup"}
+        done = _write_as_the_pod(without, _kubelet_volume(base / "bare", without,
+                                                            mount["subPath"]))
+        assert done.returncode != 0 and "Permission denied" in done.stderr
+    finally:
+        subprocess.run(["rm", "-rf", str(base)], check=True)
