@@ -94,9 +94,9 @@ SCHEDULER_RESOURCES = {"cpu": "1", "memory": "4Gi"}
 # pkg/controllers/v1/unconditaional_retry.go isUnconditionalRetryJob, job.go reconcileWithFailed).
 FAULT_SCHEDULING_LABEL = "fault-scheduling"
 FAULT_RETRY_LABEL = "fault-retry-times"
-# HCCL's wait for its peers' links at rank-table init (CANN default 120 s). Rank-table pods start
-# when every pod has its cards, then pull images of different sizes: give them MindSpore's own
-# cluster-forming time.
+# HCCL's wait for its peers' links at rank-table init: 120 s by default, 120-7200 allowed (CANN
+# environment variable reference, HCCL_CONNECT_TIMEOUT). Rank-table pods start when every pod has
+# its cards, then pull images of different sizes: give them MindSpore's own cluster-forming time.
 HCCL_CONNECT_TIMEOUT_SECONDS = 1800
 # Kueue admits a JobSet carrying this label through the named LocalQueue (kueue
 # pkg/controller/constants: QueueLabel).
