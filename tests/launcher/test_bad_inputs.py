@@ -323,7 +323,7 @@ CASES: dict[str, Case] = {
     "ranktable-server-and-hccn-dir": Case(["ranktable", "--hccn-dir", "{work}", "--server",
                                            "10.0.0.1"], 2, "--server is not used with --hccn-dir"),
     "ranktable-card-not-int": Case(["ranktable", "--device-ips", "{work}/ips.json", "--server",
-                                    "10.0.0.1"], 2, "invalid literal for int() with base 10: 'x'",
+                                    "10.0.0.1"], 2, "'x' is not a card number",
                                    {"ips.json": '{"10.0.0.1": {"x": "1.1.1.1"}}'}),
     "ranktable-hccn-not-utf8": Case(["ranktable", "--hccn-dir", "{work}/hccn"], 2,
                                     "device IP file '{work}/hccn/10.0.0.1.conf' is not UTF-8 text",
