@@ -46,7 +46,6 @@ from resnest.data.pipeline import DataError
 from resnest.distributed import DeviceRequestError, DeviceUnavailableError
 from resnest.pretrained import CLASSIFIER_PREFIX, PretrainedError
 
-EXIT_REQUEUE = REQUEUE_EXIT_CODE  # the old name, kept for importers; the contract owns the value
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
