@@ -149,19 +149,21 @@ def _device_ip_problems(device: dict[str, Any], where: str, seen: _Seen) -> list
     ip = device.get("device_ip")
     if not _is_ip(ip):
         return [f"{where}: device_ip {ip!r} is not an IP address"]
-    if ip in seen.device_ips:
-        return [f"{where}: device_ip {ip} is also used by {seen.device_ips[ip]}"]
-    seen.device_ips[ip] = where
-    return []
+    return _claim(seen.device_ips, ip, "device_ip", where)
 
 
 def _rank_problems(device: dict[str, Any], where: str, seen: _Seen) -> list[str]:
     rank = _whole_number(device.get("rank_id"))
     if rank is None:
         return [f"{where}: rank_id {device.get('rank_id')!r} is not a whole number"]
-    if rank in seen.ranks:
-        return [f"{where}: rank_id {rank} is also used by {seen.ranks[rank]}"]
-    seen.ranks[rank] = where
+    return _claim(seen.ranks, rank, "rank_id", where)
+
+
+def _claim(claims: dict[Any, str], value: Any, key: str, where: str) -> list[str]:
+    """Record that `where` uses `value`, or name the entry that used it first."""
+    if value in claims:
+        return [f"{where}: {key} {value} is also used by {claims[value]}"]
+    claims[value] = where
     return []
 
 
