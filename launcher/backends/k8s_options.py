@@ -203,6 +203,7 @@ def load_rank_table(opts: K8sOptions, device_ids: list[int]) -> str | None:
         build_rank_table,
         check_rank_table,
         load_device_ips,
+        read_rank_table,
     )
 
     if opts.device_ips:
@@ -219,9 +220,9 @@ def load_rank_table(opts: K8sOptions, device_ids: list[int]) -> str | None:
         return None
     path = opts.rank_table
     try:
-        table = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise OptionError([f"--opt rank_table={path!r} cannot be read as JSON: {err}"]) from err
+        table = read_rank_table(Path(path))
+    except RankTableError as err:
+        raise OptionError([f"--opt rank_table={path!r} cannot be read as JSON: {err}"]) from None
     problems = check_rank_table(table)
     if not problems and table.get("status") != "completed":
         problems = ['status must be "completed"']
