@@ -47,16 +47,19 @@ def plot_sweep(parameters: list[str], trials: list[dict[str, Any]], target: Path
             ax.set_xticks(range(len(labels)), labels)
         ax.set(title=f"top-1 by {key}", xlabel=key, ylabel="allreduced top-1 %", ylim=(0, 100))
     ax_loss, ax_acc = axes[0][-2], axes[0][-1]
+    last_epoch = 1
     for t in trials:
         label = f"{t['trial']}: " + ", ".join(f"{k}={v}" for k, v in t["values"].items())
         if t["curve"]:
             ax_loss.plot([s for s, _ in t["curve"]], [v for _, v in t["curve"]], label=label)
         evals = [e for e in t["epochs"] if e.get("top1") is not None]
         if evals:
+            last_epoch = max(last_epoch, *[e["epoch"] + 1 for e in evals])
             ax_acc.plot([e["epoch"] + 1 for e in evals], [e["top1"] for e in evals], marker="o",
                         label=label)
     ax_loss.set(title="training loss (rank 0)", xlabel="global step", ylabel="loss")
-    ax_acc.set(title="top-1 per epoch", xlabel="epoch", ylabel="%", ylim=(0, 100))
+    ax_acc.set(title="top-1 per epoch", xlabel="epoch", ylabel="%", ylim=(0, 100),
+               xlim=(0.5, last_epoch + 0.5))
     if len(trials) <= 12:
         ax_acc.legend(fontsize="small")
     from matplotlib.ticker import MaxNLocator

@@ -295,6 +295,12 @@ def gather_sweep(record: JobRecord, backend: Backend, target: Path) -> None:
                 continue
             summary = gather_outputs(outputs, folder, one.id, state,
                                      warn=lambda m: click.echo(m, err=True))
+            # paths as they will be after the move out of the staging folder
+            summary.checkpoints = [str(target / Path(c).relative_to(staging))
+                                   for c in summary.checkpoints]
+            summary.plot = str(target / Path(summary.plot).relative_to(staging)) \
+                if summary.plot else None
+            (folder / "summary.json").write_text(summary.to_json())
             if record.backend != "k8s" or info.mode == "array":
                 try:
                     backend.fetch_logs(one, folder / "logs")
