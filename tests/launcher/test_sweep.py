@@ -24,7 +24,7 @@ from launcher.sweep import MAX_TRIALS, SweepError, parse_space, trial_job_id
 from launcher.sweep_trial import trial_args
 
 from .conftest import HOSTILE
-from .test_hostile import RECORDER, assert_nothing_executed, fake_bin
+from .test_hostile import assert_nothing_executed, fake_bin
 
 CALL_LOG = """#!/bin/bash
 printf '%s\\0' "$(basename "$0")" "$@" >> "$CALLS"; printf '\\n' >> "$CALLS"

@@ -110,7 +110,7 @@ def test_slurm_three_trial_sweep_is_one_array(slurm_cluster: str, synthetic_data
         assert (state_dir / "jobs" / sweep_id / f"slurm-{array_id}_{index}.out").is_file()
         assert (tmp_path / "out" / f"trial-{index}" / "eval.json").is_file()
     logs = rlaunch("logs", sweep_id, "--trial", "1", env=env).stdout
-    assert "lr peak 0.05" in logs and f"[job] rlaunch: job" in logs
+    assert "lr peak 0.05" in logs and "[job] rlaunch: job" in logs
     check_gathered(sweep_id, tmp_path / "g", env)
 
 
