@@ -275,3 +275,13 @@ def test_plot_and_summary_have_no_nan(tmp_path: Path) -> None:
     assert (tmp_path / "sweep.png").stat().st_size > 5000
     text = json.dumps(_finite({"a": math.nan, "b": [math.inf, 1.0]}), allow_nan=False)
     assert json.loads(text) == {"a": None, "b": [None, 1.0]}
+
+
+def test_sweep_help_imports_no_heavy_module() -> None:
+    heavy = ["mindspore", "kubernetes", "matplotlib", "numpy", "jinja2", "rich"]
+    code = ("import sys\nfrom launcher.cli import cli\n"
+            "try:\n    cli(['sweep', '--help'])\nexcept SystemExit:\n    pass\n"
+            f"print([m for m in {heavy!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]", out
