@@ -171,8 +171,12 @@ def cancel_sweep(record: JobRecord, backend: Backend, index: int | None = None) 
         (record.path / CANCELLED_FILE).write_text("")
         stop_runner(record)
         targets = [t.index for t in info.trials]
-    started = [trial_record(record, i) for i in targets
-               if (trial_dir(record, i) / SUBMITTED_FILE).exists()]
+    started = [i for i in targets if (trial_dir(record, i) / SUBMITTED_FILE).exists()]
+    if not started:
+        return
+    # Finished trials keep their objects (Kubernetes: a deleted JobSet takes its logs along).
+    states = trial_states(record, backend)
+    started = [trial_record(record, i) for i in started if not states[i].finished]
     if not started:
         return
     # Every trial at once: each gets its stop signal, then the grace periods run side by side.
