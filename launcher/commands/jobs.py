@@ -32,8 +32,16 @@ def backend_for(record: JobRecord) -> Backend:
 
 
 def refreshed_status(record: JobRecord, store: JobStore | None = None) -> JobStatus:
-    """Ask the backend, remember the state in the record, return the JobStatus."""
-    status = backend_for(record).status(record)
+    """Ask the backend, remember the state in the record, return the JobStatus (a sweep's:
+    one word for all its trials)."""
+    from launcher.sweep_jobs import is_sweep, sweep_state, trial_states
+
+    if is_sweep(record):
+        from launcher.backends.base import JobStatus
+
+        status = JobStatus(sweep_state(trial_states(record, backend_for(record))))
+    else:
+        status = backend_for(record).status(record)
     if status.state != record.last_state:
         record.last_state = status.state
         (store or JobStore()).save(record)

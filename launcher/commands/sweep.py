@@ -238,8 +238,8 @@ def show_sweep_status(record: JobRecord, backend: Backend, as_json: bool) -> Non
                                "backend_id": record.backend_id, "state": overall,
                                "parameters": info.parameters, "trials": rows}, indent=2))
         return
-    table = Table("trial", *info.parameters, "state", "progress", "best top-1 %", "detail",
-                  title=f"sweep {record.id} on {record.backend} ({record.backend_id}): {overall}")
+    click.echo(f"sweep {record.id} on {record.backend} ({record.backend_id}): {overall}")
+    table = Table("trial", *info.parameters, "state", "progress", "best top-1 %", "detail")
     for row in rows:
         p = row["progress"]
         progress = "-" if p["epoch"] is None else (
@@ -328,8 +328,8 @@ def gather_sweep(record: JobRecord, backend: Backend, target: Path) -> None:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
-    table = Table("rank", "trial", *info.parameters, "state", "top-1 %", "top-5 %",
-                  title=f"sweep {record.id}: trials ranked by allreduced top-1")
+    click.echo(f"sweep {record.id}: trials ranked by allreduced top-1")
+    table = Table("rank", "trial", *info.parameters, "state", "top-1 %", "top-5 %")
     for place, t in enumerate(ranked, 1):
         final = t["final"]
         table.add_row(str(place), str(t["trial"]), *[t["values"].get(k, "") for k in info.parameters],

@@ -285,3 +285,16 @@ def test_sweep_help_imports_no_heavy_module() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip().splitlines()[-1] == "[]", out
+
+
+def test_list_shows_a_sweep_as_one_row_with_its_overall_state(
+        runner: CliRunner, state_dir: Path, slurm_bin: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sweep_id = runner.invoke(cli, sweep_args("--grid", "lr=0.05,0.1")).output.split()[-1]
+    (tmp_path / "squeue.out").write_text("4242_0|COMPLETED|None\n4242_1|RUNNING|None\n")
+    monkeypatch.setenv("SQUEUE_OUT", str(tmp_path / "squeue.out"))
+    listed = json.loads(runner.invoke(cli, ["list", "--json"]).output)
+    assert [(r["id"], r["last_state"]) for r in listed] == [(sweep_id, "RUNNING")]
+    (tmp_path / "squeue.out").write_text("4242_0|COMPLETED|None\n4242_1|FAILED|None\n")
+    listed = json.loads(runner.invoke(cli, ["list", "--json"]).output)
+    assert listed[0]["last_state"] == "FAILED"
