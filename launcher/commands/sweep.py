@@ -122,6 +122,9 @@ def sweep(**params: Any) -> None:
     spec = checked_spec(params)
     if spec.task != "train":
         raise SpecError([f"--task {spec.task}: a sweep trains (--task train)"])
+    if "master_port" in spec.origin:
+        raise SpecError([f"{spec.label('master_port')} {spec.master_port}: trials that run side "
+                         "by side need their own ports; leave it out of a sweep"])
     both = swept_in_set(spec, space)
     if both:
         raise SpecError([(f"{both[0]} is swept and also fixed with --set {both[0]}=...: "
@@ -301,11 +304,13 @@ def gather_sweep(record: JobRecord, backend: Backend, target: Path) -> None:
             summary.plot = str(target / Path(summary.plot).relative_to(staging)) \
                 if summary.plot else None
             (folder / "summary.json").write_text(summary.to_json())
-            if record.backend != "k8s" or info.mode == "array":
-                try:
-                    backend.fetch_logs(one, folder / "logs")
-                except (BackendError, OSError) as err:
-                    click.echo(f"warning: trial {trial.index} logs: {err}", err=True)
+            try:
+                backend.fetch_logs(one, folder / "logs")
+                for task_output in sorted(record.path.glob(
+                        f"slurm-{record.backend_id}_{trial.index}.out")):
+                    shutil.copy2(task_output, folder / "logs" / task_output.name)
+            except (BackendError, OSError) as err:
+                click.echo(f"warning: trial {trial.index} logs: {err}", err=True)
             from launcher.gather import loss_curve
 
             trials.append({"trial": trial.index, "values": trial.values, "state": state,

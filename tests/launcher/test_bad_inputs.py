@@ -298,6 +298,9 @@ CASES: dict[str, Case] = {
     "sweep-slurm-bad-trial": Case(["sweep", "--backend", "slurm", "--data-dir", "/d",
                                    "--output-dir", "/o", "--grid", "epochs=2,0"], 2,
                                   "trial 1 (epochs=0): epochs=0"),
+    "sweep-master-port": Case(sweep_case("--grid", "lr=0.1,0.2", "--master-port", "29500"), 2,
+                              "--master-port 29500: trials that run side by side need their "
+                              "own ports"),
     "cancel-trial-not-a-sweep": Case(["cancel", JOB, "--trial", "1"], 2,
                                      "--trial 1: job rn-abc123 is not a sweep", record=record()),
     "logs-trial-beyond-the-sweep": Case(["logs", JOB, "--trial", "5"], 2,
