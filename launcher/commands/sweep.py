@@ -123,8 +123,8 @@ def sweep(**params: Any) -> None:
     if spec.task != "train":
         raise SpecError([f"--task {spec.task}: a sweep trains (--task train)"])
     if "master_port" in spec.origin:
-        raise SpecError([f"{spec.label('master_port')} {spec.master_port}: trials that run side "
-                         "by side need their own ports; leave it out of a sweep"])
+        raise SpecError([(f"{spec.label('master_port')} {spec.master_port}: trials that run side "
+                         "by side need their own ports; leave it out of a sweep")])
     both = swept_in_set(spec, space)
     if both:
         raise SpecError([(f"{both[0]} is swept and also fixed with --set {both[0]}=...: "
