@@ -51,12 +51,6 @@ def render_array(backend: SlurmBackend, spec: JobSpec, trials_document: str, tri
                        submit_command=command)
 
 
-def submit_array(backend: SlurmBackend, spec: JobSpec, rendered: RenderedJob,
-                 job_dir: Path) -> str:
-    """One sbatch call for the whole sweep; returns the array's job id."""
-    return backend.submit(spec, rendered, job_dir)
-
-
 def _task_index(array_id: str, slurm_id: str) -> int | None:
     prefix, sep, index = slurm_id.partition("_")
     return int(index) if prefix == array_id and sep and index.isdigit() else None

@@ -140,15 +140,18 @@ def sweep(**params: Any) -> None:
     parallel = params["max_parallel"] or DEFAULT_PARALLEL.get(spec.backend) or len(trials)
     parallel = min(parallel, len(trials))
     if spec.backend == "slurm":
+        from launcher.backends.slurm import SlurmBackend
         from launcher.backends.slurm_array import render_array
+
+        assert isinstance(backend, SlurmBackend)
 
         args = []
         for trial in trials:
             one = trial_spec(spec, trial, sweep_id)
             args.append(["--output-dir", str(one.output_dir),
                          *[w for o in trial.overrides for w in ("--set", o)]])
-        rendered = render_array(backend, spec, trials_document(trials, args),  # type: ignore[arg-type]
-                                len(trials), parallel)
+        rendered = render_array(backend, spec, trials_document(trials, args), len(trials),
+                                parallel)
         mode, trial_files = "array", []
     else:
         rendered, trial_files = _bounded_render(spec, trials, sweep_id, backend)
@@ -164,9 +167,7 @@ def sweep(**params: Any) -> None:
     try:
         record.files = [str(p.relative_to(job_dir)) for p in rendered.write(job_dir)]
         if mode == "array":
-            from launcher.backends.slurm_array import submit_array
-
-            record.backend_id = submit_array(backend, spec, rendered, job_dir)  # type: ignore[arg-type]
+            record.backend_id = backend.submit(spec, rendered, job_dir)  # the one sbatch call
             store.save(record)
         else:
             store.save(record)  # the runner reads it
