@@ -162,7 +162,7 @@ def cancel_sweep(record: JobRecord, backend: Backend, index: int | None = None) 
     if info.mode == "array":
         from launcher.backends.slurm_array import cancel_array
 
-        cancel_array(record.backend_id or "", index)
+        cancel_array(record.backend_id or "", record.path, index)
         return
     if index is not None:
         (trial_dir(record, index) / SKIP_FILE).write_text("")

@@ -25,6 +25,8 @@ from launcher.spec import JobSpec
 from launcher.sweep import TRIAL_DIR_PREFIX, TRIALS_FILE
 from launcher.templating import render_template
 
+CANCELLED_MARK = "cancelled"
+
 
 def array_range(trials: int, max_parallel: int) -> str:
     """sbatch's `--array` value: every trial, at most `max_parallel` running at once."""
@@ -80,12 +82,16 @@ def array_states(array_id: str, job_dir: Path, trials: int) -> dict[int, JobStat
         raise BackendError(f"squeue failed: {_first_line(result.stderr)}")
     states = {}
     for index in range(trials):
-        exit_file = job_dir / f"{TRIAL_DIR_PREFIX}{index}" / "exit_code"
-        code = _exit_code(exit_file)
+        folder = job_dir / f"{TRIAL_DIR_PREFIX}{index}"
+        code = _exit_code(folder / "exit_code")
         found = listed.get(index)
         if found is not None and not (found.state == base.UNKNOWN and code is not None):
             found.exit_code = code if found.finished else None
             states[index] = found
+        elif code != 0 and ((job_dir / CANCELLED_MARK).exists()
+                            or (folder / CANCELLED_MARK).exists()):
+            states[index] = JobStatus(base.CANCELLED, exit_code=code,
+                                      detail="cancelled by the user")
         elif code is not None:
             states[index] = JobStatus(base.COMPLETED if code == 0 else base.FAILED,
                                       exit_code=code, detail="from the trial's exit code file")
@@ -102,9 +108,13 @@ def _exit_code(path: Path) -> int | None:
     return int(text) if text.lstrip("-").isdigit() and len(text) < 6 else None
 
 
-def cancel_array(array_id: str, index: int | None = None) -> None:
-    """`scancel -- <array id>` (every trial, one call) or `scancel -- <array id>_<i>`."""
+def cancel_array(array_id: str, job_dir: Path, index: int | None = None) -> None:
+    """`scancel -- <array id>` (every trial, one call) or `scancel -- <array id>_<i>`; a mark
+    in the folder keeps the state CANCELLED once slurmctld has forgotten the tasks."""
     target = array_id if index is None else f"{array_id}_{index}"
+    folder = job_dir if index is None else job_dir / f"{TRIAL_DIR_PREFIX}{index}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CANCELLED_MARK).write_text("")
     result = _run(["scancel", "--", target])
     if result.returncode != 0:
         message = _first_line(result.stderr)

@@ -171,12 +171,20 @@ def test_status_of_every_trial_from_one_squeue_call(runner: CliRunner, state_dir
 
 
 def test_cancel_all_is_one_scancel_and_one_trial_is_its_task(
-        runner: CliRunner, state_dir: Path, slurm_bin: Path, tmp_path: Path) -> None:
+        runner: CliRunner, state_dir: Path, slurm_bin: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     sweep_id = runner.invoke(cli, sweep_args("--grid", "lr=0.05,0.1,0.2")).output.split()[-1]
     assert runner.invoke(cli, ["cancel", sweep_id]).exit_code == 0
     assert runner.invoke(cli, ["cancel", sweep_id, "--trial", "2"]).exit_code == 0
     made = calls(tmp_path / "calls")
     assert made[1:] == [["scancel", "--", "4242"], ["scancel", "--", "4242_2"]]
+    # once slurmctld no longer lists the tasks, they stay CANCELLED (not UNKNOWN or FAILED)
+    (tmp_path / "squeue.out").write_text("")
+    monkeypatch.setenv("SQUEUE_OUT", str(tmp_path / "squeue.out"))
+    (state_dir / "jobs" / sweep_id / "trial-0").mkdir(exist_ok=True)
+    (state_dir / "jobs" / sweep_id / "trial-0" / "exit_code").write_text("75\n")
+    rows = json.loads(runner.invoke(cli, ["status", sweep_id, "--json"]).output)["trials"]
+    assert [r["state"] for r in rows] == ["CANCELLED"] * 3
     bad = runner.invoke(cli, ["cancel", sweep_id, "--trial", "3"])
     assert bad.exit_code == 2
     assert f"sweep {sweep_id} has 3 trials (0-2); there is no trial 3" in bad.output
