@@ -1,10 +1,13 @@
 """Sweeps end to end with real training: a three-trial learning-rate sweep on this machine and as
 one job array on the real test Slurm, ranked and plotted by `gather`; `cancel` stops a running
-sweep in one call. Through the installed `rlaunch`, as a user runs it."""
+sweep in one call; one preempted array task requeues and resumes alone. Through the installed
+`rlaunch`, as a user runs it."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ import pytest
 from launcher.backends.local import descendants, process_alive
 
 from .conftest import TINY_TRAIN_SETS, rlaunch, step_events, wait_for
-from .test_slurm_e2e import SLOW_CHECKPOINTS
+from .test_slurm_e2e import SLOW_CHECKPOINTS, scontrol_job
 
 pytestmark = pytest.mark.integration
 
@@ -125,3 +128,35 @@ def test_slurm_cancel_stops_every_task_in_one_call(slurm_cluster: str, synthetic
     rlaunch("cancel", sweep_id, env=env)
     wait_for(lambda: [t["state"] for t in sweep_status(sweep_id, env)["trials"]]
              == ["CANCELLED"] * 3, 120, "every task CANCELLED", poll=2)
+
+
+@pytest.mark.timeout(1200)
+def test_slurm_one_task_preempted_requeues_and_resumes_alone(
+        slurm_cluster: str, synthetic_data: Path, tmp_path: Path, state_dir: Path) -> None:
+    env = {"RLAUNCH_STATE_DIR": str(state_dir)}
+    output_dir = tmp_path / "out"
+    sets = [a for s in [*TINY_TRAIN_SETS, "batch_size=1", "epochs=2"] for a in ("--set", s)]
+    sweep_id = rlaunch("sweep", "--backend", "slurm", "--cpus", "1", "--name", "preempt",
+                       "--data-dir", str(synthetic_data), "--output-dir", str(output_dir),
+                       *sets, "--grid", "lr=0.01,0.05", *SLOW_CHECKPOINTS,
+                       env=env).stdout.strip().splitlines()[-1]
+    record = json.loads((state_dir / "jobs" / sweep_id / "record.json").read_text())
+    task = f"{record['backend_id']}_1"
+    # USR1 to task 1's batch shell, as --signal=B:USR1@T does before its time limit
+    wait_for(lambda: step_events(output_dir / "trial-1"), 600, "trial 1's first training step")
+    subprocess.run(["scancel", "--signal=USR1", "--batch", task], check=True)
+    wait_for(lambda: int(scontrol_job(task).get("Restarts", "0")) >= 1, 300,
+             "task 1 to requeue itself")
+    wait_for(lambda: scontrol_job(task)["JobState"] == "PENDING", 60, "the requeued task")
+    time.sleep(2)  # not within the requeue's own second (see test_slurm_e2e.py)
+    wait_for(lambda: subprocess.run(["scontrol", "update", f"jobid={task}", "starttime=now"],
+                                    capture_output=True, check=False).returncode == 0
+             or scontrol_job(task)["JobState"] != "PENDING", 60, "scontrol update")
+    wait_for(lambda: sweep_status(sweep_id, env)["state"] in ("COMPLETED", "FAILED"), 900,
+             "both trials to finish", poll=3)
+    assert [t["state"] for t in sweep_status(sweep_id, env)["trials"]] == ["COMPLETED"] * 2
+    trial_dirs = [state_dir / "jobs" / sweep_id / f"trial-{i}" for i in range(2)]
+    assert (trial_dirs[1] / "logs" / "restart-1").is_dir()
+    assert not (trial_dirs[0] / "logs" / "restart-1").exists()
+    logs = rlaunch("logs", sweep_id, "--trial", "1", env=env).stdout
+    assert "stopping on SIGUSR1" in logs and "resumed from" in logs
