@@ -141,9 +141,13 @@ def trial_states(record: JobRecord, backend: Backend) -> dict[int, JobStatus]:
             started.append(trial.index)
         elif cancelled or (folder / SKIP_FILE).exists():
             states[trial.index] = JobStatus(base.CANCELLED, detail="cancelled before it started")
-        else:
+        elif runner_alive(record):
             states[trial.index] = JobStatus(
                 base.PENDING, detail=f"waiting for a slot (at most {info.max_parallel} at once)")
+        else:
+            states[trial.index] = JobStatus(
+                base.FAILED, detail="never submitted: the sweep's runner is not running "
+                "(see runner.log in the sweep's folder)")
     records = {i: trial_record(record, i) for i in started}
     many = getattr(backend, "many_states", None)
     if callable(many) and records:
@@ -185,18 +189,29 @@ def cancel_sweep(record: JobRecord, backend: Backend, index: int | None = None) 
             future.result()
 
 
+def _runner_process(record: JobRecord) -> tuple[int, int | None] | None:
+    """(pid, start time) of the sweep's runner from its pid file, None without one."""
+    parts = (_read_small(record.path / RUNNER_PID_FILE) or "").split()
+    if not parts or not parts[0].isdigit():
+        return None
+    return int(parts[0]), (int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None)
+
+
+def runner_alive(record: JobRecord) -> bool:
+    from launcher.backends.local import process_alive
+
+    found = _runner_process(record)
+    return found is not None and process_alive(*found)
+
+
 def stop_runner(record: JobRecord, timeout: float = 10.0) -> None:
     """TERM the sweep's runner (it starts nothing after that) and wait for it to end."""
     from launcher.backends.local import process_alive
 
-    text = _read_small(record.path / RUNNER_PID_FILE) or ""
-    parts = text.split()
-    if not parts or not parts[0].isdigit():
+    found = _runner_process(record)
+    if found is None or not process_alive(*found):
         return
-    pid = int(parts[0])
-    start = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-    if not process_alive(pid, start):
-        return
+    pid, start = found
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:

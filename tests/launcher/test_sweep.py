@@ -306,3 +306,18 @@ def test_list_shows_a_sweep_as_one_row_with_its_overall_state(
     (tmp_path / "squeue.out").write_text("4242_0|COMPLETED|None\n4242_1|FAILED|None\n")
     listed = json.loads(runner.invoke(cli, ["list", "--json"]).output)
     assert listed[0]["last_state"] == "FAILED"
+
+
+def test_trials_left_by_a_dead_runner_say_so(runner: CliRunner, state_dir: Path) -> None:
+    job_dir = state_dir / "jobs" / "rn-abc123"
+    job_dir.mkdir(parents=True)
+    extra = {"sweep": {"parameters": ["lr"], "max_parallel": 1, "mode": "bounded", "seed": 0,
+                       "trials": [{"index": 0, "values": {"lr": "0.1"}}],
+                       "trial_files": ["run.sh"]}}
+    (job_dir / "record.json").write_text(json.dumps({
+        "id": "rn-abc123", "backend": "local", "spec": {"name": "rn", "output_dir": "/o"},
+        "job_dir": str(job_dir), "output_dir": "/o", "backend_id": "runner 1", "created": 1.0,
+        "files": [], "last_state": "SUBMITTED", "extra": extra}))
+    (job_dir / "runner.pid").write_text("999999999 1\n")
+    rows = json.loads(runner.invoke(cli, ["status", "rn-abc123", "--json"]).output)["trials"]
+    assert rows[0]["state"] == "FAILED" and "runner is not running" in rows[0]["detail"]
