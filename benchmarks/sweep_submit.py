@@ -5,7 +5,7 @@ the naive way in the same run (one sbatch call per trial, as tools without array
 Every job is submitted held (`--hold`) and cancelled right after, so nothing trains; the one-node
 test Slurm must be up:
 
-    flock /tmp/rlaunch-slurm.lock sh -c 'bash scripts/slurm_cluster.sh up >/dev/null &&
+    flock -o /tmp/rlaunch-slurm.lock sh -c 'bash scripts/slurm_cluster.sh up >/dev/null &&
         .venv/bin/python benchmarks/sweep_submit.py; bash scripts/slurm_cluster.sh down'
 """
 
