@@ -125,7 +125,11 @@ def test_slurm_sweep_is_one_array_from_one_sbatch_call(runner: CliRunner, state_
     assert made[0][-1] == str(state_dir / "jobs" / sweep_id / "sbatch.sh")
     assert f"--output={state_dir / 'jobs' / sweep_id}/slurm-%A_%a.out" in made[0]
     job_dir = state_dir / "jobs" / sweep_id
-    assert "#SBATCH --array=0-5%2\n" in (job_dir / "sbatch.sh").read_text()
+    script = (job_dir / "sbatch.sh").read_text()
+    assert "#SBATCH --array=0-5%2\n" in script
+    # a task signals and requeues itself, never the array (whose id one task's job id equals)
+    assert 'scancel --signal=USR1 "$THIS_TASK"' in script
+    assert 'scontrol requeue "$THIS_TASK"' in script
     document = json.loads((job_dir / "trials.json").read_text())
     assert trial_args(document, 5) == ["--output-dir", "/o/trial-5", "--set", "lr=0.2", "--set",
                                        "batch_size=128"]
@@ -216,7 +220,8 @@ def test_array_task_reads_its_trial_without_shell_parsing(tmp_path: Path) -> Non
     job_dir = tmp_path / "sweep dir"
     rendered.write(job_dir)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD_TO": str(record_to),
-           "SLURM_JOB_ID": "124", "SLURM_ARRAY_TASK_ID": "1", "SLURM_JOB_NODELIST": "node0",
+           "SLURM_JOB_ID": "124", "SLURM_ARRAY_JOB_ID": "124", "SLURM_ARRAY_TASK_ID": "1",
+           "SLURM_JOB_NODELIST": "node0",
            "PYTHONPATH": os.getcwd()}
     done = subprocess.run(["bash", "sbatch.sh"], cwd=job_dir, env=env, capture_output=True,
                           text=True, timeout=60, check=False)
