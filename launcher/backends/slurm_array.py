@@ -17,6 +17,7 @@ from launcher.backends.slurm import (
     JOB_DIR_PLACEHOLDER,
     SLURM_STATES,
     SlurmBackend,
+    SlurmOptions,
     _first_line,
     _run,
 )
@@ -33,13 +34,13 @@ def array_range(trials: int, max_parallel: int) -> str:
     return f"0-{trials - 1}%{max_parallel}"
 
 
-def render_array(backend: SlurmBackend, spec: JobSpec, trials_document: str, trials: int,
-                 max_parallel: int) -> RenderedJob:
+def render_array(backend: SlurmBackend, spec: JobSpec, opts: SlurmOptions, trials_document: str,
+                 trials: int, max_parallel: int) -> RenderedJob:
     """Pure: the array script, the trials file and the one sbatch command that submits both.
 
     `spec` is the sweep's (prepared) spec; each task appends its own `--output-dir` and `--set`
     values, so the script's shared arguments leave the output folder out."""
-    context = backend.template_context(spec)
+    context = backend.template_context(spec, opts)
     context["script_args"] = spec.replace(output_dir=None).script_args()
     script = render_template("slurm/sbatch.sh.j2", **context,
                              array=array_range(trials, max_parallel), trials_file=TRIALS_FILE)

@@ -32,14 +32,14 @@ if TYPE_CHECKING:
 DEFAULT_PARALLEL: dict[str, int | None] = {"local": 1, "slurm": None, "k8s": None}
 
 
-def _trial_problems(spec: JobSpec, trials: list[Trial], sweep_id: str,
-                    backend: Backend) -> list[str]:
+def _trial_problems(spec: JobSpec, trials: list[Trial], sweep_id: str, backend: Backend,
+                    opts: Any) -> list[str]:
     """The first trial whose values fail submit's checks, as one line naming it."""
     from launcher.sweep import trial_spec
 
     for trial in trials:
         one = trial_spec(spec, trial, sweep_id)
-        problems = one.problems() + backend.problems(one) or config_problems(one)
+        problems = one.problems() + backend.problems(one, opts) or config_problems(one)
         if problems:
             # The values are the trial's, not a flag's: name the trial instead of `--set`.
             first = problems[0].removeprefix(f"{one.label('overrides')}: ")
@@ -47,8 +47,8 @@ def _trial_problems(spec: JobSpec, trials: list[Trial], sweep_id: str,
     return []
 
 
-def _bounded_render(spec: JobSpec, trials: list[Trial], sweep_id: str,
-                    backend: Backend) -> tuple[RenderedJob, list[str]]:
+def _bounded_render(spec: JobSpec, trials: list[Trial], sweep_id: str, backend: Backend,
+                    opts: Any) -> tuple[RenderedJob, list[str]]:
     """Every trial rendered into `trial-<i>/` (local: each with its own msrun port)."""
     from launcher.backends.base import RenderedJob
     from launcher.sweep import TRIAL_DIR_PREFIX, trial_spec
@@ -60,11 +60,11 @@ def _bounded_render(spec: JobSpec, trials: list[Trial], sweep_id: str,
     for trial in trials:
         one = trial_spec(spec, trial, sweep_id)
         if spec.backend == "local":
-            one = backend.prepare(one.replace(master_port=None))
+            one, _ = backend.prepare(one.replace(master_port=None), opts)
             while one.master_port in ports:
-                one = backend.prepare(one.replace(master_port=None))
+                one, _ = backend.prepare(one.replace(master_port=None), opts)
             ports.add(int(one.master_port or 0))
-        rendered = backend.render(one)
+        rendered = backend.render(one, opts)
         names = list(rendered.files)
         files.update({f"{TRIAL_DIR_PREFIX}{trial.index}/{n}": t for n, t in rendered.files.items()})
         if rendered.stdout_document is not None:
@@ -106,7 +106,6 @@ def start_runner(job_dir: Path) -> str:
 @user_errors
 def sweep(**params: Any) -> None:
     """Submit one job per point of a search space; the sweep id is the last line of stdout."""
-    from launcher.backends import get_backend
     from launcher.backends.base import BackendError
     from launcher.spec import SpecError
     from launcher.store import JobStore
@@ -119,7 +118,7 @@ def sweep(**params: Any) -> None:
     )
 
     space = parse_space(params["grid"], params["ranges"], params["samples"], params["seed"])
-    spec = checked_spec(params)
+    spec, backend, opts = checked_spec(params)
     if spec.task != "train":
         raise SpecError([f"--task {spec.task}: a sweep trains (--task train)"])
     if "master_port" in spec.origin:
@@ -129,12 +128,11 @@ def sweep(**params: Any) -> None:
     if both:
         raise SpecError([(f"{both[0]} is swept and also fixed with --set {both[0]}=...: "
                          "give it one way")])
-    backend = get_backend(spec.backend)
     store = JobStore()
     sweep_id = store.new_job_id(spec.name)
     spec = spec.replace(job_id=sweep_id)
     trials = space.trials()
-    problems = _trial_problems(spec, trials, sweep_id, backend)
+    problems = _trial_problems(spec, trials, sweep_id, backend, opts)
     if problems:
         raise SpecError(problems)
     parallel = params["max_parallel"] or DEFAULT_PARALLEL.get(spec.backend) or len(trials)
@@ -150,11 +148,11 @@ def sweep(**params: Any) -> None:
             one = trial_spec(spec, trial, sweep_id)
             args.append(["--output-dir", str(one.output_dir),
                          *[w for o in trial.overrides for w in ("--set", o)]])
-        rendered = render_array(backend, spec, trials_document(trials, args), len(trials),
+        rendered = render_array(backend, spec, opts, trials_document(trials, args), len(trials),
                                 parallel)
         mode, trial_files = "array", []
     else:
-        rendered, trial_files = _bounded_render(spec, trials, sweep_id, backend)
+        rendered, trial_files = _bounded_render(spec, trials, sweep_id, backend, opts)
         mode = "bounded"
     if params["dry_run"]:
         click.echo(rendered.dry_run_text(), nl=False)

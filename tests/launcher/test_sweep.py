@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from launcher.backends import get_backend
 from launcher.backends.k8s import SERVICE_NAME_RE
+from launcher.backends.slurm import SlurmBackend
 from launcher.backends.slurm_array import render_array
 from launcher.cli import cli
 from launcher.spec import JobSpec
@@ -216,7 +217,9 @@ def test_array_task_reads_its_trial_without_shell_parsing(tmp_path: Path) -> Non
     document = json.dumps({"trials": [
         {"index": i, "values": {}, "args": ["--output-dir", f"/o/trial-{i}", "--set", f"k={h}"]}
         for i, h in enumerate(hostile)]})
-    rendered = render_array(get_backend("slurm"), spec, document, len(hostile), 2)  # type: ignore[arg-type]
+    backend = get_backend("slurm")
+    assert isinstance(backend, SlurmBackend)
+    rendered = render_array(backend, spec, backend.options_of(spec), document, len(hostile), 2)
     job_dir = tmp_path / "sweep dir"
     rendered.write(job_dir)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD_TO": str(record_to),
