@@ -126,7 +126,8 @@ CASES: dict[str, Case] = {
     "task-unknown": Case(slurm("--task", "fit"), 2, "'fit' is not one of"),
     "opt-unknown-slurm": Case(slurm("--opt", "nope=1"), 2, "--opt nope is not an option of the slurm"),
     "opt-no-equals": Case(slurm("--opt", "nope"), 2, "'nope' must look like KEY=VALUE"),
-    "opt-namespace-newline": Case(k8s("--opt", "namespace=ns\n"), 2, "--opt namespace='ns\\n' contains"),
+    "opt-namespace-newline": Case(k8s("--opt", "namespace=ns\n"), 2,
+                                  "--opt namespace 'ns\\n' is not a Kubernetes namespace name"),
     "scheduler-arg-not-option": Case(slurm("--scheduler-arg", "script.sh"), 2,
                                      "must be an sbatch option starting with '-'"),
     # ---- --opt values are read as their declared type, never re-typed by YAML -------------
