@@ -59,6 +59,9 @@ def test_bounded_sweep_status_in_one_list_call_and_cancel(kube: KubeServer, tmp_
 
     complete(kube, names[0])
     wait_for(lambda: names[2] in kube.objects(*JOBSETS), "the third trial once one finished")
+    # the runner notes a trial as started right after its objects are created
+    wait_for(lambda: (tmp_path / "state" / "jobs" / sweep_id / "trial-2" / "submitted").exists(),
+             "the runner to note the third trial")
     # each trial's output folder is its own, and its own directory of the shared claim
     sent = json.dumps(kube.objects(*JOBSETS)[names[2]])
     assert "/out/trial-2" in sent and f'"subPath": "{names[2]}"' in sent
