@@ -5,9 +5,12 @@ the objects of every unfinished trial and stops the runner."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +45,18 @@ def complete(kube: KubeServer, name: str) -> None:
     kube.put(JOBSETS[0], job, JOBSETS[1])
 
 
-def test_bounded_sweep_status_in_one_list_call_and_cancel(kube: KubeServer, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def runners_stopped(tmp_path: Path) -> Iterator[None]:
+    """However the test ends, no sweep runner it started outlives it."""
+    yield
+    for pid_file in (tmp_path / "state" / "jobs").glob("*/runner.pid"):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
+
+
+def test_bounded_sweep_status_in_one_list_call_and_cancel(
+        kube: KubeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        runners_stopped: None) -> None:
     monkeypatch.setenv("RLAUNCH_SWEEP_POLL", "0.2")
     runner = CliRunner()
     result = runner.invoke(cli, [
