@@ -50,8 +50,10 @@ def runners_stopped(tmp_path: Path) -> Iterator[None]:
     """However the test ends, no sweep runner it started outlives it."""
     yield
     for pid_file in (tmp_path / "state" / "jobs").glob("*/runner.pid"):
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
+        pid, start = (int(w) for w in pid_file.read_text().split())
+        if process_alive(pid, start):  # the same process, not a later one with its pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_bounded_sweep_status_in_one_list_call_and_cancel(
