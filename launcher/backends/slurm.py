@@ -25,7 +25,7 @@ from launcher.backends import base
 from launcher.backends.base import Backend, BackendError, JobStatus, RenderedJob
 from launcher.options import int_range, matches, only_with_image, option
 from launcher.rank_logs import iter_rank_logs, job_messages
-from launcher.spec import JobSpec
+from launcher.spec import JobSpec, time_limit_seconds
 from launcher.templating import render_template
 from resnest.contract import DEVICE_KIND_ENV, REQUEUE_EXIT_CODE
 
@@ -157,6 +157,12 @@ class SlurmBackend(Backend):
 
     def problems(self, spec: JobSpec, opts: SlurmOptions) -> list[str]:
         out = super().problems(spec, opts)
+        limit = time_limit_seconds(spec.time_limit)
+        if limit is not None and limit <= opts.signal_seconds:
+            out.append(f"{spec.label('time_limit')} {spec.time_limit} ({limit} s) is not longer "
+                       f"than {spec.option_label('signal_seconds')} {opts.signal_seconds}: the "
+                       "job would be told to checkpoint before it starts; give a longer time or "
+                       "a smaller signal_seconds")
         for arg in spec.scheduler_args:
             if not str(arg).startswith("-"):
                 out.append(f"scheduler argument {arg!r} must be an sbatch option starting with '-'")

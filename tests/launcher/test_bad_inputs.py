@@ -1,5 +1,6 @@
-"""Bad input through every command and input path: flags, job files, `--opt`, store records,
-rank-table flags and build flags (issue 11, including every example in its text).
+"""Bad input through every command and input path: flags, job files, `--opt`, `--set`, store
+records, rank-table flags, build flags, and the in-job entry points (resnest.train, eval,
+export, serve), which refuse the same values with the same words.
 
 Each case must exit 2 (usage) or 1 (runtime), print one error line that names the bad value,
 never a traceback, and write nothing: the job store, the working folder and `--dest` are the
@@ -123,8 +124,10 @@ CASES: dict[str, Case] = {
        for name, text in (("octal", "017"), ("sexagesimal", "1:30"), ("fullwidth", "１２０"),
                           ("superscript", "²"), ("arabic", "٣"), ("underscore", "1_0"),
                           ("float", "1.5"), ("negative", "-5"), ("hex", "0x10"), ("exp", "1e3"),
-                          ("empty", ""), ("space", " 60"), ("trailing-space", "60 "),
+                          ("empty", ""),
                           ("plus", "+60"), ("inf", "inf"), ("nan", "nan"))},
+    "opt-seconds-space": Case(slurm("--opt", "signal_seconds= 60"), 2,
+                              "--opt signal_seconds=' 60' starts or ends with whitespace"),
     "opt-seconds-zero": Case(slurm("--opt", "signal_seconds=0"), 2,
                              "--opt signal_seconds 0 is not an integer from 1 to 65535"),
     "opt-seconds-huge": Case(slurm("--opt", "signal_seconds=65536"), 2,
@@ -205,14 +208,12 @@ CASES: dict[str, Case] = {
     "ascend-16-on-910": Case(slurm("--ascend", "16", "--ascend-chip", "910"), 2,
                              "--ascend 16 is not allowed: devices per node must be 1, 2, 4 or 8 "
                              "on Ascend 910"),
-    "ascend-16-no-chip": Case(slurm("--ascend", "16"), 2, "--ascend 16 is not allowed"),
     "ascend-upper-cards-on-910": Case(slurm("--ascend", "8", "--ascend-devices", "8-15"), 2,
                                       "--ascend-devices [8, 9, 10, 11, 12, 13, 14, 15] must be "
                                       "within 0-7 on Ascend 910"),
     "ascend-card-16-on-910b": Case(slurm("--ascend", "1", "--ascend-devices", "16",
                                          "--ascend-chip", "910b"), 2,
                                    "card 16 is out of range 0-15"),
-    "k8s-ascend-32": Case(k8s("--ascend", "32"), 2, "--ascend 32 is not allowed"),
     "file-ascend-chip-int": from_file("ascend_chip: 910\ndevice_kind: ascend\n"),
     "file-opt-namespace-hex": from_file("backend: k8s\ndata_dir: /d\noutput_dir: /o\n"
                                         "backend_options: {namespace: 0x1f}\n"),
@@ -227,6 +228,77 @@ CASES: dict[str, Case] = {
     "file-opt-pull-secrets-int": from_file("backend: k8s\ndata_dir: /d\noutput_dir: /o\n"
                                            "backend_options: "
                                            "{image_pull_secrets: [a, 5]}\n"),
+    # ---- invisible characters and stray whitespace in names, paths and values --------------
+    **{f"text-{where}-{name}": Case(slurm(flag, value), 2, says)
+       for name, char in (("nel", "\x85"), ("line-separator", "\u2028"), ("rtl-override", "\u202e"),
+                          ("bom", "\ufeff"), ("c1-csi", "\x9b"))
+       for where, flag, value, says in (
+           ("data-dir", "--data-dir", f"/d{char}", "contains a newline or control character"),
+           ("output-dir", "--output-dir", f"/o{char}x", "contains a newline or control"),
+           ("env-value", "--env", f"A=b{char}", "the value contains a newline or control"),
+           ("opt-value", "--opt", f"hccn_conf=/h{char}", "contains a newline or control"))},
+    "text-data-dir-trailing-space": Case(slurm("--data-dir", "/d "), 2,
+                                         "--data-dir '/d ' starts or ends with whitespace"),
+    "text-output-dir-leading-space": Case(slurm("--output-dir", " /o"), 2,
+                                          "--output-dir ' /o' starts or ends with whitespace"),
+    "text-config-trailing-space": Case(slurm("--config", "/c.yaml "), 2,
+                                       "--config '/c.yaml ' starts or ends with whitespace"),
+    "text-env-trailing-space": Case(slurm("--env", "A=b "), 2,
+                                    "--env A='b ': the value starts or ends with whitespace"),
+    "text-opt-trailing-space": Case(k8s("--opt", "namespace=ml "), 2,
+                                    "starts or ends with whitespace"),
+    # ---- --set values are read as the config declares them, by launcher and trainer --------
+    **{f"set-{key}-{name}": Case(slurm("--set", f"{key}={text}"), 2, f"{key}={text!r}: must be")
+       for key, name, text in (
+           ("num_classes", "octal", "010"), ("epochs", "arabic", "٣"), ("epochs", "fullwidth", "３"),
+           ("epochs", "underscore", "1_0"), ("epochs", "space", " 3"), ("epochs", "float-text", "3.5"),
+           ("batch_size", "plus", "+64"), ("seed", "hex", "0x10"),
+           ("lr", "nan", "nan"), ("lr", "inf", "inf"), ("lr", "yaml-nan", ".nan"),
+           ("lr", "neg-inf", "-inf"), ("lr", "overflow", "1e999"), ("lr", "arabic", "٠.١"),
+           ("lr", "underscore", "0.0_1"), ("weight_decay", "nan", "NaN"),
+           ("weight_decay", "inf", "Infinity"), ("loss_scale", "inf", "inf"),
+           ("loss_scale", "nan", "nan"), ("momentum", "space", "0.9 "))},
+    "set-net-name-unknown": Case(slurm("--set", "net_name=resnet50"), 2,
+                                 "net_name='resnet50': allowed values are resnest14d"),
+    "set-seed-negative": Case(slurm("--set", "seed=-1"), 2, "seed=-1: must be 0-4294967295"),
+    "set-seed-huge": Case(slurm("--set", "seed=4294967296"), 2, "seed=4294967296: must be 0-"),
+    "config-file-nan": Case(slurm("--config", "{work}/c.yaml"), 2,
+                            "lr=nan: must be a finite number", {"c.yaml": "lr: .nan\n"}),
+    "config-file-alias": Case(slurm("--config", "{work}/c.yaml"), 2,
+                              "aliases (*name) are not allowed",
+                              {"c.yaml": "lr_epochs: &a 30,60\nlr_gamma: *a\n"}),
+    "config-file-deep": Case(slurm("--config", "{work}/c.yaml"), 2, "nested deeper than 20",
+                             {"c.yaml": "lr_epochs: " + "[" * 30 + "]" * 30 + "\n"}),
+    "config-file-seed": Case(slurm("--config", "{work}/c.yaml"), 2, "seed=-5: must be 0-",
+                             {"c.yaml": "seed: -5\n"}),
+    # ---- contradictions caught at submit ------------------------------------------------------
+    "gpus-with-cpu-target": Case(slurm("--gpus", "2", "--set", "device_target=CPU"), 2,
+                                 "device_target=CPU contradicts the job's device kind gpu"),
+    "cpus-with-gpu-target": Case(slurm("--cpus", "2", "--set", "device_target=gpu"), 2,
+                                 "device_target=GPU contradicts the job's device kind cpu"),
+    "ascend-with-cpu-target-file": Case(slurm("--ascend", "1", "--config", "{work}/c.yaml"), 2,
+                                        "device_target=CPU contradicts the job's device kind "
+                                        "ascend", {"c.yaml": "device_target: CPU\n"}),
+    "k8s-gpus-with-ascend-target": Case(k8s("--gpus", "1", "--set", "device_target=Ascend"), 2,
+                                        "device_target=Ascend contradicts"),
+    "time-inside-signal-window": Case(slurm("--time", "2"), 2,
+                                      "--time 2 (120 s) is not longer than --opt signal_seconds"),
+    "time-inside-custom-window": Case(slurm("--time", "00:05:00", "--opt", "signal_seconds=600"),
+                                      2, "--time 00:05:00 (300 s) is not longer than --opt "
+                                      "signal_seconds 600"),
+    "k8s-time-inside-grace": Case(k8s("--time", "1"), 2,
+                                  "--time 1 (60 s) is not longer than --opt grace_seconds 120"),
+    "eval-no-checkpoint": Case(slurm("--task", "eval"), 2, "an eval job needs what to eval: give "
+                               "--arg --checkpoint=PATH or --arg --model=PATH"),
+    "export-no-checkpoint": Case(["submit", "--backend", "slurm", "--task", "export", "--gpus",
+                                  "1", "--dry-run"], 2, "an export job needs what to export"),
+    **{f"arg-smuggles-{name}": Case(slurm("--arg", arg), 2, f"--arg {arg!r} would set {flag}")
+       for name, arg, flag in (("set", "--set=lr=nan", "--set"), ("set-prefix", "--se=lr=1", "--set"),
+                               ("output-dir", "--output-dir=/elsewhere", "--output-dir"),
+                               ("output-prefix", "--out=/x", "--output-dir"),
+                               ("data-dir", "--data-dir", "--data-dir"),
+                               ("config", "--config=/c.yaml", "--config"),
+                               ("config-prefix", "--conf", "--config"))},
     # ---- flags a backend does not use are errors naming it ----------------------------------
     "local-image": Case(local("--image", "img:1"), 2, "--image is not used by the local backend"),
     "local-partition": Case(local("--partition", "gpu"), 2, "--partition is not used by the local"),
@@ -249,7 +321,7 @@ CASES: dict[str, Case] = {
     "set-typo-submit": Case(slurm("--set", "epochz=3")[:-1], 2, "unknown config key 'epochz'"),
     "set-negative-lr": Case(slurm("--set", "lr=-1"), 2, "--set: lr=-1.0: must be > 0"),
     "set-negative-lr-submit": Case(slurm("--set", "lr=-1")[:-1], 2, "--set: lr=-1.0: must be > 0"),
-    "set-lr-word": Case(slurm("--set", "lr=fast"), 2, "lr='fast': must be a number"),
+    "set-lr-word": Case(slurm("--set", "lr=fast"), 2, "lr='fast': must be a finite number"),
     "set-no-value": Case(slurm("--set", "novalue"), 2, "--set 'novalue' must look like key=value"),
     "set-local": Case(local("--set", "epochz=3"), 2, "unknown config key 'epochz'"),
     "set-k8s": Case(k8s("--set", "epochz=3"), 2, "unknown config key 'epochz'"),
@@ -260,7 +332,11 @@ CASES: dict[str, Case] = {
                          "job file '{work}/nope.yaml' cannot be read: No such file"),
     "file-not-utf8": from_file(b"name: caf\xe9\n"),
     "file-a-device": Case(["submit", "--file", "/dev/zero", "--dry-run"], 2,
-                          "job file '/dev/zero' is larger than 1048576 bytes"),
+                          "job file '/dev/zero' is a device, not a regular file"),
+    "file-a-fifo": Case(["submit", "--file", "{work}/job.fifo", "--dry-run"], 2,
+                        "job file '{work}/job.fifo' is a FIFO, not a regular file"),
+    "file-alias-bomb": from_file("a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n"),
+    "file-deep": from_file("env: " + "{a: " * 25 + "1" + "}" * 25 + "\n"),
     "file-a-list": from_file("- name\n- nodes\n"),
     "file-bad-yaml": from_file("name: [unclosed\n"),
     "file-python-tag": from_file("name: !!python/object/apply:os.system [id]\n"),
@@ -328,8 +404,6 @@ CASES: dict[str, Case] = {
                                     "device IP file '{work}/hccn/10.0.0.1.conf' is not UTF-8 text",
                                     {"hccn/10.0.0.1.conf": b"address_0=\xff\n"}),
     "ranktable-no-input": Case(["ranktable"], 2, "give --device-ips FILE"),
-    "ranktable-upper-cards-910": Case(["ranktable", "--hccn-dir", "{work}", "--devices", "8-15"],
-                                      2, "card 15 is out of range 0-7"),
     "ranktable-card-16-910b": Case(["ranktable", "--hccn-dir", "{work}", "--ascend-chip", "910b",
                                     "--devices", "0-16"], 2, "card 16 is out of range 0-15"),
     "ranktable-ring-910": Case(["ranktable", "--hccn-dir", "{work}", "--devices", "2-5"], 2,
@@ -372,6 +446,8 @@ CASES: dict[str, Case] = {
 
 FILE_MESSAGES = {
     "file-not-utf8": "is not UTF-8 text (byte 0xe9 at offset 9)",
+    "file-alias-bomb": "is not valid YAML at line 2, column 8: aliases (*name) are not allowed",
+    "file-deep": "nested deeper than 20 levels",
     "file-a-list": "must be a mapping of job spec fields, not a list",
     "file-bad-yaml": "is not valid YAML at line 2, column 1",
     "file-python-tag": "is not valid YAML at line 1, column 7",
@@ -435,6 +511,7 @@ def test_bad_input_is_one_line_and_writes_nothing(name: str, tmp_path: Path, sta
     case = CASES[name]
     work = tmp_path / "work"
     (work / "data").mkdir(parents=True)
+    os.mkfifo(work / "job.fifo")  # a reader that opens it blocking would hang the test
     for rel, content in case.files.items():
         target = work / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -464,7 +541,7 @@ def test_bad_input_is_one_line_and_writes_nothing(name: str, tmp_path: Path, sta
 
 def test_enough_cases_across_every_command() -> None:
     commands = {c.argv[0] for c in CASES.values()}
-    assert len(CASES) >= 60
+    assert len(CASES) >= 260 and len(IN_JOB_CASES) >= 30
     assert commands >= {"submit", "status", "logs", "cancel", "gather", "ranktable", "build"}
 
 
@@ -520,3 +597,96 @@ def test_logs_rank_beyond_the_job(runner: CliRunner, state_dir: Path) -> None:
     result = runner.invoke(cli, ["logs", JOB, "--rank", "2"])
     assert result.exit_code == 2
     assert "Invalid value for --rank: 2: job rn-abc123 has 2 ranks (0-1)" in result.output
+
+
+# ---- the in-job entry points: the same values refused with the same words -------------------
+
+
+@dataclass
+class InJobCase:
+    """A bad argv for `python -m resnest.<module>` (`{work}` = a folder with train/ and val/)."""
+
+    module: str
+    argv: list[str]
+    says: str
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def train(*args: str) -> list[str]:
+    return ["--data-dir", "{work}", "--output-dir", "{work}/out", *args]
+
+
+IN_JOB_CASES: dict[str, InJobCase] = {
+    **{f"{module}-set-{key}-{name}": InJobCase(module, argv + ["--set", f"{key}={text}"],
+                                               f"{key}={text!r}: must be")
+       for module, argv in (("train", train()), ("eval", ["--data-dir", "{work}", "--checkpoint",
+                                                           "{work}/x.ckpt"]),
+                            ("export", ["--checkpoint", "{work}/x.ckpt", "--format", "ONNX",
+                                        "--out", "{work}/m"]))
+       for key, name, text in (("num_classes", "octal", "010"), ("lr", "nan", "nan"),
+                               ("weight_decay", "inf", "inf"), ("loss_scale", "nan", ".nan"),
+                               ("epochs", "arabic", "٣"))},
+    "train-seed-negative": InJobCase("train", train("--set", "seed=-1"),
+                                     "seed=-1: must be 0-4294967295"),
+    "train-net-name": InJobCase("train", train("--set", "net_name=resnet50"),
+                                "net_name='resnet50': allowed values are resnest14d"),
+    "train-config-fifo": InJobCase("train", train("--config", "{work}/c.fifo"),
+                                   "config file '{work}/c.fifo' is a FIFO, not a regular file"),
+    "train-config-dir": InJobCase("train", train("--config", "{work}/train"),
+                                  "config file '{work}/train' is a directory"),
+    "train-config-alias": InJobCase("train", train("--config", "{work}/c.yaml"),
+                                    "aliases (*name) are not allowed",
+                                    {"c.yaml": "lr_epochs: &a 30\nlr_gamma: *a\n"}),
+    "eval-seed-huge": InJobCase("eval", ["--data-dir", "{work}", "--checkpoint", "{work}/x.ckpt",
+                                         "--set", "seed=4294967296"], "seed=4294967296: must be"),
+    **{f"export-{flag[2:]}-{name}": InJobCase(
+        "export", ["--checkpoint", "{work}/x.ckpt", "--format", "ONNX", "--out", "{work}/m",
+                   flag, text], f"{text!r} is not an integer (ASCII digits, no leading zero)")
+       for flag, name, text in (("--batch-size", "hex", "0x1"), ("--batch-size", "octal", "010"),
+                                ("--image-size", "arabic", "٢٢٤"), ("--image-size", "float", "224.0"))},
+    **{f"serve-{flag[2:]}-{name}": InJobCase(
+        "serve", ["--model", "{work}/m.onnx", flag, text],
+        f"{text!r} is not a finite number (ASCII digits")
+       for flag, name, text in (("--max-body-mb", "nan", "nan"), ("--max-body-mb", "inf", "inf"),
+                                ("--max-body-mb", "overflow", "1e999"),
+                                ("--max-queue-delay-ms", "nan", "NaN"),
+                                ("--shutdown-timeout", "inf", "Infinity"),
+                                ("--max-body-mb", "arabic", "١٦"))},
+    **{f"serve-{flag[2:]}-{name}": InJobCase(
+        "serve", ["--model", "{work}/m.onnx", flag, text],
+        f"{text!r} is not an integer (ASCII digits, no leading zero)")
+       for flag, name, text in (("--port", "arabic", "٨٠٠٠"), ("--threads", "octal", "010"),
+                                ("--max-batch-size", "underscore", "1_0"),
+                                ("--device-id", "fullwidth", "０"))},
+}
+
+
+@pytest.mark.parametrize("name", list(IN_JOB_CASES))
+def test_in_job_bad_input_is_one_line_and_writes_nothing(
+        name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
+
+    case = IN_JOB_CASES[name]
+    work = tmp_path / "work"
+    for split in ("train", "val"):
+        (work / split / "c0").mkdir(parents=True)
+    os.mkfifo(work / "c.fifo")
+    for rel, content in case.files.items():
+        (work / rel).write_text(content)
+    argv = [a.replace("{work}", str(work)) for a in case.argv]
+    before = snapshot(work)
+    entry = importlib.import_module(f"resnest.{case.module}" + (".cli" if case.module == "serve"
+                                                                 else ""))
+    try:
+        code = entry.main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    # argparse may wrap its usage over several lines first; the error is the last line, alone.
+    assert lines[-1].startswith(("error:", f"python -m resnest.{case.module}: error:")), err
+    assert sum("error" in line for line in lines) == 1, err
+    assert case.says.replace("{work}", str(work)) in lines[-1], err
+    assert snapshot(work) == before
