@@ -139,7 +139,8 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     events = []
     for line in text.splitlines():
         try:
-            event = json.loads(line)
+            # A diverged loss is written as NaN, which JSON does not have: read it as null.
+            event = json.loads(line, parse_constant=lambda name: None)
         except ValueError:
             continue
         if isinstance(event, dict):

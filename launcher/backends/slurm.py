@@ -149,6 +149,20 @@ class SlurmOptions:
         use=only_with_image, default_text="pyxis with --image")
 
 
+# What sbatch --parsable prints as an id (a job, or an array task JOB_TASK).
+SLURM_JOB_ID_RE = re.compile(r"[1-9][0-9]{0,9}(_[0-9]{1,10})?")
+
+
+def slurm_job_id(record: JobRecord) -> str:
+    """The record's Slurm job id, checked: a damaged record never names anything else to
+    scancel or scontrol."""
+    job_id = record.backend_id or ""
+    if not SLURM_JOB_ID_RE.fullmatch(job_id):
+        raise BackendError(f"job {record.id}: its backend id {job_id!r} is not a Slurm job id; "
+                           "the record is damaged")
+    return job_id
+
+
 class SlurmBackend(Backend):
     """Submit to the Slurm cluster this machine is a login node of."""
 
@@ -332,7 +346,7 @@ class SlurmBackend(Backend):
     # ---- state ---------------------------------------------------------------------------------
 
     def status(self, record: JobRecord) -> JobStatus:
-        job_id = record.backend_id or ""
+        job_id = slurm_job_id(record)
         shown = self._scontrol(job_id)
         if shown is not None:
             state = shown.get("JobState", "UNKNOWN")
@@ -350,9 +364,8 @@ class SlurmBackend(Backend):
         if accounted is not None:
             return accounted
         # Gone from memory and no accounting: the script's own exit code file tells the end.
-        exit_file = Path(record.job_dir) / "exit_code"
-        if exit_file.is_file():
-            code = int(exit_file.read_text().strip() or 1)
+        code = base.read_exit_code(Path(record.job_dir))
+        if code is not None:
             return JobStatus(
                 base.COMPLETED if code == 0 else base.FAILED,
                 exit_code=code,
@@ -403,7 +416,7 @@ class SlurmBackend(Backend):
         return base.copy_job_dir_logs(record, dest)
 
     def cancel(self, record: JobRecord) -> None:
-        result = _run(["scancel", record.backend_id or ""])
+        result = _run(["scancel", "--", slurm_job_id(record)])
         if result.returncode != 0:
             message = _first_line(result.stderr)
             if "already completing or completed" in message or "Invalid job id" in message:

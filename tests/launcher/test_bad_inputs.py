@@ -34,6 +34,8 @@ class Case:
     says: str
     files: dict[str, str | bytes] = field(default_factory=dict)  # made under {work} first
     record: str | bytes | None = None  # record.json of job JOB in the store
+    # Files in JOB's folder of the store (None: a FIFO there).
+    job_files: dict[str, str | None] = field(default_factory=dict)
 
 
 def slurm(*args: str) -> list[str]:
@@ -383,6 +385,45 @@ CASES: dict[str, Case] = {
     "gather-no-outputs": Case(["gather", JOB, "--dest", "{work}/got"], 1,
                               "output dir '/nonexistent/out' of job rn-abc123 does not exist",
                               record=record()),
+    # ---- a record never makes us act on something that is not ours ---------------------------
+    "status-job-dir-elsewhere": Case(["status", JOB], 1, "its job_dir '/etc' is not its own folder",
+                                     record=record(job_dir="/etc")),
+    "cancel-job-dir-elsewhere": Case(["cancel", JOB], 1, "its job_dir '/' is not its own folder",
+                                     record=record(job_dir="/")),
+    "status-record-nan": Case(["status", JOB], 1, "is damaged (not valid JSON",
+                              record=record().replace('"created": 1.0', '"created": NaN')),
+    "status-record-huge": Case(["status", JOB], 1, "is damaged (unreadable: ",
+                               record=record(files=["x" * (1 << 20)])),
+    "status-record-fifo": Case(["status", JOB], 1, "record.json' is a FIFO, not a regular file",
+                               job_files={"record.json": None}),
+    **{f"cancel-slurm-id-{name}": Case(["cancel", JOB], 1,
+                                       f"its backend id {backend_id!r} is not a Slurm job id",
+                                       record=record(backend="slurm", backend_id=backend_id))
+       for name, backend_id in (("injection", "1; touch PWNED"), ("option", "--help"),
+                                ("list", "1,2"), ("empty", ""), ("zero", "0"), ("user", "-u"),
+                                ("newline", "12\n13"), ("arabic", "١٢"))},
+    "status-slurm-id-option": Case(["status", JOB], 1, "its backend id '--me' is not a Slurm job",
+                                   record=record(backend="slurm", backend_id="--me")),
+    **{f"cancel-local-pid-{name}": Case(["cancel", JOB], 1, says, record=record(),
+                                        job_files={"pid": text})
+       for name, text, says in (
+           ("init", "1 12345", "pid file"), ("no-start-time", "4242", "is damaged"),
+           ("words", "abc def", "is not 'PID START_TIME'"), ("zero", "0 5", "is damaged"),
+           ("negative", "-1 5", "is damaged"), ("arabic", "٤٢ ٥", "is damaged"),
+           ("fifo", None, "is a FIFO, not a regular file"))},
+    # ---- gather --dest: refused before anything is copied -------------------------------------
+    "gather-dest-outputs-is-a-file": Case(["gather", JOB, "--dest", "{work}/got"], 2,
+                                          "holds 'outputs' of the wrong kind",
+                                          {"got/outputs": "x"}, record=record()),
+    "gather-dest-logs-is-a-file": Case(["gather", JOB, "--dest", "{work}/got"], 2,
+                                       "holds 'logs' of the wrong kind", {"got/logs": "x"},
+                                       record=record()),
+    "gather-dest-summary-is-a-folder": Case(["gather", JOB, "--dest", "{work}/got"], 2,
+                                            "holds 'summary.json' of the wrong kind",
+                                            {"got/summary.json/x": "y"}, record=record()),
+    "gather-dest-under-a-file": Case(["gather", JOB, "--dest", "{work}/f/sub"], 2,
+                                     "'{work}/f' is a file, not a folder", {"f": "x"},
+                                     record=record()),
     # ---- rank tables: CLI flags ---------------------------------------------------------------
     "ranktable-devices-huge": Case(["ranktable", "--hccn-dir", "{work}", "--devices",
                                     "0-99999999999"], 2, "card 99999999999 is out of range 0-7"),
@@ -516,13 +557,16 @@ def test_bad_input_is_one_line_and_writes_nothing(name: str, tmp_path: Path, sta
         target = work / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
-    if case.record is not None:
+    if case.record is not None or case.job_files:
         job_dir = state_dir / "jobs" / JOB
         job_dir.mkdir(parents=True)
+    if case.record is not None:
         content = case.record.replace('"job_dir": ""', f'"job_dir": "{job_dir}"') \
             if isinstance(case.record, str) else case.record
         path = job_dir / "record.json"
         path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    for rel, text in case.job_files.items():
+        os.mkfifo(job_dir / rel) if text is None else (job_dir / rel).write_text(text)
     monkeypatch.chdir(work)
     argv = [a.replace("{work}", str(work)) for a in case.argv]
     before = snapshot(state_dir, work)
@@ -536,7 +580,7 @@ def test_bad_input_is_one_line_and_writes_nothing(name: str, tmp_path: Path, sta
     assert len(lines) == 1, result.output
     assert case.says.replace("{work}", str(work)) in lines[0], result.output
     assert snapshot(state_dir, work) == before
-    assert not state_dir.exists() or case.record is not None
+    assert not state_dir.exists() or case.record is not None or case.job_files
 
 
 def test_enough_cases_across_every_command() -> None:
@@ -690,3 +734,41 @@ def test_in_job_bad_input_is_one_line_and_writes_nothing(
     assert sum("error" in line for line in lines) == 1, err
     assert case.says.replace("{work}", str(work)) in lines[-1], err
     assert snapshot(work) == before
+
+
+def strict_json(text: str) -> object:
+    """JSON as the standard has it: NaN and Infinity are not numbers."""
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} in the output")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_diverged_loss_keeps_status_json_valid(runner: CliRunner, state_dir: Path,
+                                                tmp_path: Path) -> None:
+    """The trainer writes a NaN loss as NaN; `status --json` and `list --json` stay JSON."""
+    job_dir = state_dir / "jobs" / JOB
+    job_dir.mkdir(parents=True)
+    out = tmp_path / "out"
+    (out / "metrics").mkdir(parents=True)
+    (out / "metrics" / "rank0.jsonl").write_text(
+        '{"event": "step", "epoch": 0, "step": 3, "global_step": 3, "loss": NaN, "lr": Infinity}\n')
+    (job_dir / "exit_code").write_text("1\n")
+    (job_dir / "record.json").write_text(record(output_dir=str(out)).replace(
+        '"job_dir": ""', f'"job_dir": "{job_dir}"'))
+    status = runner.invoke(cli, ["status", JOB, "--json"])
+    assert status.exit_code == 0, status.output
+    assert strict_json(status.output)["progress"]["loss"] is None
+    listed = runner.invoke(cli, ["list", "--json"])
+    assert listed.exit_code == 0 and strict_json(listed.output)[0]["id"] == JOB
+
+
+def test_a_damaged_exit_code_file_is_named(runner: CliRunner, state_dir: Path) -> None:
+    job_dir = state_dir / "jobs" / JOB
+    job_dir.mkdir(parents=True)
+    (job_dir / "exit_code").write_text("nan\n")
+    (job_dir / "record.json").write_text(record().replace('"job_dir": ""',
+                                                          f'"job_dir": "{job_dir}"'))
+    status = runner.invoke(cli, ["status", JOB])
+    assert status.exit_code == 0, status.output
+    assert f"exit code file '{job_dir}/exit_code' is damaged: 'nan' is not an exit code" \
+        in status.output
