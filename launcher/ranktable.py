@@ -30,6 +30,8 @@ HCCN_ADDRESS_RE = re.compile(r"^\s*address_(\d+)\s*=\s*(\S+)\s*$")
 VERSIONS: tuple[str, ...] = ("1.0", "1.2")
 # The largest Ascend server (Atlas 900 A2 PoD: module-910b-16) holds 16 cards.
 MAX_CARDS = 16
+# 4,096 servers x 16 cards render to about 6 MB; a file far larger is not a rank table.
+MAX_RANK_TABLE_BYTES = 64 << 20
 
 
 class RankTableError(ValueError):
@@ -103,16 +105,19 @@ def parse_hccn_conf(text: str, source: str = "hccn.conf") -> dict[int, str]:
 
 def load_device_ips(path: Path) -> dict[str, dict[int, str]] | dict[int, str]:
     """hccn.conf (one server) or a JSON/YAML mapping {server_ip: {card: ip} | [ip, ...]}."""
+    from resnest.config import load_plain_yaml
+    from resnest.contract import read_bounded
+
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path, "device IP file", MAX_RANK_TABLE_BYTES).decode("utf-8")
     except OSError as err:
-        raise RankTableError(f"device IP file {str(path)!r} cannot be read: {err}") from err
+        raise RankTableError(str(err)) from None
     if any(HCCN_ADDRESS_RE.match(line) for line in text.splitlines()):
         return parse_hccn_conf(text, str(path))
     import yaml
 
     try:
-        data = yaml.safe_load(text)
+        data = load_plain_yaml(text)
     except yaml.YAMLError as err:
         raise RankTableError(f"device IP file {str(path)!r} is neither hccn.conf nor YAML/JSON") from err
     if not isinstance(data, dict):

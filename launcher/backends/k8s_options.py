@@ -156,6 +156,10 @@ def option_problems(spec: JobSpec, opts: K8sOptions) -> list[str]:
     return out
 
 
+def _not_json_number(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def load_rank_table(opts: K8sOptions, device_ids: list[int]) -> str | None:
     """The rank table JSON to ship (from `rank_table` or built from `device_ips`), or None."""
     from launcher.ranktable import (
@@ -178,10 +182,17 @@ def load_rank_table(opts: K8sOptions, device_ids: list[int]) -> str | None:
     if not opts.rank_table:
         return None
     path = opts.rank_table
+    from launcher.ranktable import MAX_RANK_TABLE_BYTES
+    from resnest.contract import read_bounded
+
     try:
-        table = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise OptionError([f"--opt rank_table={path!r} cannot be read as JSON: {err}"]) from err
+        text = read_bounded(Path(path), "--opt rank_table", MAX_RANK_TABLE_BYTES).decode("utf-8")
+        table = json.loads(text, parse_constant=_not_json_number)
+    except OSError as err:
+        raise OptionError([str(err)]) from None
+    except ValueError as err:
+        reason = str(err).splitlines()[0]
+        raise OptionError([f"--opt rank_table {path!r} cannot be read as JSON: {reason}"]) from None
     problems = check_rank_table(table)
     if not problems and table.get("status") != "completed":
         problems = ['status must be "completed"']

@@ -112,10 +112,14 @@ def ranktable(
         raise click.UsageError("--check validates a rank table; it takes no --server, "
                                "--device-ips, --hccn-dir or --output")
     if check_path:
+        from launcher.ranktable import MAX_RANK_TABLE_BYTES
+        from resnest.contract import read_bounded
+
         try:
-            data = json.loads(Path(check_path).read_text(encoding="utf-8"))
+            raw = read_bounded(check_path, "rank table", MAX_RANK_TABLE_BYTES)
+            data = json.loads(raw.decode("utf-8"))
         except OSError as err:
-            raise click.ClickException(f"{check_path!r} cannot be read: {err.strerror}") from None
+            raise click.ClickException(str(err)) from None
         except ValueError as err:  # UnicodeDecodeError is one
             reason = str(err).splitlines()[0]
             raise click.ClickException(f"{check_path!r} is not a JSON file: {reason}") from None

@@ -333,7 +333,7 @@ def backend_problems(spec: JobSpec) -> list[str]:
     ({"node_selector": "novalue"}, "--opt node_selector 'novalue' is not comma-separated KEY=VALUE"),
     ({"namspace": "ml"}, "--opt namspace is not an option of the k8s backend (did you mean"),
     ({"rank_table_timeout": "017"}, "--opt rank_table_timeout '017' is not a whole number"),
-    ({"rank_table": "/nonexistent.json"}, "cannot be read as JSON"),
+    ({"rank_table": "/nonexistent.json"}, "--opt rank_table '/nonexistent.json' cannot be read"),
     ({"volcano_queue": "q", "workload": "acjob", "rank_table": "/a", "device_ips": "/b"},
      "--opt rank_table and --opt device_ips exclude each other"),
 ])
