@@ -65,6 +65,7 @@ MAX_DEVICES_PER_NODE: dict[str, int] = {
     "gpu": 16, "cpu": 1024, "ascend": max(c.cards_per_server for c in CHIPS.values())}
 MAX_NODES = 100_000
 MAX_RESTARTS = 1000
+PATH_FIELDS: tuple[str, ...] = ("data_dir", "output_dir", "config", "code_dir", "python")
 # Environment variables the launcher sets itself: `--env` must not contradict them.
 RESERVED_ENV: dict[str, str] = {DEVICE_KIND_ENV: "set from --gpus/--ascend/--cpus"}
 # A job file is a handful of lines; refuse to read a device or a runaway file into memory.
@@ -241,6 +242,17 @@ class JobSpec:
         out: list[str] = []
         for name, hint in field_types().items():
             out += _type_problems(self.label(name), getattr(self, name), hint)
+        return out
+
+    def path_text_problems(self) -> list[str]:
+        """Paths with a control character or whitespace at an end, checked as given (a backend's
+        prepare makes paths absolute, which would hide a leading space)."""
+        out = []
+        for name in PATH_FIELDS:
+            value = getattr(self, name)
+            problem = text_problem(value) if isinstance(value, str) else None
+            if problem:
+                out.append(f"{self.label(name)} {value!r} {problem}")
         return out
 
     def problems(self) -> list[str]:

@@ -117,7 +117,8 @@ CASES: dict[str, Case] = {
     "task-unknown": Case(slurm("--task", "fit"), 2, "'fit' is not one of"),
     "opt-unknown-slurm": Case(slurm("--opt", "nope=1"), 2, "--opt nope is not an option of the slurm"),
     "opt-no-equals": Case(slurm("--opt", "nope"), 2, "'nope' must look like KEY=VALUE"),
-    "opt-namespace-newline": Case(k8s("--opt", "namespace=ns\n"), 2, "--opt namespace='ns\\n' contains"),
+    "opt-namespace-newline": Case(k8s("--opt", "namespace=ns\n"), 2,
+                                  "--opt namespace 'ns\\n' contains a newline"),
     "scheduler-arg-not-option": Case(slurm("--scheduler-arg", "script.sh"), 2,
                                      "must be an sbatch option starting with '-'"),
     # ---- --opt values are read as their declared type, never re-typed by YAML -------------
@@ -129,7 +130,7 @@ CASES: dict[str, Case] = {
                           ("empty", ""),
                           ("plus", "+60"), ("inf", "inf"), ("nan", "nan"))},
     "opt-seconds-space": Case(slurm("--opt", "signal_seconds= 60"), 2,
-                              "--opt signal_seconds=' 60' starts or ends with whitespace"),
+                              "--opt signal_seconds ' 60' is not a whole number"),
     "opt-seconds-zero": Case(slurm("--opt", "signal_seconds=0"), 2,
                              "--opt signal_seconds 0 is not an integer from 1 to 65535"),
     "opt-seconds-huge": Case(slurm("--opt", "signal_seconds=65536"), 2,
@@ -238,7 +239,7 @@ CASES: dict[str, Case] = {
            ("data-dir", "--data-dir", f"/d{char}", "contains a newline or control character"),
            ("output-dir", "--output-dir", f"/o{char}x", "contains a newline or control"),
            ("env-value", "--env", f"A=b{char}", "the value contains a newline or control"),
-           ("opt-value", "--opt", f"hccn_conf=/h{char}", "contains a newline or control"))},
+           ("opt-value", "--opt", f"container_runtime=pyxis{char}", "contains a newline or control"))},
     "text-data-dir-trailing-space": Case(slurm("--data-dir", "/d "), 2,
                                          "--data-dir '/d ' starts or ends with whitespace"),
     "text-output-dir-leading-space": Case(slurm("--output-dir", " /o"), 2,
@@ -247,8 +248,8 @@ CASES: dict[str, Case] = {
                                        "--config '/c.yaml ' starts or ends with whitespace"),
     "text-env-trailing-space": Case(slurm("--env", "A=b "), 2,
                                     "--env A='b ': the value starts or ends with whitespace"),
-    "text-opt-trailing-space": Case(k8s("--opt", "namespace=ml "), 2,
-                                    "starts or ends with whitespace"),
+    "text-opt-trailing-space": Case(k8s("--opt", "context=ctx "), 2,
+                                    "--opt context 'ctx ' starts or ends with whitespace"),
     # ---- --set values are read as the config declares them, by launcher and trainer --------
     **{f"set-{key}-{name}": Case(slurm("--set", f"{key}={text}"), 2, f"{key}={text!r}: must be")
        for key, name, text in (
