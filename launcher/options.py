@@ -183,7 +183,7 @@ def parse_options(options_type: type, spec: JobSpec, backend: str) -> tuple[Any,
     """`spec.backend_options` as an `options_type` object, and every problem, one line each:
     unknown keys (with the nearest known one), wrong types, values outside what is allowed, and
     options this job does not use (another device kind, no image, another workload)."""
-    from launcher.spec import _type_problems
+    from launcher.spec import _type_problems, text_problem
 
     fields = declared(options_type)
     values: dict[str, Any] = {}
@@ -209,6 +209,12 @@ def parse_options(options_type: type, spec: JobSpec, backend: str) -> tuple[Any,
                 problems += wrong
                 continue
             value = raw
+        invisible = [(text, text_problem(text)) for item in _items(value)
+                     for text in (item if isinstance(item, tuple) else (item,))
+                     if isinstance(text, str) and text_problem(text)]
+        if invisible:
+            problems += [f"{label} {text!r} {problem}" for text, problem in invisible]
+            continue
         if meaning.choices and value not in meaning.choices:
             problems.append(f"{label} {value!r} is not one of {', '.join(meaning.choices)}")
             continue

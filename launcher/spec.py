@@ -24,6 +24,12 @@ from resnest.contract import DEVICE_KIND_ENV, DEVICE_KINDS
 
 TASKS: tuple[str, ...] = ("train", "eval", "export")
 # The training entry points (issue 3) run as script files because msrun launches script paths.
+# What an eval or export job reads, given as an entry point argument (`--arg --checkpoint=C`).
+SOURCE_FLAGS: dict[str, tuple[str, ...]] = {"eval": ("--checkpoint", "--model"),
+                                            "export": ("--checkpoint",)}
+# Entry point flags that the spec's own fields set (script_args), with the submit flag to use.
+SPEC_OWNED_ARGS: dict[str, str] = {"--set": "--set", "--output-dir": "--output-dir",
+                                   "--data-dir": "--data-dir", "--config": "--config"}
 TASK_SCRIPTS: dict[str, str] = {
     "train": "resnest/train.py",
     "eval": "resnest/eval.py",
@@ -59,12 +65,17 @@ MAX_DEVICES_PER_NODE: dict[str, int] = {
     "gpu": 16, "cpu": 1024, "ascend": max(c.cards_per_server for c in CHIPS.values())}
 MAX_NODES = 100_000
 MAX_RESTARTS = 1000
+PATH_FIELDS: tuple[str, ...] = ("data_dir", "output_dir", "config", "code_dir", "python")
 # Environment variables the launcher sets itself: `--env` must not contradict them.
 RESERVED_ENV: dict[str, str] = {DEVICE_KIND_ENV: "set from --gpus/--ascend/--cpus"}
 # A job file is a handful of lines; refuse to read a device or a runaway file into memory.
 MAX_JOB_FILE_BYTES = 1 << 20
 # Characters no path, name or option value may hold: no scheduler line format survives them.
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# Besides ASCII control characters: C1 controls (U+0085 is a line break to some readers), the
+# Unicode line and paragraph separators, and the bidirectional overrides that make a value
+# display as something else (U+202E).
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e"
+                        r"\u2066-\u2069\ufeff]")
 
 
 class SpecError(ValueError):
@@ -231,6 +242,17 @@ class JobSpec:
         out: list[str] = []
         for name, hint in field_types().items():
             out += _type_problems(self.label(name), getattr(self, name), hint)
+        return out
+
+    def path_text_problems(self) -> list[str]:
+        """Paths with a control character or whitespace at an end, checked as given (a backend's
+        prepare makes paths absolute, which would hide a leading space)."""
+        out = []
+        for name in PATH_FIELDS:
+            value = getattr(self, name)
+            problem = text_problem(value) if isinstance(value, str) else None
+            if problem:
+                out.append(f"{self.label(name)} {value!r} {problem}")
         return out
 
     def problems(self) -> list[str]:
@@ -416,12 +438,21 @@ def _one_of(allowed: tuple[str, ...]) -> FieldCheck:
     return check
 
 
+def text_problem(value: str) -> str | None:
+    """Why `value` cannot be a path, name or environment value: a control character, or
+    whitespace at either end (invisible in every listing, and lost by many readers)."""
+    if CONTROL_RE.search(value):
+        return "contains a newline or control character, which is not allowed"
+    if value != value.strip():
+        return "starts or ends with whitespace, which is not allowed"
+    return None
+
+
 def _one_line(spec: JobSpec, label: str, value: str | None) -> list[str]:
     """Paths reach shell lines (quoted) and YAML/JSON (serialized): anything but control
     characters (newline, NUL, ...), which no scheduler line or log format survives."""
-    if value is None or not CONTROL_RE.search(value):
-        return []
-    return [f"{label} {value!r} contains a newline or control character, which is not allowed"]
+    problem = None if value is None else text_problem(value)
+    return [f"{label} {value!r} {problem}"] if problem else []
 
 
 def _image(spec: JobSpec, label: str, value: str | None) -> list[str]:
@@ -482,8 +513,8 @@ def _env(spec: JobSpec, label: str, value: dict[str, str]) -> list[str]:
            for key in value if not ENV_NAME_RE.fullmatch(key)]
     out += [f"{label} {key} cannot be set: the launcher sets it ({RESERVED_ENV[key]})"
             for key in value if key in RESERVED_ENV]
-    return out + [f"{label} {key}: the value contains a NUL byte"
-                  for key, item in value.items() if "\0" in item]
+    return out + [f"{label} {key}={item!r}: the value {text_problem(item)}"
+                  for key, item in value.items() if text_problem(item)]
 
 
 def _overrides(spec: JobSpec, label: str, value: list[str]) -> list[str]:
@@ -502,8 +533,9 @@ def _backend_options(spec: JobSpec, label: str, value: dict[str, Any]) -> list[s
     out = []
     for key, item in value.items():
         texts = [key, *(item if isinstance(item, list) else [item])]
-        if any(isinstance(t, str) and CONTROL_RE.search(t) for t in texts):
-            out.append(f"{label} {key}={item!r} contains a newline or control character")
+        problems = [text_problem(t) for t in texts if isinstance(t, str) and text_problem(t)]
+        if problems:
+            out.append(f"{label} {key}={item!r} {problems[0]}")
     return out
 
 
@@ -545,13 +577,52 @@ def _task_needs(spec: JobSpec) -> list[str]:
         out.append("a train job needs --output-dir")
     if spec.task == "export" and spec.world_size != 1:
         out.append(f"an export job runs one process, not {spec.world_size}: use one device")
+    if spec.task in ("eval", "export") and not any(
+            arg.split("=", 1)[0] in SOURCE_FLAGS[spec.task] for arg in spec.args):
+        flags = " or ".join(f"--arg {flag}=PATH" for flag in SOURCE_FLAGS[spec.task])
+        out.append(f"an {spec.task} job needs what to {spec.task}: give {flags}")
     return out
 
 
-_SPEC_CHECKS: tuple[Callable[[JobSpec], list[str]], ...] = (_task_needs,)
+def _args_owned_by_the_spec(spec: JobSpec) -> list[str]:
+    """`--arg` must not set what the spec's own fields set (argparse also takes a flag's
+    unambiguous prefix, `--out` for `--output-dir`): it would bypass their checks."""
+    out = []
+    for arg in spec.args:
+        name = arg.split("=", 1)[0]
+        if len(name) < 3 or not name.startswith("--"):
+            continue
+        owned = [flag for flag in SPEC_OWNED_ARGS if flag.startswith(name)]
+        if owned:
+            field_flag = SPEC_OWNED_ARGS[owned[0]]
+            out.append(f"{spec.label('args')} {arg!r} would set {owned[0]} of the entry point, "
+                       f"which the job spec sets: use {field_flag}")
+    return out
+
+
+_SPEC_CHECKS: tuple[Callable[[JobSpec], list[str]], ...] = (_task_needs, _args_owned_by_the_spec)
 
 
 # ---- inputs --------------------------------------------------------------------------------
+
+
+def time_limit_seconds(limit: str | None) -> int | None:
+    """Slurm time formats (minutes, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]) to seconds."""
+    if not limit:
+        return None
+    days, _, text = str(limit).rpartition("-")
+    parts = [int(p) for p in text.split(":")]
+    if days:
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+    elif len(parts) == 1:
+        hours, minutes, seconds = 0, parts[0], 0
+    elif len(parts) == 2:
+        hours, minutes, seconds = 0, parts[0], parts[1]
+    else:
+        hours, minutes, seconds = parts
+    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
 
 
 def parse_card_list(text: str, label: str, highest: int = 7) -> list[int]:
@@ -575,16 +646,17 @@ def parse_card_list(text: str, label: str, highest: int = 7) -> list[int]:
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
-    """A YAML file holding a mapping, or SpecError with one line saying why it is not one."""
+    """A YAML file holding a mapping, or SpecError with one line saying why it is not one
+    (bounded, regular files only, no aliases: resnest.config.load_plain_yaml)."""
     import yaml
 
+    from resnest.config import load_plain_yaml, yaml_error_line
+    from resnest.contract import read_bounded
+
     try:
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_JOB_FILE_BYTES + 1)
+        raw = read_bounded(path, what, MAX_JOB_FILE_BYTES)
     except OSError as err:
-        raise SpecError([f"{what} {str(path)!r} cannot be read: {err.strerror or err}"]) from None
-    if len(raw) > MAX_JOB_FILE_BYTES:
-        raise SpecError([f"{what} {str(path)!r} is larger than {MAX_JOB_FILE_BYTES} bytes"])
+        raise SpecError([str(err)]) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -592,12 +664,9 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
         where = f"byte {byte:#04x} at offset {err.start}"
         raise SpecError([f"{what} {str(path)!r} is not UTF-8 text ({where})"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = load_plain_yaml(text)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise SpecError([f"{what} {str(path)!r} is not valid YAML{where}: {problem}"]) from None
+        raise SpecError([yaml_error_line(f"{what} {str(path)!r}", err)]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -86,6 +86,10 @@ class JobRecord:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
 
+def _not_json_number(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 class JobStore:
     """Create, save, find and list job records."""
 
@@ -174,14 +178,16 @@ class JobStore:
     @staticmethod
     def _read(path: Path) -> JobRecord | DamagedRecord:
         job_id = path.parent.name
+        from resnest.contract import MAX_SMALL_FILE_BYTES, read_bounded
+
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_bounded(path, "record", MAX_SMALL_FILE_BYTES).decode("utf-8")
         except UnicodeDecodeError:
             return DamagedRecord(job_id, path, "not UTF-8 text")
         except OSError as err:
-            return DamagedRecord(job_id, path, f"unreadable: {err.strerror or err}")
+            return DamagedRecord(job_id, path, f"unreadable: {str(err).partition(' ')[2]}")
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=_not_json_number)
         except ValueError:
             return DamagedRecord(job_id, path, "not valid JSON, truncated?")
         if not isinstance(data, dict):
@@ -197,6 +203,10 @@ class JobStore:
             return DamagedRecord(job_id, path, "; ".join(what))
         if data["id"] != job_id:
             return DamagedRecord(job_id, path, f"its id {data['id']!r} is not its folder's name")
+        if data["job_dir"] and Path(data["job_dir"]) != path.parent:
+            # Cancel and status act on files in job_dir: only ever on this job's own folder.
+            return DamagedRecord(job_id, path, f"its job_dir {data['job_dir']!r} is not its own "
+                                 "folder")
         try:
             JobSpec.from_dict(data["spec"])
         except SpecError as err:

@@ -8,6 +8,7 @@ No mindspore import here: the CLI and the launcher read configs without paying f
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -16,6 +17,15 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from resnest.contract import (
+    INTEGER_WORDS,
+    NUMBER_WORDS,
+    UnreadableFile,
+    integer_from_text,
+    number_from_text,
+    read_bounded,
+)
+
 LR_SCHEDULERS = ("cosine_annealing", "step", "exponential")
 DEVICE_TARGETS = ("auto", "CPU", "GPU", "Ascend")
 AMP_LEVELS = ("auto", "O0", "O2", "O3")
@@ -23,6 +33,8 @@ AUTOAUGMENT_POLICIES = ("imagenet", "cifar10", "svhn", "off")
 # The seed's step milestones (30, 60, ..., 270 of 270 epochs): every ninth of the run.
 SEED_EPOCHS = 270
 SEED_LR_EPOCHS = (30, 60, 90, 120, 150, 180, 210, 240, 270)
+# mindspore.set_seed and numpy's RandomState both take 0 <= seed < 2**32.
+SEED_RANGE = (0, 2**32 - 1)
 
 
 class ConfigError(ValueError):
@@ -116,6 +128,14 @@ class TrainConfig:
                               f">= crop_size ({self.crop_size})")
         if not 0.0 <= self.backbone_lr_scale <= 1e3:
             raise ConfigError(f"backbone_lr_scale={self.backbone_lr_scale!r}: must be in [0, 1000]")
+        if not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]:
+            raise ConfigError(f"seed={self.seed!r}: must be {SEED_RANGE[0]}-{SEED_RANGE[1]} "
+                              "(what mindspore.set_seed accepts)")
+        from resnest.models.registry import MODEL_CONFIGS
+
+        if self.net_name not in MODEL_CONFIGS:
+            raise ConfigError(f"net_name={self.net_name!r}: allowed values are "
+                              f"{', '.join(MODEL_CONFIGS)}")
         self.lr_milestones()  # raises on a malformed list
 
     def effective_T_max(self) -> int:
@@ -199,22 +219,22 @@ def coerce_value(key: str, value: Any) -> Any:
         raise ConfigError(f"{key}={value!r}: must be a boolean (true/false, on/off, 1/0)")
     if kind is int:
         if isinstance(value, bool):
-            raise ConfigError(f"{key}={value!r}: must be an integer")
+            raise ConfigError(f"{key}={value!r}: must be {INTEGER_WORDS}")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        try:
-            return int(str(value).strip())
-        except ValueError:
-            raise ConfigError(f"{key}={value!r}: must be an integer") from None
+        if isinstance(value, str) and integer_from_text(value) is not None:
+            return int(value)
+        raise ConfigError(f"{key}={value!r}: must be {INTEGER_WORDS}")
     if kind is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}={value!r}: must be a number")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}={value!r}: must be a number") from None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) or isinstance(value, str) and number_from_text(value) is not None:
+            number = float(value)
+        else:
+            raise ConfigError(f"{key}={value!r}: must be {NUMBER_WORDS}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}={value!r}: must be {NUMBER_WORDS}")
+        return number
     if kind is str:
         if isinstance(value, (list, tuple)):  # lr_epochs: [30, 60] in YAML
             return ",".join(str(v) for v in value)
@@ -225,19 +245,52 @@ def coerce_value(key: str, value: Any) -> Any:
 
 
 def parse_set_overrides(items: list[str] | None) -> dict[str, Any]:
-    """`["lr=0.1", "epochs=3"]` -> {"lr": "0.1", "epochs": "3"}, values parsed as YAML scalars."""
+    """`["lr=0.1", "epochs=3"]` -> {"lr": "0.1", "epochs": "3"}: the text as typed, which
+    `coerce_value` reads as the key's declared type (never re-typed by YAML: 010 is no 8)."""
     overrides: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
+        if not sep or not key or key != key.strip():
             raise ConfigError(f"--set {item!r}: expected key=value")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        overrides[key] = raw if isinstance(value, (dict, list)) or value is None else value
+        overrides[key] = raw
     return overrides
+
+
+MAX_YAML_DEPTH = 20
+
+
+class _PlainYamlLoader(yaml.SafeLoader):
+    """yaml.SafeLoader without aliases (a few lines of `&a [*a, *a]` expand to gigabytes) and
+    with a nesting limit: what we read is a flat mapping of settings."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed", self.peek_event().start_mark)
+        self.depth += 1
+        if self.depth > MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                self.peek_event().start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def load_plain_yaml(text: str) -> Any:
+    """YAML text as data, refusing aliases and deep nesting (yaml.YAMLError otherwise)."""
+    return yaml.load(text, Loader=_PlainYamlLoader)
+
+
+def yaml_error_line(what: str, err: yaml.YAMLError) -> str:
+    """One line for a YAML error: where, and what."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{what} is not valid YAML{where}: {problem}"
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -245,12 +298,16 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+            loaded = load_plain_yaml(read_bounded(path, "config file").decode("utf-8")) or {}
+        except UnreadableFile as err:
+            raise ConfigError(str(err)) from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {str(path)!r} is not UTF-8 text") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(yaml_error_line(f"config file {str(path)!r}", err)) from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value")
         values.update(loaded)
@@ -271,6 +328,16 @@ def add_config_arguments(parser: Any) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override one config key (repeatable), e.g. --set epochs=3 --set net_name=resnest14d",
     )
+
+
+def integer_argument(text: str) -> int:
+    """argparse type of the entry points' integer flags, in the words `--set` uses."""
+    import argparse
+
+    value = integer_from_text(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {INTEGER_WORDS}")
+    return value
 
 
 def config_from_args(args: Any) -> TrainConfig:

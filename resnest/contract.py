@@ -15,6 +15,8 @@ the standard library: the launcher reads it without paying for MindSpore.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,43 @@ from typing import Any
 REQUEUE_EXIT_CODE = 75
 USAGE_EXIT_CODE = 2
 
+# ---- numbers written as text (--set, command-line flags, files read back) -----------------
+# ASCII digits only (Python's int() and float() also take '٣', '1_0', ' 5', 'nan' and 'inf'),
+# no leading zero (YAML 1.1 reads 010 as 8), finite. Launcher and trainer say the same words.
+INTEGER_TEXT_RE = re.compile(r"-?(0|[1-9][0-9]{0,17})")
+NUMBER_TEXT_RE = re.compile(r"-?(0|[1-9][0-9]{0,17})(\.[0-9]{1,30})?([eE][-+]?[0-9]{1,3})?"
+                            r"|-?\.[0-9]{1,30}([eE][-+]?[0-9]{1,3})?")
+INTEGER_WORDS = "an integer (ASCII digits, no leading zero)"
+NUMBER_WORDS = "a finite number (ASCII digits, e.g. 0.1 or 1e-4)"
+
+
+def integer_from_text(text: str) -> int | None:
+    """`text` as an integer by INTEGER_TEXT_RE, else None."""
+    return int(text) if INTEGER_TEXT_RE.fullmatch(text) else None
+
+
+def number_from_text(text: str) -> float | None:
+    """`text` as a finite number by NUMBER_TEXT_RE, else None (1e999 overflows to inf)."""
+    if not NUMBER_TEXT_RE.fullmatch(text):
+        return None
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
 # ---- the device handshake ------------------------------------------------------------------
 DEVICE_KIND_ENV = "RLAUNCH_DEVICE_KIND"
 DEVICE_KINDS: tuple[str, ...] = ("gpu", "ascend", "cpu")
 TARGET_OF_DEVICE_KIND: dict[str, str] = {"gpu": "GPU", "ascend": "Ascend", "cpu": "CPU"}
+
+def device_target_contradiction(config_target: str, kind: str) -> str | None:
+    """Why a config's `device_target` cannot run on devices of `kind`; None when it can. The
+    launcher (at submit) and the trainer (at start) say the same."""
+    target = TARGET_OF_DEVICE_KIND[kind]
+    if config_target in ("auto", target):
+        return None
+    return (f"device_target={config_target} contradicts the job's device kind {kind} "
+            f"({DEVICE_KIND_ENV}={kind}); drop device_target or make it auto or {target}")
+
 
 # ---- files in the output dir ---------------------------------------------------------------
 METRICS_DIR = "metrics"
@@ -44,6 +79,52 @@ EVENT_EVAL = "eval"  # epoch, top1, top5, top1_correct, top5_correct, total
 EVENT_DONE = "done"  # epoch, global_step, param_checksum
 
 
+# ---- reading files back: bounded, regular files only ---------------------------------------
+# Everything we read back (job files, configs, rank tables, records, metrics, exit codes) may be
+# damaged or not ours: a FIFO or device would hang or never end, a huge file fill memory.
+MAX_SMALL_FILE_BYTES = 1 << 20
+MAX_METRICS_FILE_BYTES = 64 << 20
+
+
+class UnreadableFile(OSError):
+    """A file that is not there, not a regular file, or too large; str() is one line."""
+
+
+def read_bounded(path: Path | str, what: str, limit: int = MAX_SMALL_FILE_BYTES) -> bytes:
+    """The bytes of regular file `path`, at most `limit`; `UnreadableFile` naming `what` and
+    the path otherwise. Opened without blocking, so a FIFO is refused at once, never read."""
+    import os
+    import stat
+
+    shown = f"{what} {str(path)!r}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as err:
+        raise UnreadableFile(f"{shown} cannot be read: {err.strerror or err}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket")
+            raise UnreadableFile(f"{shown} is {kind}, not a regular file")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 16, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except UnreadableFile:
+        raise
+    except OSError as err:
+        raise UnreadableFile(f"{shown} cannot be read: {err.strerror or err}") from None
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise UnreadableFile(f"{shown} is larger than {limit} bytes")
+    return b"".join(chunks)
+
+
 def metrics_file(rank: int) -> str:
     """Path of rank `rank`'s metrics file, relative to the output dir."""
     return f"{METRICS_DIR}/rank{rank}.jsonl"
@@ -52,18 +133,23 @@ def metrics_file(rank: int) -> str:
 def read_events(path: Path) -> list[dict[str, Any]]:
     """The events of one metrics file; a half-written last line (a running job) is skipped."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_bounded(path, "metrics file", MAX_METRICS_FILE_BYTES).decode("utf-8", "replace")
     except OSError:
         return []
     events = []
     for line in text.splitlines():
         try:
-            event = json.loads(line)
+            # A diverged loss is written as NaN, which JSON does not have: read it as null.
+            event = json.loads(line, parse_constant=lambda name: None)
         except ValueError:
             continue
         if isinstance(event, dict):
             events.append(event)
     return events
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 class ContractError(ValueError):
@@ -112,14 +198,16 @@ def write_eval_result(output_dir: Path, result: EvalResult, **extra: Any) -> Pat
 def read_eval_result(output_dir: Path) -> dict[str, Any] | None:
     """`eval.json` as a dict; None when the job has not written it; ContractError if damaged."""
     path = Path(output_dir) / EVAL_RESULT_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ContractError(f"{path} cannot be read: {err}") from None
     try:
-        data = json.loads(text)
+        text = read_bounded(path, "eval result").decode("utf-8")
+    except UnreadableFile as err:
+        raise ContractError(str(err)) from None
+    except UnicodeDecodeError:
+        raise ContractError(f"{path} is not UTF-8 text") from None
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
     except ValueError:
         raise ContractError(f"{path} is not valid JSON (damaged or half-written)") from None
     counts = ("top1_correct", "top5_correct", "total")

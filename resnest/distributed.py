@@ -17,7 +17,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from resnest.contract import DEVICE_KIND_ENV, DEVICE_KINDS, TARGET_OF_DEVICE_KIND
+from resnest.contract import (
+    DEVICE_KIND_ENV,
+    DEVICE_KINDS,
+    TARGET_OF_DEVICE_KIND,
+    device_target_contradiction,
+)
 
 
 class DeviceRequestError(ValueError):
@@ -108,12 +113,10 @@ def requested_device_target(config_target: str, env: dict[str, str] | None = Non
     if kind not in DEVICE_KINDS:
         raise DeviceRequestError(f"{DEVICE_KIND_ENV}={kind!r}: allowed values are "
                                  f"{', '.join(DEVICE_KINDS)}")
-    target = TARGET_OF_DEVICE_KIND[kind]
-    if config_target not in ("auto", target):
-        raise DeviceRequestError(f"device_target={config_target} contradicts {DEVICE_KIND_ENV}="
-                                 f"{kind} set by the launcher; drop device_target or make it "
-                                 f"auto or {target}")
-    return target
+    contradiction = device_target_contradiction(config_target, kind)
+    if contradiction:
+        raise DeviceRequestError(contradiction)
+    return TARGET_OF_DEVICE_KIND[kind]
 
 
 CPU_STAND_IN_ENV = "RESNEST_CPU_STANDS_IN_FOR_DEVICES"

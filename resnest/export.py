@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a file: resnest/ is sys.path[0]
 
     use_repo_root(__file__)
 
-from resnest.config import ConfigError, add_config_arguments, config_from_args
+from resnest.config import ConfigError, add_config_arguments, config_from_args, integer_argument
 
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 TRACE_BATCH = 3  # the batch the ONNX graph is traced at before its batch dimension is freed
@@ -252,10 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m resnest.export", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, type=Path, help=".ckpt file or run folder")
     parser.add_argument("--format", required=True, type=str.upper, help="MINDIR, ONNX or AIR")
-    parser.add_argument("--batch-size", type=int, default=1,
+    parser.add_argument("--batch-size", type=integer_argument, default=1,
                         help="MINDIR/AIR: the static batch size; ONNX (dynamic batch): the "
                              "largest batch the self-check runs (at least 4)")
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-size", type=integer_argument, default=224)
     parser.add_argument("--out", required=True, type=Path, help="output file (suffix added if absent)")
     add_config_arguments(parser)
     return parser

@@ -182,6 +182,25 @@ class Backend(abc.ABC):
         return [merged]
 
 
+def read_exit_code(job_dir: Path) -> int | None:
+    """The job script's `exit_code` file: None when it is not written yet; BackendError naming
+    the file when it is damaged (not 0-255 in ASCII digits, a FIFO, too large)."""
+    from resnest.contract import integer_from_text, read_bounded
+
+    path = job_dir / "exit_code"
+    if not path.exists() and not path.is_symlink():
+        return None
+    try:
+        text = read_bounded(path, "exit code file", 64).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise BackendError(f"exit code file {str(path)!r} is damaged: {err}") from None
+    code = integer_from_text(text)
+    if code is None or not 0 <= code <= 255:
+        raise BackendError(f"exit code file {str(path)!r} is damaged: {text[:20]!r} is not an "
+                           "exit code 0-255")
+    return code
+
+
 def with_paths_of_this_machine(spec: JobSpec) -> JobSpec:
     """For backends that share this machine's filesystem (local, slurm): absolute data/output/
     config paths, this checkout as code dir, this interpreter (its bin/ holds msrun)."""

@@ -47,7 +47,7 @@ from launcher.backends.k8s_options import (
     toleration_manifest,
     workload_of,
 )
-from launcher.spec import SpecError
+from launcher.spec import SpecError, time_limit_seconds
 from resnest.contract import DEVICE_KIND_ENV, REQUEUE_EXIT_CODE
 
 if TYPE_CHECKING:
@@ -125,23 +125,6 @@ RANK_PREFIX_RE = re.compile(r"^\[rank \d+\]")
 ROLE_LABEL = "rlaunch.dev/role"
 # Service and pod host names are DNS-1035 labels: they must start with a letter.
 SERVICE_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-
-
-def time_limit_seconds(limit: str | None) -> int | None:
-    """Slurm time formats (minutes, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]) to seconds."""
-    if not limit:
-        return None
-    days, _, text = str(limit).rpartition("-")
-    parts = [int(p) for p in text.split(":")]
-    if days:
-        hours, minutes, seconds = (parts + [0, 0])[:3]
-    elif len(parts) == 1:
-        hours, minutes, seconds = 0, parts[0], 0
-    elif len(parts) == 2:
-        hours, minutes, seconds = 0, parts[0], parts[1]
-    else:
-        hours, minutes, seconds = parts
-    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 @dataclass
@@ -365,6 +348,12 @@ class KubernetesBackend(Backend):
 
     def problems(self, spec: JobSpec, opts: K8sOptions) -> list[str]:
         out = super().problems(spec, opts) + option_problems(spec, opts)
+        limit = time_limit_seconds(spec.time_limit)
+        if limit is not None and limit <= opts.grace_seconds:
+            out.append(f"{spec.label('time_limit')} {spec.time_limit} ({limit} s) is not longer "
+                       f"than {spec.option_label('grace_seconds')} {opts.grace_seconds}: the "
+                       "pods would be told to checkpoint before they start; give a longer time "
+                       "or a smaller grace_seconds")
         if not SERVICE_NAME_RE.fullmatch(spec.job_id or spec.name):
             out.append(f"name {spec.name!r}: Kubernetes jobs need a name starting with a letter")
         if spec.image and (spec.image.startswith("/") or "#" in spec.image):

@@ -196,6 +196,10 @@ def option_problems(spec: JobSpec, opts: K8sOptions) -> list[str]:
     return out
 
 
+def _not_json_number(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def load_rank_table(opts: K8sOptions, device_ids: list[int]) -> str | None:
     """The rank table JSON to ship (from `rank_table` or built from `device_ips`), or None."""
     from launcher.ranktable import (
@@ -220,9 +224,9 @@ def load_rank_table(opts: K8sOptions, device_ids: list[int]) -> str | None:
         return None
     path = opts.rank_table
     try:
-        table = read_rank_table(Path(path))
+        table = read_rank_table(Path(path), "--opt rank_table")
     except RankTableError as err:
-        raise OptionError([f"--opt rank_table={path!r} cannot be read as JSON: {err}"]) from None
+        raise OptionError([str(err)]) from None
     problems = check_rank_table(table)
     if not problems and table.get("status") != "completed":
         problems = ['status must be "completed"']

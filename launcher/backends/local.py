@@ -147,19 +147,27 @@ class LocalBackend(Backend):
         return str(proc.pid)
 
     @staticmethod
-    def _pid(record: JobRecord) -> tuple[int, int | None]:
-        parts = (Path(record.job_dir) / "pid").read_text().split()
-        return int(parts[0]), (int(parts[1]) if len(parts) > 1 else None)
+    def _pid(record: JobRecord) -> tuple[int, int]:
+        """The pid and start time submit wrote: both, in ASCII digits, never pid 0 or 1 (a
+        damaged file must not make cancel signal init or a stranger)."""
+        from resnest.contract import integer_from_text, read_bounded
+
+        path = Path(record.job_dir) / "pid"
+        parts = read_bounded(path, "pid file", 64).decode("ascii", "replace").split()
+        numbers = [integer_from_text(p) for p in parts]
+        if len(numbers) != 2 or None in numbers or numbers[0] <= 1:
+            raise ValueError(f"pid file {str(path)!r} is damaged: {' '.join(parts)[:40]!r} is not "
+                             "'PID START_TIME' of a process we started")
+        return numbers[0], numbers[1]  # type: ignore[return-value]
 
     def status(self, record: JobRecord) -> JobStatus:
         job_dir = Path(record.job_dir)
         cancelled = (job_dir / "cancelled").exists()
-        exit_file = job_dir / "exit_code"
-        if exit_file.is_file():
-            try:
-                code = int(exit_file.read_text().strip() or 1)
-            except (OSError, ValueError):
-                return JobStatus(base.UNKNOWN, detail=f"{exit_file} is damaged")
+        try:
+            code = base.read_exit_code(job_dir)
+        except BackendError as err:
+            return JobStatus(base.UNKNOWN, detail=str(err))
+        if code is not None:
             if cancelled:
                 return JobStatus(base.CANCELLED, exit_code=code, detail="cancelled by the user")
             state = base.COMPLETED if code == 0 else base.FAILED
@@ -196,7 +204,7 @@ class LocalBackend(Backend):
         try:
             pid, start = self._pid(record)
         except (OSError, ValueError) as err:
-            raise BackendError(f"job {record.id} has no pid file: {err}") from None
+            raise BackendError(f"job {record.id} cannot be cancelled: {err}") from None
         if not process_alive(pid, start):
             return
         (Path(record.job_dir) / "cancelled").write_text("")

@@ -25,7 +25,7 @@ from launcher.backends import base
 from launcher.backends.base import Backend, BackendError, JobStatus, RenderedJob
 from launcher.options import int_range, matches, only_with_image, option
 from launcher.rank_logs import iter_rank_logs, job_messages
-from launcher.spec import JobSpec
+from launcher.spec import JobSpec, time_limit_seconds
 from launcher.templating import render_template
 from resnest.contract import DEVICE_KIND_ENV, REQUEUE_EXIT_CODE
 
@@ -149,6 +149,20 @@ class SlurmOptions:
         use=only_with_image, default_text="pyxis with --image")
 
 
+# What sbatch --parsable prints as an id (a job, or an array task JOB_TASK).
+SLURM_JOB_ID_RE = re.compile(r"[1-9][0-9]{0,9}(_[0-9]{1,10})?")
+
+
+def slurm_job_id(record: JobRecord) -> str:
+    """The record's Slurm job id, checked: a damaged record never names anything else to
+    scancel or scontrol."""
+    job_id = record.backend_id or ""
+    if not SLURM_JOB_ID_RE.fullmatch(job_id):
+        raise BackendError(f"job {record.id}: its backend id {job_id!r} is not a Slurm job id; "
+                           "the record is damaged")
+    return job_id
+
+
 class SlurmBackend(Backend):
     """Submit to the Slurm cluster this machine is a login node of."""
 
@@ -157,6 +171,12 @@ class SlurmBackend(Backend):
 
     def problems(self, spec: JobSpec, opts: SlurmOptions) -> list[str]:
         out = super().problems(spec, opts)
+        limit = time_limit_seconds(spec.time_limit)
+        if limit is not None and limit <= opts.signal_seconds:
+            out.append(f"{spec.label('time_limit')} {spec.time_limit} ({limit} s) is not longer "
+                       f"than {spec.option_label('signal_seconds')} {opts.signal_seconds}: the "
+                       "job would be told to checkpoint before it starts; give a longer time or "
+                       "a smaller signal_seconds")
         for arg in spec.scheduler_args:
             if not str(arg).startswith("-"):
                 out.append(f"scheduler argument {arg!r} must be an sbatch option starting with '-'")
@@ -326,7 +346,7 @@ class SlurmBackend(Backend):
     # ---- state ---------------------------------------------------------------------------------
 
     def status(self, record: JobRecord) -> JobStatus:
-        job_id = record.backend_id or ""
+        job_id = slurm_job_id(record)
         shown = self._scontrol(job_id)
         if shown is not None:
             state = shown.get("JobState", "UNKNOWN")
@@ -344,9 +364,8 @@ class SlurmBackend(Backend):
         if accounted is not None:
             return accounted
         # Gone from memory and no accounting: the script's own exit code file tells the end.
-        exit_file = Path(record.job_dir) / "exit_code"
-        if exit_file.is_file():
-            code = int(exit_file.read_text().strip() or 1)
+        code = base.read_exit_code(Path(record.job_dir))
+        if code is not None:
             return JobStatus(
                 base.COMPLETED if code == 0 else base.FAILED,
                 exit_code=code,
@@ -397,7 +416,7 @@ class SlurmBackend(Backend):
         return base.copy_job_dir_logs(record, dest)
 
     def cancel(self, record: JobRecord) -> None:
-        result = _run(["scancel", record.backend_id or ""])
+        result = _run(["scancel", "--", slurm_job_id(record)])
         if result.returncode != 0:
             message = _first_line(result.stderr)
             if "already completing or completed" in message or "Invalid job id" in message:

@@ -27,6 +27,29 @@ def _move_into(staging: Path, target: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
+# What gather puts in --dest: folders and files (a file of a folder's name, or the other way
+# round, would stop the copy half-way).
+DEST_FOLDERS = ("outputs", "logs")
+DEST_FILES = ("summary.json", "curves.png")
+
+
+def check_dest(target: Path) -> None:
+    """Refuse, before anything is fetched, a --dest that cannot take what gather writes."""
+    for parent in [target, *target.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise click.BadParameter(f"{str(parent)!r} is a file, not a folder", param_hint="--dest")
+        if parent.exists():
+            break
+    clashes = [name for name in DEST_FOLDERS if (target / name).exists()
+               and not (target / name).is_dir()]
+    clashes += [name for name in DEST_FILES if (target / name).is_dir()]
+    if clashes:
+        raise click.BadParameter(f"{str(target)!r} holds {clashes[0]!r} of the wrong kind (gather "
+                                 f"writes folders {', '.join(DEST_FOLDERS)} and files "
+                                 f"{', '.join(DEST_FILES)}); choose another --dest",
+                                 param_hint="--dest")
+
+
 @click.command()
 @click.argument("job")
 @click.option("--dest", type=click.Path(file_okay=False), help="Folder (default ./<job id>).")
@@ -42,6 +65,7 @@ def gather(job: str, dest: str | None) -> None:
     record = load_record(job)
     backend = backend_for(record)
     target = Path(dest or record.id)
+    check_dest(target)
     if is_sweep(record):
         from launcher.commands.sweep import gather_sweep
 

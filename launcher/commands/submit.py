@@ -126,6 +126,7 @@ def config_problems(spec: JobSpec) -> list[str]:
     if not spec.overrides and not spec.config:
         return []
     from resnest.config import ConfigError, load_config, parse_set_overrides
+    from resnest.contract import device_target_contradiction
 
     local = spec.config if spec.config and Path(spec.config).is_file() else None
     try:
@@ -133,9 +134,13 @@ def config_problems(spec: JobSpec) -> list[str]:
     except ConfigError as err:
         return [f"{spec.label('config')} {local!r}: {str(err).splitlines()[0]}"]
     try:
-        load_config(local, parse_set_overrides(spec.overrides))
+        config = load_config(local, parse_set_overrides(spec.overrides))
     except ConfigError as err:
         return [f"{spec.label('overrides')}: {str(err).splitlines()[0]}"]
+    contradiction = device_target_contradiction(config.device_target, spec.device_kind)
+    if contradiction:
+        where = spec.label("overrides") if spec.overrides else spec.label("config")
+        return [f"{where}: {contradiction}"]
     return []
 
 
@@ -146,7 +151,7 @@ def checked_spec(params: dict[str, Any]) -> tuple[JobSpec, Backend, Any]:
     from launcher.backends import get_backend
 
     spec = build_spec(params)
-    problems = spec.type_problems()
+    problems = spec.type_problems() or spec.path_text_problems()
     if problems:
         raise SpecError(problems)
     backend = get_backend(spec.backend)

@@ -118,9 +118,11 @@ def sweep(**params: Any) -> None:
     )
 
     space = parse_space(params["grid"], params["ranges"], params["samples"], params["seed"])
+    if params.get("task") not in (None, "train"):  # before the spec's checks, which are about eval
+        raise SpecError([f"--task {params['task']}: a sweep trains (--task train)"])
     spec, backend, opts = checked_spec(params)
     if spec.task != "train":
-        raise SpecError([f"--task {spec.task}: a sweep trains (--task train)"])
+        raise SpecError([f"{spec.label('task')} {spec.task}: a sweep trains (--task train)"])
     if "master_port" in spec.origin:
         raise SpecError([(f"{spec.label('master_port')} {spec.master_port}: trials that run side "
                          "by side need their own ports; leave it out of a sweep")])

@@ -42,10 +42,14 @@ def read_rank_table(path: Path, what: str = "rank table") -> Any:
     """The parsed JSON of a rank table file, or RankTableError with one line naming the file."""
     raw = read_bounded(path, what, MAX_RANK_TABLE_BYTES)
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_refuse_json_constant)
     except ValueError as err:  # UnicodeDecodeError is one
         reason = str(err).splitlines()[0]
         raise RankTableError(f"{what} {str(path)!r} is not a JSON file: {reason}") from None
+
+
+def _refuse_json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 @dataclass

@@ -38,15 +38,15 @@ def parse_hccn_conf(text: str, source: str = "hccn.conf") -> dict[int, str]:
 
 
 def read_bounded(path: Path, what: str, limit: int) -> bytes:
-    """A file of at most `limit` bytes, or RankTableError with one line saying why not."""
+    """A regular file of at most `limit` bytes, or RankTableError with one line saying why not
+    (a FIFO or device is refused without being read: see resnest.contract.read_bounded)."""
+    from resnest.contract import UnreadableFile
+    from resnest.contract import read_bounded as read_regular_file
+
     try:
-        with path.open("rb") as fh:
-            raw = fh.read(limit + 1)
-    except OSError as err:
-        raise RankTableError(f"{what} {str(path)!r} cannot be read: {err.strerror or err}") from None
-    if len(raw) > limit:
-        raise RankTableError(f"{what} {str(path)!r} is larger than {limit} bytes")
-    return raw
+        return read_regular_file(path, what, limit)
+    except UnreadableFile as err:
+        raise RankTableError(str(err)) from None
 
 
 def load_device_ips(path: Path) -> dict[str, dict[int, str]] | dict[int, str]:
@@ -59,8 +59,10 @@ def load_device_ips(path: Path) -> dict[str, dict[int, str]] | dict[int, str]:
         return parse_hccn_conf(text, str(path))
     import yaml
 
+    from resnest.config import load_plain_yaml
+
     try:
-        data = yaml.safe_load(text)
+        data = load_plain_yaml(text)
     except yaml.YAMLError:
         raise RankTableError(f"device IP file {str(path)!r} is neither hccn.conf nor YAML/JSON") from None
     if not isinstance(data, dict):

@@ -12,37 +12,38 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from resnest.contract import INTEGER_WORDS, NUMBER_WORDS, integer_from_text, number_from_text
 from resnest.serve.config import ServeConfig, read_labels
 from resnest.serve.engine import ENGINE_CHOICES, EngineChoiceError, resolve_engine
 from resnest.serve.model import DEVICE_TARGETS, ModelSpec
 
 
+def _integer(text: str) -> int:
+    value = integer_from_text(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {INTEGER_WORDS}")
+    return value
+
+
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be >= 1")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    value = _integer(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} must be >= 0")
     return value
 
 
 def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
+    value = number_from_text(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {NUMBER_WORDS}")
+    if value < 0:
         raise argparse.ArgumentTypeError(f"{value} must be >= 0")
     return value
 
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", help="architecture of a .ckpt model, e.g. resnest50")
     p.add_argument("--num-classes", type=_positive_int, help="classes of a .ckpt model")
     p.add_argument("--device", choices=sorted(DEVICE_TARGETS), default="cpu")
-    p.add_argument("--device-id", type=int, default=0)
+    p.add_argument("--device-id", type=_non_negative_int, default=0)
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=_port, default=8000)
     p.add_argument("--model-name", default="resnest", help="name in the /v2/models/NAME paths")

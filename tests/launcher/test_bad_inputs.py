@@ -1,5 +1,6 @@
-"""Bad input through every command and input path: flags, job files, `--opt`, store records,
-rank-table flags and build flags (issue 11, including every example in its text).
+"""Bad input through every command and input path: flags, job files, `--opt`, `--set`, store
+records, rank-table flags, build flags, and the in-job entry points (resnest.train, eval,
+export, serve), which refuse the same values with the same words.
 
 Each case must exit 2 (usage) or 1 (runtime), print one error line that names the bad value,
 never a traceback, and write nothing: the job store, the working folder and `--dest` are the
@@ -33,6 +34,8 @@ class Case:
     says: str
     files: dict[str, str | bytes] = field(default_factory=dict)  # made under {work} first
     record: str | bytes | None = None  # record.json of job JOB in the store
+    # Files in JOB's folder of the store (None: a FIFO there).
+    job_files: dict[str, str | None] = field(default_factory=dict)
 
 
 def slurm(*args: str) -> list[str]:
@@ -127,7 +130,7 @@ CASES: dict[str, Case] = {
     "opt-unknown-slurm": Case(slurm("--opt", "nope=1"), 2, "--opt nope is not an option of the slurm"),
     "opt-no-equals": Case(slurm("--opt", "nope"), 2, "'nope' must look like KEY=VALUE"),
     "opt-namespace-newline": Case(k8s("--opt", "namespace=ns\n"), 2,
-                                  "--opt namespace 'ns\\n' is not a Kubernetes namespace name"),
+                                  "--opt namespace 'ns\\n' contains a newline"),
     "scheduler-arg-not-option": Case(slurm("--scheduler-arg", "script.sh"), 2,
                                      "must be an sbatch option starting with '-'"),
     # ---- --opt values are read as their declared type, never re-typed by YAML -------------
@@ -136,8 +139,10 @@ CASES: dict[str, Case] = {
        for name, text in (("octal", "017"), ("sexagesimal", "1:30"), ("fullwidth", "１２０"),
                           ("superscript", "²"), ("arabic", "٣"), ("underscore", "1_0"),
                           ("float", "1.5"), ("negative", "-5"), ("hex", "0x10"), ("exp", "1e3"),
-                          ("empty", ""), ("space", " 60"), ("trailing-space", "60 "),
+                          ("empty", ""),
                           ("plus", "+60"), ("inf", "inf"), ("nan", "nan"))},
+    "opt-seconds-space": Case(slurm("--opt", "signal_seconds= 60"), 2,
+                              "--opt signal_seconds ' 60' is not a whole number"),
     "opt-seconds-zero": Case(slurm("--opt", "signal_seconds=0"), 2,
                              "--opt signal_seconds 0 is not an integer from 1 to 65535"),
     "opt-seconds-huge": Case(slurm("--opt", "signal_seconds=65536"), 2,
@@ -218,14 +223,12 @@ CASES: dict[str, Case] = {
     "ascend-16-on-910": Case(slurm("--ascend", "16", "--ascend-chip", "910"), 2,
                              "--ascend 16 is not allowed: devices per node must be 1, 2, 4 or 8 "
                              "on Ascend 910"),
-    "ascend-16-no-chip": Case(slurm("--ascend", "16"), 2, "--ascend 16 is not allowed"),
     "ascend-upper-cards-on-910": Case(slurm("--ascend", "8", "--ascend-devices", "8-15"), 2,
                                       "--ascend-devices [8, 9, 10, 11, 12, 13, 14, 15] must be "
                                       "within 0-7 on Ascend 910"),
     "ascend-card-16-on-910b": Case(slurm("--ascend", "1", "--ascend-devices", "16",
                                          "--ascend-chip", "910b"), 2,
                                    "card 16 is out of range 0-15"),
-    "k8s-ascend-32": Case(k8s("--ascend", "32"), 2, "--ascend 32 is not allowed"),
     "file-ascend-chip-int": from_file("ascend_chip: 910\ndevice_kind: ascend\n"),
     "file-opt-namespace-hex": from_file("backend: k8s\ndata_dir: /d\noutput_dir: /o\n"
                                         "backend_options: {namespace: 0x1f}\n"),
@@ -240,6 +243,77 @@ CASES: dict[str, Case] = {
     "file-opt-pull-secrets-int": from_file("backend: k8s\ndata_dir: /d\noutput_dir: /o\n"
                                            "backend_options: "
                                            "{image_pull_secrets: [a, 5]}\n"),
+    # ---- invisible characters and stray whitespace in names, paths and values --------------
+    **{f"text-{where}-{name}": Case(slurm(flag, value), 2, says)
+       for name, char in (("nel", "\x85"), ("line-separator", "\u2028"), ("rtl-override", "\u202e"),
+                          ("bom", "\ufeff"), ("c1-csi", "\x9b"))
+       for where, flag, value, says in (
+           ("data-dir", "--data-dir", f"/d{char}", "contains a newline or control character"),
+           ("output-dir", "--output-dir", f"/o{char}x", "contains a newline or control"),
+           ("env-value", "--env", f"A=b{char}", "the value contains a newline or control"),
+           ("opt-value", "--opt", f"container_runtime=pyxis{char}", "contains a newline or control"))},
+    "text-data-dir-trailing-space": Case(slurm("--data-dir", "/d "), 2,
+                                         "--data-dir '/d ' starts or ends with whitespace"),
+    "text-output-dir-leading-space": Case(slurm("--output-dir", " /o"), 2,
+                                          "--output-dir ' /o' starts or ends with whitespace"),
+    "text-config-trailing-space": Case(slurm("--config", "/c.yaml "), 2,
+                                       "--config '/c.yaml ' starts or ends with whitespace"),
+    "text-env-trailing-space": Case(slurm("--env", "A=b "), 2,
+                                    "--env A='b ': the value starts or ends with whitespace"),
+    "text-opt-trailing-space": Case(k8s("--opt", "context=ctx "), 2,
+                                    "--opt context 'ctx ' starts or ends with whitespace"),
+    # ---- --set values are read as the config declares them, by launcher and trainer --------
+    **{f"set-{key}-{name}": Case(slurm("--set", f"{key}={text}"), 2, f"{key}={text!r}: must be")
+       for key, name, text in (
+           ("num_classes", "octal", "010"), ("epochs", "arabic", "٣"), ("epochs", "fullwidth", "３"),
+           ("epochs", "underscore", "1_0"), ("epochs", "space", " 3"), ("epochs", "float-text", "3.5"),
+           ("batch_size", "plus", "+64"), ("seed", "hex", "0x10"),
+           ("lr", "nan", "nan"), ("lr", "inf", "inf"), ("lr", "yaml-nan", ".nan"),
+           ("lr", "neg-inf", "-inf"), ("lr", "overflow", "1e999"), ("lr", "arabic", "٠.١"),
+           ("lr", "underscore", "0.0_1"), ("weight_decay", "nan", "NaN"),
+           ("weight_decay", "inf", "Infinity"), ("loss_scale", "inf", "inf"),
+           ("loss_scale", "nan", "nan"), ("momentum", "space", "0.9 "))},
+    "set-net-name-unknown": Case(slurm("--set", "net_name=resnet50"), 2,
+                                 "net_name='resnet50': allowed values are resnest14d"),
+    "set-seed-negative": Case(slurm("--set", "seed=-1"), 2, "seed=-1: must be 0-4294967295"),
+    "set-seed-huge": Case(slurm("--set", "seed=4294967296"), 2, "seed=4294967296: must be 0-"),
+    "config-file-nan": Case(slurm("--config", "{work}/c.yaml"), 2,
+                            "lr=nan: must be a finite number", {"c.yaml": "lr: .nan\n"}),
+    "config-file-alias": Case(slurm("--config", "{work}/c.yaml"), 2,
+                              "aliases (*name) are not allowed",
+                              {"c.yaml": "lr_epochs: &a 30,60\nlr_gamma: *a\n"}),
+    "config-file-deep": Case(slurm("--config", "{work}/c.yaml"), 2, "nested deeper than 20",
+                             {"c.yaml": "lr_epochs: " + "[" * 30 + "]" * 30 + "\n"}),
+    "config-file-seed": Case(slurm("--config", "{work}/c.yaml"), 2, "seed=-5: must be 0-",
+                             {"c.yaml": "seed: -5\n"}),
+    # ---- contradictions caught at submit ------------------------------------------------------
+    "gpus-with-cpu-target": Case(slurm("--gpus", "2", "--set", "device_target=CPU"), 2,
+                                 "device_target=CPU contradicts the job's device kind gpu"),
+    "cpus-with-gpu-target": Case(slurm("--cpus", "2", "--set", "device_target=gpu"), 2,
+                                 "device_target=GPU contradicts the job's device kind cpu"),
+    "ascend-with-cpu-target-file": Case(slurm("--ascend", "1", "--config", "{work}/c.yaml"), 2,
+                                        "device_target=CPU contradicts the job's device kind "
+                                        "ascend", {"c.yaml": "device_target: CPU\n"}),
+    "k8s-gpus-with-ascend-target": Case(k8s("--gpus", "1", "--set", "device_target=Ascend"), 2,
+                                        "device_target=Ascend contradicts"),
+    "time-inside-signal-window": Case(slurm("--time", "2"), 2,
+                                      "--time 2 (120 s) is not longer than --opt signal_seconds"),
+    "time-inside-custom-window": Case(slurm("--time", "00:05:00", "--opt", "signal_seconds=600"),
+                                      2, "--time 00:05:00 (300 s) is not longer than --opt "
+                                      "signal_seconds 600"),
+    "k8s-time-inside-grace": Case(k8s("--time", "1"), 2,
+                                  "--time 1 (60 s) is not longer than --opt grace_seconds 120"),
+    "eval-no-checkpoint": Case(slurm("--task", "eval"), 2, "an eval job needs what to eval: give "
+                               "--arg --checkpoint=PATH or --arg --model=PATH"),
+    "export-no-checkpoint": Case(["submit", "--backend", "slurm", "--task", "export", "--gpus",
+                                  "1", "--dry-run"], 2, "an export job needs what to export"),
+    **{f"arg-smuggles-{name}": Case(slurm("--arg", arg), 2, f"--arg {arg!r} would set {flag}")
+       for name, arg, flag in (("set", "--set=lr=nan", "--set"), ("set-prefix", "--se=lr=1", "--set"),
+                               ("output-dir", "--output-dir=/elsewhere", "--output-dir"),
+                               ("output-prefix", "--out=/x", "--output-dir"),
+                               ("data-dir", "--data-dir", "--data-dir"),
+                               ("config", "--config=/c.yaml", "--config"),
+                               ("config-prefix", "--conf", "--config"))},
     # ---- flags a backend does not use are errors naming it ----------------------------------
     "local-image": Case(local("--image", "img:1"), 2, "--image is not used by the local backend"),
     "local-partition": Case(local("--partition", "gpu"), 2, "--partition is not used by the local"),
@@ -262,7 +336,7 @@ CASES: dict[str, Case] = {
     "set-typo-submit": Case(slurm("--set", "epochz=3")[:-1], 2, "unknown config key 'epochz'"),
     "set-negative-lr": Case(slurm("--set", "lr=-1"), 2, "--set: lr=-1.0: must be > 0"),
     "set-negative-lr-submit": Case(slurm("--set", "lr=-1")[:-1], 2, "--set: lr=-1.0: must be > 0"),
-    "set-lr-word": Case(slurm("--set", "lr=fast"), 2, "lr='fast': must be a number"),
+    "set-lr-word": Case(slurm("--set", "lr=fast"), 2, "lr='fast': must be a finite number"),
     "set-no-value": Case(slurm("--set", "novalue"), 2, "--set 'novalue' must look like key=value"),
     "set-local": Case(local("--set", "epochz=3"), 2, "unknown config key 'epochz'"),
     "set-k8s": Case(k8s("--set", "epochz=3"), 2, "unknown config key 'epochz'"),
@@ -273,7 +347,11 @@ CASES: dict[str, Case] = {
                          "job file '{work}/nope.yaml' cannot be read: No such file"),
     "file-not-utf8": from_file(b"name: caf\xe9\n"),
     "file-a-device": Case(["submit", "--file", "/dev/zero", "--dry-run"], 2,
-                          "job file '/dev/zero' is larger than 1048576 bytes"),
+                          "job file '/dev/zero' is a device, not a regular file"),
+    "file-a-fifo": Case(["submit", "--file", "{work}/job.fifo", "--dry-run"], 2,
+                        "job file '{work}/job.fifo' is a FIFO, not a regular file"),
+    "file-alias-bomb": from_file("a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n"),
+    "file-deep": from_file("env: " + "{a: " * 25 + "1" + "}" * 25 + "\n"),
     "file-a-list": from_file("- name\n- nodes\n"),
     "file-bad-yaml": from_file("name: [unclosed\n"),
     "file-python-tag": from_file("name: !!python/object/apply:os.system [id]\n"),
@@ -320,6 +398,45 @@ CASES: dict[str, Case] = {
     "gather-no-outputs": Case(["gather", JOB, "--dest", "{work}/got"], 1,
                               "output dir '/nonexistent/out' of job rn-abc123 does not exist",
                               record=record()),
+    # ---- a record never makes us act on something that is not ours ---------------------------
+    "status-job-dir-elsewhere": Case(["status", JOB], 1, "its job_dir '/etc' is not its own folder",
+                                     record=record(job_dir="/etc")),
+    "cancel-job-dir-elsewhere": Case(["cancel", JOB], 1, "its job_dir '/' is not its own folder",
+                                     record=record(job_dir="/")),
+    "status-record-nan": Case(["status", JOB], 1, "is damaged (not valid JSON",
+                              record=record().replace('"created": 1.0', '"created": NaN')),
+    "status-record-huge": Case(["status", JOB], 1, "is damaged (unreadable: ",
+                               record=record(files=["x" * (1 << 20)])),
+    "status-record-fifo": Case(["status", JOB], 1, "record.json' is a FIFO, not a regular file",
+                               job_files={"record.json": None}),
+    **{f"cancel-slurm-id-{name}": Case(["cancel", JOB], 1,
+                                       f"its backend id {backend_id!r} is not a Slurm job id",
+                                       record=record(backend="slurm", backend_id=backend_id))
+       for name, backend_id in (("injection", "1; touch PWNED"), ("option", "--help"),
+                                ("list", "1,2"), ("empty", ""), ("zero", "0"), ("user", "-u"),
+                                ("newline", "12\n13"), ("arabic", "١٢"))},
+    "status-slurm-id-option": Case(["status", JOB], 1, "its backend id '--me' is not a Slurm job",
+                                   record=record(backend="slurm", backend_id="--me")),
+    **{f"cancel-local-pid-{name}": Case(["cancel", JOB], 1, says, record=record(),
+                                        job_files={"pid": text})
+       for name, text, says in (
+           ("init", "1 12345", "pid file"), ("no-start-time", "4242", "is damaged"),
+           ("words", "abc def", "is not 'PID START_TIME'"), ("zero", "0 5", "is damaged"),
+           ("negative", "-1 5", "is damaged"), ("arabic", "٤٢ ٥", "is damaged"),
+           ("fifo", None, "is a FIFO, not a regular file"))},
+    # ---- gather --dest: refused before anything is copied -------------------------------------
+    "gather-dest-outputs-is-a-file": Case(["gather", JOB, "--dest", "{work}/got"], 2,
+                                          "holds 'outputs' of the wrong kind",
+                                          {"got/outputs": "x"}, record=record()),
+    "gather-dest-logs-is-a-file": Case(["gather", JOB, "--dest", "{work}/got"], 2,
+                                       "holds 'logs' of the wrong kind", {"got/logs": "x"},
+                                       record=record()),
+    "gather-dest-summary-is-a-folder": Case(["gather", JOB, "--dest", "{work}/got"], 2,
+                                            "holds 'summary.json' of the wrong kind",
+                                            {"got/summary.json/x": "y"}, record=record()),
+    "gather-dest-under-a-file": Case(["gather", JOB, "--dest", "{work}/f/sub"], 2,
+                                     "'{work}/f' is a file, not a folder", {"f": "x"},
+                                     record=record()),
     # ---- rank tables: CLI flags ---------------------------------------------------------------
     "ranktable-devices-huge": Case(["ranktable", "--hccn-dir", "{work}", "--devices",
                                     "0-99999999999"], 2, "card 99999999999 is out of range 0-7"),
@@ -341,8 +458,20 @@ CASES: dict[str, Case] = {
                                     "device IP file '{work}/hccn/10.0.0.1.conf' is not UTF-8 text",
                                     {"hccn/10.0.0.1.conf": b"address_0=\xff\n"}),
     "ranktable-no-input": Case(["ranktable"], 2, "give --device-ips FILE"),
-    "ranktable-upper-cards-910": Case(["ranktable", "--hccn-dir", "{work}", "--devices", "8-15"],
-                                      2, "card 15 is out of range 0-7"),
+    "ranktable-check-fifo": Case(["ranktable", "--check", "{work}/job.fifo"], 1,
+                                 "rank table '{work}/job.fifo' is a FIFO, not a regular file"),
+    "ranktable-device-ips-fifo": Case(["ranktable", "--device-ips", "{work}/job.fifo", "--server",
+                                       "10.0.0.1"], 2, "device IP file '{work}/job.fifo' is a FIFO"),
+    "ranktable-device-ips-alias": Case(["ranktable", "--device-ips", "{work}/ips.yaml", "--server",
+                                        "10.0.0.1"], 2, "is neither hccn.conf nor YAML/JSON",
+                                       {"ips.yaml": "a: &x [1.1.1.1]\n10.0.0.1: *x\n"}),
+    "k8s-rank-table-fifo": Case(k8s("--ascend", "8", "--opt", "rank_table={work}/job.fifo"), 2,
+                                "--opt rank_table '{work}/job.fifo' is a FIFO, not a regular file"),
+    "k8s-device-ips-fifo": Case(k8s("--ascend", "8", "--opt", "device_ips={work}/job.fifo"), 2,
+                                "device IP file '{work}/job.fifo' is a FIFO, not a regular file"),
+    "k8s-rank-table-nan": Case(k8s("--ascend", "8", "--opt", "rank_table={work}/t.json"), 2,
+                               "is not a JSON file: NaN is not a JSON number",
+                               {"t.json": '{"version": NaN}'}),
     "ranktable-card-16-910b": Case(["ranktable", "--hccn-dir", "{work}", "--ascend-chip", "910b",
                                     "--devices", "0-16"], 2, "card 16 is out of range 0-15"),
     "ranktable-ring-910": Case(["ranktable", "--hccn-dir", "{work}", "--devices", "2-5"], 2,
@@ -437,6 +566,8 @@ CASES: dict[str, Case] = {
 
 FILE_MESSAGES = {
     "file-not-utf8": "is not UTF-8 text (byte 0xe9 at offset 9)",
+    "file-alias-bomb": "is not valid YAML at line 2, column 8: aliases (*name) are not allowed",
+    "file-deep": "nested deeper than 20 levels",
     "file-a-list": "must be a mapping of job spec fields, not a list",
     "file-bad-yaml": "is not valid YAML at line 2, column 1",
     "file-python-tag": "is not valid YAML at line 1, column 7",
@@ -500,17 +631,21 @@ def test_bad_input_is_one_line_and_writes_nothing(name: str, tmp_path: Path, sta
     case = CASES[name]
     work = tmp_path / "work"
     (work / "data").mkdir(parents=True)
+    os.mkfifo(work / "job.fifo")  # a reader that opens it blocking would hang the test
     for rel, content in case.files.items():
         target = work / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
-    if case.record is not None:
+    if case.record is not None or case.job_files:
         job_dir = state_dir / "jobs" / JOB
         job_dir.mkdir(parents=True)
+    if case.record is not None:
         content = case.record.replace('"job_dir": ""', f'"job_dir": "{job_dir}"') \
             if isinstance(case.record, str) else case.record
         path = job_dir / "record.json"
         path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    for rel, text in case.job_files.items():
+        os.mkfifo(job_dir / rel) if text is None else (job_dir / rel).write_text(text)
     monkeypatch.chdir(work)
     argv = [a.replace("{work}", str(work)) for a in case.argv]
     before = snapshot(state_dir, work)
@@ -524,12 +659,12 @@ def test_bad_input_is_one_line_and_writes_nothing(name: str, tmp_path: Path, sta
     assert len(lines) == 1, result.output
     assert case.says.replace("{work}", str(work)) in lines[0], result.output
     assert snapshot(state_dir, work) == before
-    assert not state_dir.exists() or case.record is not None
+    assert not state_dir.exists() or case.record is not None or case.job_files
 
 
 def test_enough_cases_across_every_command() -> None:
     commands = {c.argv[0] for c in CASES.values()}
-    assert len(CASES) >= 60
+    assert len(CASES) >= 260 and len(IN_JOB_CASES) >= 30
     assert commands >= {"submit", "status", "logs", "cancel", "gather", "ranktable", "build"}
 
 
@@ -585,3 +720,134 @@ def test_logs_rank_beyond_the_job(runner: CliRunner, state_dir: Path) -> None:
     result = runner.invoke(cli, ["logs", JOB, "--rank", "2"])
     assert result.exit_code == 2
     assert "Invalid value for --rank: 2: job rn-abc123 has 2 ranks (0-1)" in result.output
+
+
+# ---- the in-job entry points: the same values refused with the same words -------------------
+
+
+@dataclass
+class InJobCase:
+    """A bad argv for `python -m resnest.<module>` (`{work}` = a folder with train/ and val/)."""
+
+    module: str
+    argv: list[str]
+    says: str
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def train(*args: str) -> list[str]:
+    return ["--data-dir", "{work}", "--output-dir", "{work}/out", *args]
+
+
+IN_JOB_CASES: dict[str, InJobCase] = {
+    **{f"{module}-set-{key}-{name}": InJobCase(module, argv + ["--set", f"{key}={text}"],
+                                               f"{key}={text!r}: must be")
+       for module, argv in (("train", train()), ("eval", ["--data-dir", "{work}", "--checkpoint",
+                                                           "{work}/x.ckpt"]),
+                            ("export", ["--checkpoint", "{work}/x.ckpt", "--format", "ONNX",
+                                        "--out", "{work}/m"]))
+       for key, name, text in (("num_classes", "octal", "010"), ("lr", "nan", "nan"),
+                               ("weight_decay", "inf", "inf"), ("loss_scale", "nan", ".nan"),
+                               ("epochs", "arabic", "٣"))},
+    "train-seed-negative": InJobCase("train", train("--set", "seed=-1"),
+                                     "seed=-1: must be 0-4294967295"),
+    "train-net-name": InJobCase("train", train("--set", "net_name=resnet50"),
+                                "net_name='resnet50': allowed values are resnest14d"),
+    "train-config-fifo": InJobCase("train", train("--config", "{work}/c.fifo"),
+                                   "config file '{work}/c.fifo' is a FIFO, not a regular file"),
+    "train-config-dir": InJobCase("train", train("--config", "{work}/train"),
+                                  "config file '{work}/train' is a directory"),
+    "train-config-alias": InJobCase("train", train("--config", "{work}/c.yaml"),
+                                    "aliases (*name) are not allowed",
+                                    {"c.yaml": "lr_epochs: &a 30\nlr_gamma: *a\n"}),
+    "eval-seed-huge": InJobCase("eval", ["--data-dir", "{work}", "--checkpoint", "{work}/x.ckpt",
+                                         "--set", "seed=4294967296"], "seed=4294967296: must be"),
+    **{f"export-{flag[2:]}-{name}": InJobCase(
+        "export", ["--checkpoint", "{work}/x.ckpt", "--format", "ONNX", "--out", "{work}/m",
+                   flag, text], f"{text!r} is not an integer (ASCII digits, no leading zero)")
+       for flag, name, text in (("--batch-size", "hex", "0x1"), ("--batch-size", "octal", "010"),
+                                ("--image-size", "arabic", "٢٢٤"), ("--image-size", "float", "224.0"))},
+    **{f"serve-{flag[2:]}-{name}": InJobCase(
+        "serve", ["--model", "{work}/m.onnx", flag, text],
+        f"{text!r} is not a finite number (ASCII digits")
+       for flag, name, text in (("--max-body-mb", "nan", "nan"), ("--max-body-mb", "inf", "inf"),
+                                ("--max-body-mb", "overflow", "1e999"),
+                                ("--max-queue-delay-ms", "nan", "NaN"),
+                                ("--shutdown-timeout", "inf", "Infinity"),
+                                ("--max-body-mb", "arabic", "١٦"))},
+    **{f"serve-{flag[2:]}-{name}": InJobCase(
+        "serve", ["--model", "{work}/m.onnx", flag, text],
+        f"{text!r} is not an integer (ASCII digits, no leading zero)")
+       for flag, name, text in (("--port", "arabic", "٨٠٠٠"), ("--threads", "octal", "010"),
+                                ("--max-batch-size", "underscore", "1_0"),
+                                ("--device-id", "fullwidth", "０"))},
+}
+
+
+@pytest.mark.parametrize("name", list(IN_JOB_CASES))
+def test_in_job_bad_input_is_one_line_and_writes_nothing(
+        name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
+
+    case = IN_JOB_CASES[name]
+    work = tmp_path / "work"
+    for split in ("train", "val"):
+        (work / split / "c0").mkdir(parents=True)
+    os.mkfifo(work / "c.fifo")
+    for rel, content in case.files.items():
+        (work / rel).write_text(content)
+    argv = [a.replace("{work}", str(work)) for a in case.argv]
+    before = snapshot(work)
+    entry = importlib.import_module(f"resnest.{case.module}" + (".cli" if case.module == "serve"
+                                                                 else ""))
+    try:
+        code = entry.main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    # argparse may wrap its usage over several lines first; the error is the last line, alone.
+    assert lines[-1].startswith(("error:", f"python -m resnest.{case.module}: error:")), err
+    assert sum("error" in line for line in lines) == 1, err
+    assert case.says.replace("{work}", str(work)) in lines[-1], err
+    assert snapshot(work) == before
+
+
+def strict_json(text: str) -> object:
+    """JSON as the standard has it: NaN and Infinity are not numbers."""
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} in the output")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_diverged_loss_keeps_status_json_valid(runner: CliRunner, state_dir: Path,
+                                                tmp_path: Path) -> None:
+    """The trainer writes a NaN loss as NaN; `status --json` and `list --json` stay JSON."""
+    job_dir = state_dir / "jobs" / JOB
+    job_dir.mkdir(parents=True)
+    out = tmp_path / "out"
+    (out / "metrics").mkdir(parents=True)
+    (out / "metrics" / "rank0.jsonl").write_text(
+        '{"event": "step", "epoch": 0, "step": 3, "global_step": 3, "loss": NaN, "lr": Infinity}\n')
+    (job_dir / "exit_code").write_text("1\n")
+    (job_dir / "record.json").write_text(record(output_dir=str(out)).replace(
+        '"job_dir": ""', f'"job_dir": "{job_dir}"'))
+    status = runner.invoke(cli, ["status", JOB, "--json"])
+    assert status.exit_code == 0, status.output
+    assert strict_json(status.output)["progress"]["loss"] is None
+    listed = runner.invoke(cli, ["list", "--json"])
+    assert listed.exit_code == 0 and strict_json(listed.output)[0]["id"] == JOB
+
+
+def test_a_damaged_exit_code_file_is_named(runner: CliRunner, state_dir: Path) -> None:
+    job_dir = state_dir / "jobs" / JOB
+    job_dir.mkdir(parents=True)
+    (job_dir / "exit_code").write_text("nan\n")
+    (job_dir / "record.json").write_text(record().replace('"job_dir": ""',
+                                                          f'"job_dir": "{job_dir}"'))
+    status = runner.invoke(cli, ["status", JOB])
+    assert status.exit_code == 0, status.output
+    assert f"exit code file '{job_dir}/exit_code' is damaged: 'nan' is not an exit code" \
+        in status.output

@@ -74,10 +74,12 @@ def test_local_submit_passes_hostile_values_verbatim(tmp_path: Path, state_dir: 
         job = tmp_path / "job.yaml"
         job.write_text(yaml.safe_dump({"python": str(bin_dir / "python"), "code_dir": str(code_dir)}))
         output_dir = data_dir + " out"
-        env_value = HOSTILE[len(data_dir) % len(HOSTILE)]
+        # Environment values are one line (a newline is refused, like in paths).
+        one_line = [h for h in HOSTILE if "\n" not in h]
+        env_value = one_line[len(data_dir) % len(one_line)]
         result = rlaunch(
             "submit", "--backend", "local", "--cpus", "2", "--file", str(job),
-            "--data-dir", data_dir, "--output-dir", output_dir, "--set", f"net_name={data_dir}",
+            "--data-dir", data_dir, "--output-dir", output_dir, "--set", f"pretrained={data_dir}",
             "--arg", env_value, "--env", f"HOSTILE={env_value}",
             env={"RLAUNCH_STATE_DIR": str(state_dir), "RECORD_TO": str(record_to)},
         )
@@ -90,7 +92,7 @@ def test_local_submit_passes_hostile_values_verbatim(tmp_path: Path, state_dir: 
         call = json.loads(record_to.read_text().splitlines()[-1])
         assert call["argv"][call["argv"].index("--join=True") + 1] == "resnest/train.py"
         assert call["argv"][-7:] == ["--data-dir", data_dir, "--output-dir", output_dir, "--set",
-                                     f"net_name={data_dir}", env_value]
+                                     f"pretrained={data_dir}", env_value]
         assert call["env"]["HOSTILE"] == env_value
         assert rlaunch("status", job_id, env={"RLAUNCH_STATE_DIR": str(state_dir)}
                        ).stdout.split()[3] == "COMPLETED"
@@ -105,7 +107,7 @@ def test_sbatch_script_passes_hostile_values_verbatim(tmp_path: Path, kind: str)
     spec = JobSpec(
         backend="slurm", device_kind=kind, devices_per_node=2, data_dir=hostile_path,
         output_dir=hostile_path + "/o", overrides=[f"k={HOSTILE[0]}"], args=HOSTILE,
-        env={"H": HOSTILE[2] + HOSTILE[6]}, python=str(bin_dir / "python"),
+        env={"H": HOSTILE[2] + HOSTILE[3]}, python=str(bin_dir / "python"),
         code_dir=str(tmp_path),
         backend_options={"hccn_conf": str(tmp_path / "hccn.conf")} if kind == "ascend" else {},
     ).validate()
@@ -127,7 +129,7 @@ def test_sbatch_script_passes_hostile_values_verbatim(tmp_path: Path, kind: str)
     expected = ["--data-dir", hostile_path, "--output-dir", hostile_path + "/o", "--set",
                 f"k={HOSTILE[0]}", *HOSTILE]
     assert call["argv"][-len(expected):] == expected
-    assert call["env"]["H"] == HOSTILE[2] + HOSTILE[6]
+    assert call["env"]["H"] == HOSTILE[2] + HOSTILE[3]
     if kind == "ascend":
         assert call["env"]["RANK_ID"] == "0" and call["env"]["DEVICE_ID"] == "0"
         table = json.loads((job_dir / "rank_table.json").read_text())

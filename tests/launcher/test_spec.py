@@ -94,5 +94,6 @@ def test_script_args_order() -> None:
 
 def test_export_is_one_process() -> None:
     assert JobSpec(task="export", args=["--checkpoint", "c"]).problems() == []
-    (line,) = JobSpec(task="export", devices_per_node=8, device_kind="gpu").problems()
+    (line,) = JobSpec(task="export", devices_per_node=8, device_kind="gpu",
+                      args=["--checkpoint", "c"]).problems()
     assert "an export job runs one process, not 8" in line

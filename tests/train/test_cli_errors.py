@@ -21,7 +21,7 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess:
     [
         ("train.py", ["--data-dir", "/nonexistent", "--output-dir", "/tmp/x"], "has no train/ folder"),
         ("train.py", ["--data-dir", "/tmp", "--output-dir", "/tmp/x", "--set", "lr=abc"],
-         "lr='abc': must be a number"),
+         "lr='abc': must be a finite number"),
         ("train.py", ["--data-dir", "/tmp", "--output-dir", "/tmp/x", "--set", "bogus=1"],
          "unknown config key 'bogus'"),
         ("eval.py", ["--data-dir", "/nonexistent", "--checkpoint", "/x.ckpt"], "has no val/ folder"),

@@ -50,8 +50,8 @@ def test_set_overrides_are_typed() -> None:
     ("overrides", "message"),
     [
         (["nope=1"], "unknown config key 'nope'"),
-        (["lr=fast"], "lr='fast': must be a number"),
-        (["epochs=2.5"], "epochs=2.5: must be an integer"),
+        (["lr=fast"], "lr='fast': must be a finite number"),
+        (["epochs=2.5"], "epochs='2.5': must be an integer (ASCII digits, no leading zero)"),
         (["epochs=0"], "epochs=0: must be >= 1"),
         (["lr_scheduler=poly"], "allowed values are cosine_annealing, step, exponential"),
         (["device_target=TPU"], "allowed values are auto, CPU, GPU, Ascend"),

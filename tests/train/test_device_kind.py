@@ -27,7 +27,7 @@ def test_kind_from_the_launcher_wins_over_auto(kind: str, config_target: str, ex
     ("kind", "config_target", "message"),
     [("tpu", "auto", "RLAUNCH_DEVICE_KIND='tpu': allowed values are gpu, ascend, cpu"),
      ("GPU", "auto", "RLAUNCH_DEVICE_KIND='GPU'"),
-     ("cpu", "GPU", "device_target=GPU contradicts RLAUNCH_DEVICE_KIND=cpu")],
+     ("cpu", "GPU", "device_target=GPU contradicts the job's device kind cpu")],
 )
 def test_bad_or_contradicting_request(kind: str, config_target: str, message: str) -> None:
     with pytest.raises(DeviceRequestError, match=message):
