@@ -24,7 +24,7 @@ from launcher.backends.slurm_state import BackoffPoll, job_status, query_jobs
 from launcher.rank_logs import iter_rank_logs, job_messages
 from launcher.spec import JobSpec
 from launcher.templating import render_template
-from resnest.contract import DEVICE_KIND_ENV, REQUEUE_EXIT_CODE
+from resnest.contract import DEVICE_KIND_ENV, REQUEUE_EXIT_CODE, REQUEUE_MARKER_ENV
 
 if TYPE_CHECKING:
     from launcher.store import JobRecord
@@ -208,6 +208,7 @@ class SlurmBackend(Backend):
             "signal_seconds": int(opts.get("signal_seconds", 120)),
             "max_restarts": spec.max_restarts,
             "requeue_exit_code": REQUEUE_EXIT_CODE,
+            "requeue_marker_env": REQUEUE_MARKER_ENV,
             "device_kind_env": DEVICE_KIND_ENV,
             "env": dict(spec.env),
             "bin_dir": str(Path(python).parent),
