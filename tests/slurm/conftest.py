@@ -81,9 +81,11 @@ class ProductionCluster:
         self.home = Path(f"/home/{PRODUCTION_USER}")
 
     def env(self, **extra: str) -> dict[str, str]:
+        # PYTHONPATH passes through: a checkout tested from outside its venv's editable install.
+        passed = {k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}
         return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.home),
                 "USER": PRODUCTION_USER, "LANG": "C.UTF-8", "SLURM_CONF": self.slurm_conf,
-                **extra}
+                **passed, **extra}
 
     def run(self, argv: list[str], *, check: bool = True, timeout: float = 600,
             **env: str) -> subprocess.CompletedProcess[str]:

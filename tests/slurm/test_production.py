@@ -166,3 +166,38 @@ def test_preempted_by_a_higher_priority_job_it_saves_requeues_and_resumes(
     assert [r[1] for r in cluster.sacct(slurm_id)] == ["PREEMPTED", "COMPLETED"]
     for node in PRODUCTION_NODES:
         assert f"node {node}" in followed.stdout
+
+
+@pytest.mark.timeout(900)
+def test_the_time_limit_signal_saves_and_requeues_before_the_limit(
+    production_cluster: ProductionCluster, production_data: Path,
+) -> None:
+    """A real --time: Slurm sends USR1 `signal_seconds` before the limit (up to 60 s earlier),
+    the ranks save, the script requeues the job before Slurm's TIMEOUT, once (the user's
+    --max-restarts 1); the second run's signal finds no restarts left and the job ends FAILED
+    with the requeue exit code, still before its limit, instead of being killed."""
+    cluster = production_cluster
+    work = cluster.workspace("timelimit")
+    state = str(work / "state")
+    sets = [*TINY_TRAIN_SETS, "epochs=40"]  # far more than fits in the limit
+    submitted = cluster.rlaunch(
+        "submit", "--backend", "slurm", "--nodes", "1", "--cpus", "2", "--name", "time-limit",
+        "--time", "3", "--opt", "signal_seconds=100", "--max-restarts", "1",
+        "--data-dir", str(production_data), "--output-dir", str(work / "out"), TRAINING_MEMORY,
+        *[a for s in sets for a in ("--set", s)], RLAUNCH_STATE_DIR=state)
+    job_id = submitted.stdout.strip().splitlines()[-1]
+    slurm_id = json.loads((work / "state" / "jobs" / job_id / "record.json").read_text())[
+        "backend_id"]
+    wait_for(lambda: int(cluster.scontrol_job(slurm_id).get("Restarts", "0")) >= 1, 400,
+             "the job to requeue itself on the time-limit signal")
+    start_now(cluster, slurm_id)
+    cluster.rlaunch("logs", "-f", job_id, RLAUNCH_STATE_DIR=state)
+    final = json.loads(cluster.rlaunch("status", job_id, "--json", RLAUNCH_STATE_DIR=state).stdout)
+    assert final["state"] == "FAILED" and final["exit_code"] == 75, final
+    # Neither run reached TIMEOUT: the first was requeued, the second ended by itself.
+    assert [r[1] for r in cluster.sacct(slurm_id)] == ["REQUEUED", "FAILED"]
+    out = "".join(p.read_text() for p in (work / "state" / "jobs" / job_id).glob("slurm-*.out"))
+    assert out.count("rlaunch: USR1 received") == 2
+    assert "requeueing job" in out and "stopped with no restarts left (1/1)" in out
+    logs = work / "state" / "jobs" / job_id / "logs"
+    assert "resumed from" in (logs / "restart-1" / "worker_0.log").read_text()
