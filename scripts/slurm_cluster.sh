@@ -30,6 +30,17 @@ export SLURM_CONF="$DIR/slurm.conf"
 
 log() { echo "slurm_cluster: $*" >&2; }
 
+# Daemons start without the caller's open files: a test run holds /tmp/rlaunch-slurm.lock through
+# an inherited descriptor, and a daemon that kept it would hold the lock after the run, for good.
+detached() {
+    local fd
+    for fd in /proc/$BASHPID/fd/*; do
+        fd=${fd##*/}
+        if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-"; fi
+    done
+    exec "$@"
+}
+
 install_packages() {
     local missing=()
     for p in slurm-wlm munge; do
@@ -52,7 +63,7 @@ start_munge() {
     chmod 0700 /etc/munge /var/log/munge /var/lib/munge
     chmod 0755 /var/run/munge
     chmod 0600 /etc/munge/munge.key
-    su -s /bin/sh munge -c /usr/sbin/munged
+    (detached su -s /bin/sh munge -c /usr/sbin/munged)
     for _ in $(seq 50); do
         munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return
         sleep 0.1
@@ -119,9 +130,9 @@ up() {
     install_packages
     start_munge
     write_config
-    daemon_running "$DIR/slurmctld.pid" || slurmctld -f "$DIR/slurm.conf"
+    daemon_running "$DIR/slurmctld.pid" || (detached slurmctld -f "$DIR/slurm.conf")
     for _ in $(seq 100); do scontrol ping >/dev/null 2>&1 && break; sleep 0.1; done
-    daemon_running "$DIR/slurmd.pid" || slurmd -f "$DIR/slurm.conf"
+    daemon_running "$DIR/slurmd.pid" || (detached slurmd -f "$DIR/slurm.conf")
     for i in $(seq 150); do
         if node_ready; then
             log "up: node $NODE $(sinfo -h -n "$NODE" -o '%T cpus=%c gres=%G'); SLURM_CONF=$DIR/slurm.conf"
@@ -245,7 +256,7 @@ start_slurmd() {  # $1: node index
     # Own network (the netns), host name (UTS namespace), /etc/hosts and /etc/hccn.conf (a
     # private mount namespace; not `ip netns exec`, whose fresh /sys hides the cgroup mounts),
     # own node name, spool and log. slurmd daemonizes; its job steps inherit all of it.
-    nsenter --net="/run/netns/$NS_PREFIX$name" unshare --uts --mount --propagation private sh -c '
+    detached nsenter --net="/run/netns/$NS_PREFIX$name" unshare --uts --mount --propagation private sh -c '
         mount --bind "$2/hosts" /etc/hosts && mount --bind "$2/hccn.conf" /etc/hccn.conf &&
         hostname "$1" && exec slurmd -N "$1" -f "$3"' rlaunch-node "$name" "$files" "$MDIR/slurm.conf"
 }
@@ -262,11 +273,11 @@ up_multi() {
     ip link set "$BRIDGE" up
     local i name
     for ((i = 0; i < MNODES; i++)); do netns_up "$i"; done
-    daemon_running "$MDIR/run/slurmctld.pid" || slurmctld -f "$MDIR/slurm.conf"
+    daemon_running "$MDIR/run/slurmctld.pid" || (detached slurmctld -f "$MDIR/slurm.conf")
     for _ in $(seq 100); do SLURM_CONF="$MDIR/slurm.conf" scontrol ping >/dev/null 2>&1 && break; sleep 0.1; done
     for ((i = 0; i < MNODES; i++)); do
         name=$(node_name "$i")
-        daemon_running "$MDIR/run/slurmd-$name.pid" || start_slurmd "$i"
+        daemon_running "$MDIR/run/slurmd-$name.pid" || (start_slurmd "$i")
     done
     export SLURM_CONF="$MDIR/slurm.conf"
     for k in $(seq 150); do
@@ -474,9 +485,9 @@ start_mariadb() {
             || { log "mariadb-install-db failed: $(tail -n 3 "$PDIR/log/mariadb-install.log")"; exit 1; }
     fi
     if ! daemon_running "$db/mysqld.pid"; then
-        /usr/sbin/mariadbd --no-defaults --datadir="$db/data" --socket="$sock" --port="$PROD_DB_PORT" \
+        (detached /usr/sbin/mariadbd --no-defaults --datadir="$db/data" --socket="$sock" --port="$PROD_DB_PORT" \
             --bind-address=127.0.0.1 --user=mysql --pid-file="$db/mysqld.pid" \
-            --log-error="$db/mariadb.log" --skip-log-bin >/dev/null 2>&1 &
+            --log-error="$db/mariadb.log" --skip-log-bin >/dev/null 2>&1 &)
     fi
     local _
     for _ in $(seq 150); do
@@ -555,7 +566,7 @@ start_prod_slurmd() {  # $1: node index
     # Join the node's cgroups, then a new cgroup namespace rooted there, network (netns), host
     # name and mounts: the node's subtree is bind-mounted over each controller's mount point,
     # its /etc/hosts and /etc/hccn.conf over the machine's.
-    nsenter --net="/run/netns/$PROD_NS_PREFIX$name" sh -c '
+    detached nsenter --net="/run/netns/$PROD_NS_PREFIX$name" sh -c '
         for d in $4; do echo $$ > "${d#*=}/cgroup.procs" || exit 1; done
         exec unshare --uts --mount --cgroup --propagation private sh -c "
             for d in \$4; do mount --bind \"\${d#*=}\" \"/sys/fs/cgroup/\${d%%=*}\" || exit 1; done
@@ -592,15 +603,16 @@ up_production() {
     ip addr replace "$PROD_CTL_ADDR/24" dev "$PROD_BRIDGE"
     ip link set "$PROD_BRIDGE" up
     start_mariadb
-    daemon_running "$PDIR/run/slurmdbd.pid" || slurmdbd -f "$PDIR/slurmdbd.conf"
+    # slurmdbd reads slurmdbd.conf next to $SLURM_CONF.
+    daemon_running "$PDIR/run/slurmdbd.pid" || (detached slurmdbd)
     for _ in $(seq 200); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.1; done
     prod_accounts
     local i
     for i in "${!PROD_NAMES[@]}"; do prod_node_files "$i"; prod_netns_up "$i"; prod_cgroups "${PROD_NAMES[$i]}"; done
-    daemon_running "$PDIR/run/slurmctld.pid" || slurmctld -f "$PDIR/slurm.conf"
+    daemon_running "$PDIR/run/slurmctld.pid" || (detached slurmctld -f "$PDIR/slurm.conf")
     for _ in $(seq 100); do scontrol ping >/dev/null 2>&1 && break; sleep 0.1; done
     for i in "${!PROD_NAMES[@]}"; do
-        daemon_running "$PDIR/run/slurmd-${PROD_NAMES[$i]}.pid" || start_prod_slurmd "$i"
+        daemon_running "$PDIR/run/slurmd-${PROD_NAMES[$i]}.pid" || (start_prod_slurmd "$i")
     done
     for k in $(seq 150); do
         if prod_ready; then
