@@ -571,7 +571,7 @@ start_prod_slurmd() {  # $1: node index
         exec unshare --uts --mount --cgroup --propagation private sh -c "
             for d in \$4; do mount --bind \"\${d#*=}\" \"/sys/fs/cgroup/\${d%%=*}\" || exit 1; done
             mount --bind \"\$2/hosts\" /etc/hosts && mount --bind \"\$2/hccn.conf\" /etc/hccn.conf &&
-            hostname \"\$3\" && exec slurmd -N \"\$1\" -f \"\$5\"" "$@"' \
+            hostname \"\$3\" && exec slurmd -N \"\$1\" -f \"\$5\"" "$0" "$@"' \
         rlaunch-node "$name" "$PDIR/nodes/$name" "${PROD_HOSTS[$1]}" "${dirs[*]}" "$PDIR/slurm.conf"
 }
 
