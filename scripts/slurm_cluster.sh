@@ -341,8 +341,8 @@ down_multi() {
 # - ProctrackType=proctrack/cgroup, TaskPlugin=task/cgroup,task/affinity on cgroup v1 with
 #   ConstrainCores, ConstrainRAMSpace and ConstrainDevices: each slurmd sees its own cgroup
 #   subtree as the root (a cgroup namespace plus bind mounts of that subtree over
-#   /sys/fs/cgroup/<controller>), because Debian's Slurm is not built for several slurmd on one
-#   host and would otherwise share /slurm/uid_U/job_J between the nodes of one job;
+#   /sys/fs/cgroup/<controller>), as a machine of its own would; inside it Slurm makes
+#   /slurm_<node>/uid_U/job_J/step_S/task_T (seen: cgroup.procs of a step's tasks);
 # - GPU and NPU gres backed by character devices (mknod; nvidia major 195, davinci a free major):
 #   the devices cgroup lets a step open only the devices it was given;
 # - SelectTypeParameters=CR_Core_Memory with DefMemPerCPU=PROD_DEF_MEM_PER_CPU MB: a job that
