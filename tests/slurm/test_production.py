@@ -141,11 +141,10 @@ def test_preempted_by_a_higher_priority_job_it_saves_requeues_and_resumes(
                              "--max-restarts", "0")
     record = json.loads((work / "state" / "jobs" / job_id / "record.json").read_text())
     slurm_id = record["backend_id"]
+    wait_for(lambda: step_events(work / "out"), 600, "the first training step")
     shown = cluster.scontrol_job(slurm_id)
     assert shown["UserId"].startswith(PRODUCTION_USER) and shown["Partition"] == "low"
     assert shown["NodeList"] == "gpu-a[01-02]"
-
-    wait_for(lambda: step_events(work / "out"), 600, "the first training step")
     # A job of the high-priority partition needs one of the CPUs ours holds: Slurm preempts ours
     # (PreemptMode=REQUEUE), its ranks get SIGTERM, save and stop; Slurm requeues it.
     cluster.run(["sbatch", "-p", "high", "-N1", "-n1", "--mem=64M", "-o", "/dev/null",

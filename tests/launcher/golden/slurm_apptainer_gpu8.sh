@@ -50,8 +50,10 @@ trap 'on_signal TERM' TERM
 mkdir -p '/scratch/run 1' || exit 1
 # One msrun per node (one srun task each, holding the CPUs of its 8 ranks) starts the ranks
 # there. msrun itself ignores TERM/USR1 so that only the ranks react (msrun would otherwise die
-# and take them down unsaved).
-srun --ntasks-per-node=1 --cpus-per-task=48 --kill-on-bad-exit=0 apptainer exec --nv --bind '/data/imagenet,/scratch/run 1,'"$JOB_DIR" --pwd /opt/venv /shared/images/rlaunch-gpu.sif bash -c 'echo "rlaunch: node $SLURMD_NODENAME (node rank $SLURM_NODEID) runs ranks $((SLURM_NODEID * $1))-$((SLURM_NODEID * $1 + $1 - 1)) on CPUs $(grep Cpus_allowed_list /proc/self/status | cut -f2)" >&2; msrun=$2; shift 2; trap "" TERM USR1; exec "$msrun" --node_rank="$SLURM_NODEID" "$@"' rlaunch-node 8 /opt/venv/bin/msrun --worker_num=8 --local_worker_num=8 --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" --log_dir="$LOG_DIR" --join=True resnest/train.py --data-dir /data/imagenet --output-dir '/scratch/run 1' --set epochs=270 --set net_name=resnest50 &
+# and take them down unsaved). The task's shell passes TERM/USR1 on to msrun's children: Slurm
+# signals only the task itself (proctrack/cgroup signals the step's direct children for all but
+# SIGKILL, proctrack_cgroup.c proctrack_p_signal), never the ranks msrun started.
+srun --ntasks-per-node=1 --cpus-per-task=48 --kill-on-bad-exit=0 apptainer exec --nv --bind '/data/imagenet,/scratch/run 1,'"$JOB_DIR" --pwd /opt/venv /shared/images/rlaunch-gpu.sif bash -c 'echo "rlaunch: node $SLURMD_NODENAME (node rank $SLURM_NODEID) runs ranks $((SLURM_NODEID * $1))-$((SLURM_NODEID * $1 + $1 - 1)) on CPUs $(grep Cpus_allowed_list /proc/self/status | cut -f2)" >&2; msrun=$2; shift 2; (trap "" TERM USR1; exec "$msrun" --node_rank="$SLURM_NODEID" "$@") & m=$!; trap "pkill -USR1 -P \$m" USR1; trap "pkill -TERM -P \$m" TERM; while kill -0 $m 2>/dev/null; do wait $m; done; wait $m' rlaunch-node 8 /opt/venv/bin/msrun --worker_num=8 --local_worker_num=8 --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" --log_dir="$LOG_DIR" --join=True resnest/train.py --data-dir /data/imagenet --output-dir '/scratch/run 1' --set epochs=270 --set net_name=resnest50 &
 step=$!
 wait "$step"; rc=$?
 # `wait` returns early when a trapped signal arrives: keep waiting for the step to finish.
