@@ -37,7 +37,10 @@ DEVICE_PROBE = textwrap.dedent("""\
             seen[os.path.basename(path)] = "opened"
         except OSError as err:
             seen[os.path.basename(path)] = errno.errorcode[err.errno]
-    print(json.dumps({"uid": os.getuid(), "devices": seen,
+    cgroup = [l.split(":")[2] for l in open("/proc/self/cgroup").read().splitlines()
+              if l.split(":")[1] == "devices"][0]
+    allowed = open(f"/sys/fs/cgroup/devices{cgroup}/devices.list").read().split("\n")
+    print(json.dumps({"uid": os.getuid(), "devices": seen, "cgroup": cgroup, "allowed": allowed,
                       "visible": os.environ.get(sys.argv[2])}))
 """)
 
@@ -56,9 +59,9 @@ def test_a_step_opens_only_the_devices_slurm_gave_it(
     # ENXIO: the device cgroup let the open through to a device file with no driver behind it;
     # EPERM: the device cgroup (ConstrainDevices) refused it.
     gpus = probe_devices(production_cluster, "gpu:2", "nvidia*", "CUDA_VISIBLE_DEVICES")
-    assert gpus["uid"] != 0
-    assert sorted(d for d, r in gpus["devices"].items() if r == "ENXIO") == ["nvidia0", "nvidia1"]
-    assert sorted(r for r in gpus["devices"].values()) == ["ENXIO"] * 2 + ["EPERM"] * 6
+    assert gpus["uid"] != 0, gpus
+    assert sorted(d for d, r in gpus["devices"].items() if r == "ENXIO") == ["nvidia0", "nvidia1"], gpus
+    assert sorted(r for r in gpus["devices"].values()) == ["ENXIO"] * 2 + ["EPERM"] * 6, gpus
     assert gpus["visible"] == "0,1"
     npus = probe_devices(production_cluster, "npu:1", "davinci*", "ASCEND_RT_VISIBLE_DEVICES")
     assert sorted(r for r in npus["devices"].values()) == ["ENXIO"] + ["EPERM"] * 7
