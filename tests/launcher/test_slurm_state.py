@@ -6,6 +6,7 @@ jobs slurmctld forgot; odd output is ignored, never trusted."""
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 from pathlib import Path
 
@@ -192,3 +193,38 @@ def test_a_follower_stops_asking_once_the_job_is_final() -> None:
         results.append(poll.finished())
         now[0] += 1.0
     assert results[0] is False and results[-1] is True and poll.asked == 2
+
+
+def test_list_asks_squeue_once_for_all_slurm_jobs(
+    state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rlaunch list` over three Slurm jobs: one squeue call, one sacct call for the one
+    slurmctld forgot; the recorded answers set each job's state."""
+    from click.testing import CliRunner
+
+    from launcher.cli import cli
+    from launcher.spec import JobSpec
+    from launcher.store import JobStore
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    for tool, output in (("squeue", "5|RUNNING|None\n6|COMPLETED|None\n"),
+                         ("sacct", "2|CANCELLED by 1001|0:15\n")):
+        (bin_dir / tool).write_text(f"#!/bin/sh\necho {tool} \"$@\" >> '{calls}'\n"
+                                    f"printf '{output}'\n")
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    store = JobStore()
+    for slurm_id in ("5", "6", "2"):
+        record = store.create(JobSpec(backend="slurm", name=f"j{slurm_id}"))
+        record.backend_id = slurm_id
+        store.save(record)
+
+    listed = CliRunner().invoke(cli, ["list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    states = {e["backend_id"]: e["last_state"] for e in json.loads(listed.output)}
+    assert states == {"5": "RUNNING", "6": "COMPLETED", "2": "CANCELLED"}
+    lines = calls.read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["squeue", "sacct"]
+    assert "-j 2,5,6 " in lines[0] and "-j 2 " in lines[1]
