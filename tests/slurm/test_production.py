@@ -39,7 +39,7 @@ DEVICE_PROBE = textwrap.dedent("""\
             seen[os.path.basename(path)] = errno.errorcode[err.errno]
     cgroup = [l.split(":")[2] for l in open("/proc/self/cgroup").read().splitlines()
               if l.split(":")[1] == "devices"][0]
-    allowed = open(f"/sys/fs/cgroup/devices{cgroup}/devices.list").read().split("\n")
+    allowed = open(f"/sys/fs/cgroup/devices{cgroup}/devices.list").read().splitlines()
     print(json.dumps({"uid": os.getuid(), "devices": seen, "cgroup": cgroup, "allowed": allowed,
                       "visible": os.environ.get(sys.argv[2])}))
 """)
@@ -90,7 +90,8 @@ def test_a_job_that_asks_for_no_memory_is_killed_and_status_and_logs_end(
         "max_restarts": 0}))
     subprocess.run(["chown", "-R", f"{PRODUCTION_USER}:{PRODUCTION_USER}", str(work)], check=True)
     state = str(work / "state")
-    submitted = production_cluster.rlaunch("submit", "--backend", "slurm", str(work / "job.yaml"),
+    submitted = production_cluster.rlaunch("submit", "--backend", "slurm", "--file",
+                                           str(work / "job.yaml"),
                                            "--cpus", "1", "--name", "no-mem",
                                            RLAUNCH_STATE_DIR=state)
     job_id = submitted.stdout.strip().splitlines()[-1]
