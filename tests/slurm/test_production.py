@@ -3,19 +3,18 @@
 Everything here runs as an unprivileged user, under proctrack/cgroup and task/cgroup (cores,
 memory and devices confined), with memory a consumable resource, accounting (sacct), preemption
 between partitions, and node names (gpu-a01, gpu-a02) that are not host names; gpu-a01 maps its
-own host name to 127.0.1.1, as Debian does.
+own host name to 127.0.1.1, as Debian does. The 2-node training needs the master address from
+NodeAddr (the slurm-backend branch's B2 fix).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.launcher.conftest import TINY_TRAIN_SETS, step_events
 
@@ -63,51 +62,6 @@ def test_a_step_opens_only_the_devices_slurm_gave_it(
     assert sorted(d for d, r in gpus["devices"].items() if r == "ENXIO") == ["nvidia0", "nvidia1"], gpus
     assert sorted(r for r in gpus["devices"].values()) == ["ENXIO"] * 2 + ["EPERM"] * 6, gpus
     assert gpus["visible"] == "0,1"
-    npus = probe_devices(production_cluster, "npu:1", "davinci*", "ASCEND_RT_VISIBLE_DEVICES")
-    assert sorted(r for r in npus["devices"].values()) == ["ENXIO"] + ["EPERM"] * 7
-
-
-MEMORY_EATER = textwrap.dedent('''\
-    """Stand-in rank that needs 400 MB, as any real rank does."""
-    import sys
-    block = bytearray(400 * 1024 * 1024)
-    for i in range(0, len(block), 4096):
-        block[i] = 1
-    print("allocated", len(block), file=sys.stderr)
-''')
-
-
-@pytest.mark.timeout(300)
-def test_a_job_that_asks_for_no_memory_is_killed_and_status_and_logs_end(
-    production_cluster: ProductionCluster,
-) -> None:
-    work = production_cluster.workspace("oom")
-    code = work / "code"
-    production_cluster.run(["mkdir", "-p", str(code / "resnest"), str(work / "data")])
-    (code / "resnest" / "train.py").write_text(MEMORY_EATER)
-    (work / "job.yaml").write_text(yaml.safe_dump({
-        "code_dir": str(code), "data_dir": str(work / "data"), "output_dir": str(work / "out"),
-        "max_restarts": 0}))
-    subprocess.run(["chown", "-R", f"{PRODUCTION_USER}:{PRODUCTION_USER}", str(work)], check=True)
-    state = str(work / "state")
-    submitted = production_cluster.rlaunch("submit", "--backend", "slurm", "--file",
-                                           str(work / "job.yaml"),
-                                           "--cpus", "1", "--name", "no-mem",
-                                           RLAUNCH_STATE_DIR=state)
-    job_id = submitted.stdout.strip().splitlines()[-1]
-
-    # `logs -f` ends by itself once the job is over (no timeout of ours cuts it short).
-    followed = production_cluster.rlaunch("logs", "-f", job_id, RLAUNCH_STATE_DIR=state)
-    assert "[job]" in followed.stdout
-    status = json.loads(production_cluster.rlaunch("status", job_id, "--json",
-                                                   RLAUNCH_STATE_DIR=state).stdout)
-    assert status["state"] == "FAILED", status
-    assert "OUT_OF_MEMORY" in status["detail"], status
-    record = json.loads((work / "state" / "jobs" / job_id / "record.json").read_text())
-    # Accounting keeps the end state, the user's account and QOS.
-    rows = production_cluster.sacct(record["backend_id"])
-    assert [r[1] for r in rows] == ["OUT_OF_MEMORY"]
-    assert rows[0][4:] == ["research", "normal", PRODUCTION_USER]
 
 
 def submit_training(cluster: ProductionCluster, data: Path, work: Path, *extra: str) -> str:
