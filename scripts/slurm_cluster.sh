@@ -346,7 +346,8 @@ down_multi() {
 # - GPU and NPU gres backed by character devices (mknod; nvidia major 195, davinci a free major):
 #   the devices cgroup lets a step open only the devices it was given;
 # - SelectTypeParameters=CR_Core_Memory with DefMemPerCPU=PROD_DEF_MEM_PER_CPU MB: a job that
-#   asks for no memory gets that much per CPU and is OOM-killed by its cgroup;
+#   asks for no memory gets that much per CPU, below what MindSpore needs (docs/slurm.md says
+#   what that did here);
 # - accounting through slurmdbd and a private MariaDB (sacct answers, finished jobs keep their
 #   state, AccountingStorageEnforce=associations,limits,qos with an account and QOS);
 # - PreemptType=preempt/partition_prio: `low` (default, PreemptMode=REQUEUE), `scavenger`
