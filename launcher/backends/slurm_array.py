@@ -15,12 +15,12 @@ from launcher.backends import base
 from launcher.backends.base import BackendError, JobStatus, RenderedJob
 from launcher.backends.slurm import (
     JOB_DIR_PLACEHOLDER,
-    SLURM_STATES,
     SlurmBackend,
     SlurmOptions,
     _first_line,
     _run,
 )
+from launcher.backends.slurm_state import SLURM_STATES
 from launcher.rank_logs import iter_rank_logs, job_messages
 from launcher.spec import JobSpec
 from launcher.sweep import TRIAL_DIR_PREFIX, TRIALS_FILE

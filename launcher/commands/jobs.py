@@ -101,16 +101,31 @@ def status(job: str, as_json: bool) -> None:
 def list_jobs(limit: int, as_json: bool, no_refresh: bool) -> None:
     """List recent jobs, newest first; damaged records are listed as DAMAGED."""
     from launcher.backends.base import FINAL_STATES, BackendError
+    from launcher.sweep_jobs import is_sweep
 
     store = JobStore()
     entries = store.entries(limit)
+    stale: dict[str, list[JobRecord]] = {}
     for record in entries:
-        stale = isinstance(record, JobRecord) and record.last_state not in FINAL_STATES
-        if stale and not no_refresh:
+        if not isinstance(record, JobRecord) or record.last_state in FINAL_STATES or no_refresh:
+            continue
+        if is_sweep(record):  # one squeue / list call for all of the sweep's trials
             try:
                 refreshed_status(record, store)
             except (BackendError, StoreError):
-                pass  # one unreachable backend must not hide the other jobs
+                pass
+        else:
+            stale.setdefault(record.backend, []).append(record)
+    for records in stale.values():
+        # One call per backend for all its jobs (one squeue for every Slurm job listed).
+        try:
+            states = backend_for(records[0]).statuses(records)
+        except (BackendError, StoreError):
+            continue  # one unreachable backend must not hide the other jobs
+        for record in records:
+            if record.id in states and states[record.id].state != record.last_state:
+                record.last_state = states[record.id].state
+                store.save(record)
     if as_json:
         click.echo(json.dumps([
             {"id": e.id, "damaged": e.reason, "path": str(e.path)} if isinstance(e, DamagedRecord)
