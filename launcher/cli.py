@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "gather": "launcher.commands.gather:gather",
     "ranktable": "launcher.commands.ranktable:ranktable",
     "build": "launcher.commands.build:build",
+    "check": "launcher.commands.check:check",
+    "usage": "launcher.commands.usage:usage",
 }
 
 # One-line summaries shown by `rlaunch --help` without importing the commands.
@@ -30,6 +32,8 @@ SUMMARIES: dict[str, str] = {
     "gather": "Copy a job's checkpoints and logs, report accuracy, plot curves.",
     "ranktable": "Write or check an HCCL rank table for Ascend.",
     "build": "Build the training/serving container images.",
+    "check": "Check a job before submitting it (data, scheduler, cluster, memory).",
+    "usage": "Device-hours (and cost) per job and per sweep.",
 }
 
 

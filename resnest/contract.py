@@ -29,6 +29,11 @@ DEVICE_KINDS: tuple[str, ...] = ("gpu", "ascend", "cpu")
 TARGET_OF_DEVICE_KIND: dict[str, str] = {"gpu": "GPU", "ascend": "Ascend", "cpu": "CPU"}
 
 # ---- files in the output dir ---------------------------------------------------------------
+# The data layout both sides agree on: DATA/{train,val}/<class>/<image>, these suffixes
+# (any case): the trainer reads them, `rlaunch check` looks for them before queueing.
+DATA_SPLITS = ("train", "val")
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp")
+
 METRICS_DIR = "metrics"
 EVAL_RESULT_FILE = "eval.json"
 CONFIG_FILE = "config.json"
