@@ -64,8 +64,11 @@ def run_checks(spec: JobSpec, cluster: bool = True, deep: bool = False,
 
     checks = job.decide(job.gather(spec, device_memory_gib))
     if spec.backend == "k8s":
-        checks.append(skipped("data.layout", f"{spec.data_dir!r} is a path inside the pods "
-                              "(a volume): not visible from here"))
+        # Both are paths inside the pods (volumes); k8s.*_claim checks the claims behind them.
+        checks += [skipped("data.layout", f"{spec.data_dir!r} is a path inside the pods: not "
+                           "visible from here"),
+                   skipped("data.output", f"{spec.output_dir!r} is a path inside the pods: not "
+                           "visible from here")]
     else:
         checks += data.decide(data.gather(spec))
     if not cluster:
