@@ -242,9 +242,9 @@ def _time(spec: JobSpec, part: dict[str, str], name: str) -> Check:
                       f"MaxTime {max_text}) applies")
     asked = parse_time(spec.time_limit)
     if asked is not None and limit is not None and asked > limit:
-        return failed("slurm.time", f"--time {spec.time_limit} is over partition {name!r}'s "
-                      f"MaxTime {max_text}: ask for {max_text} or less (the job would pend "
-                      "forever with Reason=PartitionTimeLimit)")
+        return failed("slurm.time", f"--time {spec.time_limit} is over the MaxTime of "
+                      f"partition {name!r} ({max_text}): ask for {max_text} or less (Slurm "
+                      "would keep the job pending with Reason=PartitionTimeLimit)")
     return passed("slurm.time", f"--time {spec.time_limit} fits MaxTime {max_text}")
 
 
