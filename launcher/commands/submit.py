@@ -170,7 +170,7 @@ def checked_spec(params: dict[str, Any]) -> JobSpec:
 @spec_options
 @click.option("--file", "file", type=click.Path(dir_okay=False), help="YAML job file.")
 @click.option("--dry-run", is_flag=True, help="Print what would be submitted; submit nothing. "
-              "Runs only the checks that need no cluster.")
+              "Runs only the job's own checks (no folders, no cluster).")
 @click.option("--no-check", is_flag=True, help="Skip the preflight checks (`rlaunch check`); "
               "the spec is still validated.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")

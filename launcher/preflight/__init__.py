@@ -4,7 +4,7 @@ One module per area (`data`, `job`, `slurm`, `k8s`). Each has a side that gather
 (filesystem, `scontrol`/`sinfo`/`sacctmgr`/`srun`, the Kubernetes API) into plain dataclasses and
 a pure `decide(...) -> list[Check]` over those facts, so the decisions are tested with recorded
 scheduler output. `run_checks` picks the areas a spec needs; `cluster=False` leaves out the
-ones that ask a cluster (what `submit --dry-run` runs).
+folder and cluster checks (what `submit --dry-run` runs).
 """
 
 from __future__ import annotations
@@ -56,13 +56,17 @@ def run_checks(spec: JobSpec, cluster: bool = True, deep: bool = False,
                device_memory_gib: float | None = None) -> list[Check]:
     """Every check that applies to `spec` (already validated and prepared by its backend).
 
-    `cluster`: also ask the scheduler / API server. `deep`: on Slurm, also run a tiny `srun`
-    probe on the nodes to see that the data, output and job folders are shared with them.
+    `cluster`: also look at the folders and ask the scheduler / API server; without it only
+    the job's own checks run (`submit --dry-run`: a dry run prints what would be sent, from
+    anywhere, and the folders may exist only on the cluster). `deep`: on Slurm, also run a
+    tiny `srun` probe on the nodes to see that the data, output and job folders are shared.
     `device_memory_gib`: one card's memory, when the default for the device kind is wrong.
     """
     from launcher.preflight import data, job
 
     checks = job.decide(job.gather(spec, device_memory_gib))
+    if not cluster:
+        return checks
     if spec.backend == "k8s":
         # Both are paths inside the pods (volumes); k8s.*_claim checks the claims behind them.
         checks += [skipped("data.layout", f"{spec.data_dir!r} is a path inside the pods: not "
@@ -71,8 +75,6 @@ def run_checks(spec: JobSpec, cluster: bool = True, deep: bool = False,
                            "visible from here")]
     else:
         checks += data.decide(data.gather(spec))
-    if not cluster:
-        return checks
     if spec.backend == "slurm":
         from launcher.preflight import slurm
 

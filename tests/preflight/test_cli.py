@@ -27,7 +27,7 @@ def test_check_help_shows_the_job_flags_and_its_own() -> None:
     for flag in ("--gpus", "--partition", "--data-dir", "--deep", "--device-memory", "--json"):
         assert flag in result.output
     submit = CliRunner().invoke(cli, ["submit", "--help"]).output
-    assert "--no-check" in submit and "only the checks that need no cluster" in \
+    assert "--no-check" in submit and "only the job's own checks (no folders, no cluster)" in \
         " ".join(submit.split())
 
 
