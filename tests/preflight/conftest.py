@@ -1,5 +1,7 @@
-"""The launcher tests' fixtures (a private job store, real Slurm, synthetic data)."""
+"""The launcher tests' fixtures (a private job store, real Slurm, synthetic data) and the
+Kubernetes API test server of tests/k8s."""
 
+from tests.k8s.conftest import kube, kube_server  # noqa: F401
 from tests.launcher.conftest import (  # noqa: F401
     rlaunch,
     runner,
