@@ -99,9 +99,35 @@ class ProductionCluster:
         return done
 
     def rlaunch(self, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+        return self.run([str(self.venv / "bin" / "rlaunch"), *args], check=check, **env)
+
+    @property
+    def venv(self) -> Path:
+        return self.home / "venv"
+
+    def make_venv(self) -> None:
+        """A venv the user can run, on Debian's Python: the project's venv may sit on an
+        interpreter under a home the user cannot enter (here /root/.pyenv, mode 0700), as a
+        cluster user's software never does. It reuses the project venv's packages (same Python
+        minor version) and gets its own rlaunch and msrun scripts."""
+        import sys
+        import sysconfig
+
         from tests.launcher.conftest import VENV_BIN
 
-        return self.run([str(VENV_BIN / "rlaunch"), *args], check=check, **env)
+        if not (self.venv / "bin" / "python").exists():
+            self.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(self.venv)])
+        site = Path(sysconfig.get_paths()["purelib"])
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        pth = self.venv / "lib" / version / "site-packages" / "rlaunch-project.pth"
+        pth.write_text(f"import site; site.addsitedir({str(site)!r})\n")
+        for script in ("rlaunch", "msrun"):
+            body = (VENV_BIN / script).read_text().split("\n", 1)[1]
+            target = self.venv / "bin" / script
+            target.write_text(f"#!{self.venv / 'bin' / 'python'}\n{body}")
+            target.chmod(0o755)
+        subprocess.run(["chown", "-R", f"{PRODUCTION_USER}:{PRODUCTION_USER}", str(self.venv)],
+                       check=True)
 
     def scontrol_job(self, slurm_id: str) -> dict[str, str]:
         out = self.run(["scontrol", "show", "job", "-o", slurm_id]).stdout
@@ -138,7 +164,9 @@ def production_cluster() -> Iterator[ProductionCluster]:
                         text=True, timeout=300, check=False)
     try:
         assert up.returncode == 0, f"could not start the production-shaped Slurm:\n{up.stderr}"
-        yield ProductionCluster(up.stdout.strip().splitlines()[-1])
+        cluster = ProductionCluster(up.stdout.strip().splitlines()[-1])
+        cluster.make_venv()
+        yield cluster
     finally:
         subprocess.run(["bash", str(CLUSTER_SCRIPT), "down-production"], capture_output=True,
                        timeout=300, check=False)
