@@ -57,9 +57,18 @@ def sacct_rows(cluster: ProductionCluster, job_id: str, fields: str) -> list[lis
 def test_usage_counts_every_attempt_as_slurm_accounts_it(
         production_cluster: ProductionCluster, tmp_path: Path) -> None:
     cluster = production_cluster
-    job_id = cluster.run(["sbatch", "--parsable", "--requeue", "--gres=gpu:2", "-c", "2",
+    job_id = cluster.run(["sbatch", "--parsable", "--requeue", "--gres=gpu:2", "-c", "1",
                           "--mem=64M", "--account", ACCOUNT, "--wrap", "sleep 6"]).stdout.strip()
-    wait_for(lambda: cluster.scontrol_job(job_id)["JobState"] == "RUNNING", 60, "the job to run")
+    seen: dict[str, str] = {}
+
+    def running() -> bool:
+        seen.update(cluster.scontrol_job(job_id))
+        return seen["JobState"] == "RUNNING"
+
+    try:
+        wait_for(running, 120, "the job to run")
+    except AssertionError as err:
+        raise AssertionError(f"{err}: {seen.get('JobState')} {seen.get('Reason')}") from None
     time.sleep(2)
     cluster.run(["scontrol", "requeue", job_id])
     # A requeued job waits for its begin time; let it start again now.
