@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "build": "launcher.commands.build:build",
     "check": "launcher.commands.check:check",
     "usage": "launcher.commands.usage:usage",
+    "options": "launcher.commands.options:options",
 }
 
 # One-line summaries shown by `rlaunch --help` without importing the commands.
@@ -34,6 +35,7 @@ SUMMARIES: dict[str, str] = {
     "build": "Build the training/serving container images.",
     "check": "Check a job before submitting it (data, scheduler, cluster, memory).",
     "usage": "Device-hours (and cost) per job and per sweep.",
+    "options": "List a backend's --opt options: name, type, default, help.",
 }
 
 

@@ -220,13 +220,14 @@ def k8s_usage(record: JobRecord) -> JobUsage:
 
     namespace, name = split_backend_id(record.backend_id or record.id)
     try:
-        cluster = KubernetesBackend()._cluster(record.job_spec, namespace)
+        backend = KubernetesBackend()
+        cluster = backend._cluster(backend.options_of(record.job_spec), namespace)
         with api_call(f"listing pods of job {name}", cluster.host):
             response = cluster.core.list_namespaced_pod(
                 cluster.namespace, label_selector=JOB_LABEL, _preload_content=False,
                 _request_timeout=(10, 60))
         items = json.loads(response.data).get("items") or []
-    except (BackendError, ValueError, AttributeError) as err:
+    except (BackendError, ValueError) as err:
         usage.note = f"the pods could not be listed: {err}"
         return usage
     sweep = "sweep" in record.extra

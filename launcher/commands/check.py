@@ -50,6 +50,6 @@ def check(**params: Any) -> None:
     One line per check; exit 2 when any fails."""
     from launcher.preflight import run_checks
 
-    spec = checked_spec(params)
-    report(run_checks(spec, cluster=True, deep=params["deep"],
+    spec, _, opts = checked_spec(params)
+    report(run_checks(spec, opts, cluster=True, deep=params["deep"],
                       device_memory_gib=params["device_memory"]), params["as_json"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from launcher.spec import JobSpec
@@ -52,9 +52,10 @@ def skipped(name: str, message: str) -> Check:
     return Check(name, SKIP, message)
 
 
-def run_checks(spec: JobSpec, cluster: bool = True, deep: bool = False,
+def run_checks(spec: JobSpec, opts: Any, cluster: bool = True, deep: bool = False,
                device_memory_gib: float | None = None) -> list[Check]:
-    """Every check that applies to `spec` (already validated and prepared by its backend).
+    """Every check that applies to `spec` and its backend's parsed options `opts` (both
+    validated and prepared by the backend, as `checked_spec` returns them).
 
     `cluster`: also look at the folders and ask the scheduler / API server; without it only
     the job's own checks run (`submit --dry-run`: a dry run prints what would be sent, from
@@ -64,7 +65,7 @@ def run_checks(spec: JobSpec, cluster: bool = True, deep: bool = False,
     """
     from launcher.preflight import data, job
 
-    checks = job.decide(job.gather(spec, device_memory_gib))
+    checks = job.decide(job.gather(spec, opts, device_memory_gib))
     if not cluster:
         return checks
     if spec.backend == "k8s":
@@ -78,13 +79,13 @@ def run_checks(spec: JobSpec, cluster: bool = True, deep: bool = False,
     if spec.backend == "slurm":
         from launcher.preflight import slurm
 
-        checks += slurm.decide(spec, slurm.gather(spec))
+        checks += slurm.decide(spec, opts, slurm.gather(spec))
         if deep:
             checks += data.decide_shared(data.probe_shared(spec))
     elif spec.backend == "k8s":
         from launcher.preflight import k8s
 
-        checks += k8s.decide(spec, k8s.gather(spec))
+        checks += k8s.decide(spec, opts, k8s.gather(spec, opts))
     return checks
 
 

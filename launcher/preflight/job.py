@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from launcher.preflight import Check, failed, passed, skipped
 from launcher.preflight.footprint import GIB, USABLE_FRACTION, footprint
@@ -19,8 +19,7 @@ if TYPE_CHECKING:
 # --device-memory` states the real figure.
 ASCEND_MEMORY_GIB: dict[str, float] = {"910": 32, "910b": 64}
 DEFAULT_GPU_MEMORY_GIB = 16.0
-# Seconds before the limit at which each backend tells the ranks to checkpoint.
-DEFAULT_SIGNAL_SECONDS = {"slurm": 120, "k8s": 120}
+# The option that says how long before the limit each backend tells the ranks to checkpoint.
 SIGNAL_OPTION = {"slurm": "signal_seconds", "k8s": "grace_seconds"}
 
 
@@ -43,7 +42,7 @@ class JobFacts:
     signal_seconds: int
 
 
-def gather(spec: JobSpec, device_memory_gib: float | None = None) -> JobFacts:
+def gather(spec: JobSpec, opts: Any, device_memory_gib: float | None = None) -> JobFacts:
     from resnest.config import ConfigError, load_config, parse_set_overrides
 
     local = spec.config if spec.config and Path(spec.config).is_file() else None
@@ -55,15 +54,14 @@ def gather(spec: JobSpec, device_memory_gib: float | None = None) -> JobFacts:
         error = str(err).splitlines()[0]
     memory, source = device_memory_gib, "--device-memory"
     if memory is None and spec.device_kind == "ascend":
-        from launcher.ascend import chip_of
+        from launcher.ascend import STRICT_CHIP
 
-        chip = chip_of(spec.backend_options).name
+        chip = spec.ascend_chip if spec.ascend_chip in ASCEND_MEMORY_GIB else STRICT_CHIP
         memory, source = ASCEND_MEMORY_GIB[chip], f"Ascend {chip.upper()}"
     elif memory is None and spec.device_kind == "gpu":
         memory, source = DEFAULT_GPU_MEMORY_GIB, "assumed; --device-memory sets yours"
     option = SIGNAL_OPTION.get(spec.backend)
-    signal = spec.backend_options.get(option, DEFAULT_SIGNAL_SECONDS.get(spec.backend, 0)) \
-        if option else 0
+    signal = getattr(opts, option, 0) if option else 0
     return JobFacts(
         backend=spec.backend, task=spec.task, device_kind=spec.device_kind,
         device_target=config.device_target if config else None,

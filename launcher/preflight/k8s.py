@@ -60,11 +60,10 @@ def resource_name(device_kind: str) -> str:
     return {"ascend": RESOURCE_NAME, "gpu": "nvidia.com/gpu", "cpu": "cpu"}[device_kind]
 
 
-def workload_key(spec: JobSpec) -> str:
-    from launcher.backends.k8s_names import WORKLOADS_FOR_KIND
+def workload_key(spec: JobSpec, opts: Any) -> str:
+    from launcher.backends.k8s_options import workload_of
 
-    chosen = spec.backend_options.get("workload")
-    return str(chosen) if chosen else WORKLOADS_FOR_KIND[spec.device_kind][0]
+    return str(workload_of(spec, opts))
 
 
 def crd_names(workload: str) -> list[str]:
@@ -89,17 +88,16 @@ def quantity(text: str) -> float:
 # ---- gathering (side effects) ----------------------------------------------------------------
 
 
-def gather(spec: JobSpec) -> K8sFacts:
+def gather(spec: JobSpec, opts: Any) -> K8sFacts:
     from kubernetes.client import ApiextensionsV1Api, AppsV1Api, CoreV1Api, CustomObjectsApi
     from kubernetes.client.rest import ApiException
 
     from launcher.backends.base import BackendError
     from launcher.backends.k8s_api import Cluster, explain
 
-    opts = spec.backend_options
     facts = K8sFacts()
     try:
-        cluster = Cluster.connect(opts.get("context"), opts.get("namespace"))
+        cluster = Cluster.connect(opts.context, opts.namespace)
     except BackendError as err:
         facts.api_error = str(err)
         return facts
@@ -131,12 +129,12 @@ def gather(spec: JobSpec) -> K8sFacts:
         return facts
     facts.namespace_status = status
     for role in ("data", "output"):
-        name = opts.get(f"{role}_pvc")
+        name = getattr(opts, f"{role}_pvc")
         if name:
             code, body = read(core.read_namespaced_persistent_volume_claim, str(name),
                               cluster.namespace)
             facts.claims[role] = body if code == 200 and isinstance(body, dict) else None
-    workload = workload_key(spec)
+    workload = workload_key(spec, opts)
     for crd in crd_names(workload):
         code, _ = read(ext.read_custom_resource_definition, crd)
         facts.crds[crd] = code == 200
@@ -160,7 +158,7 @@ def gather(spec: JobSpec) -> K8sFacts:
     else:
         facts.nodes_error = f"listing nodes was refused ({code})"
     if workload in ("acjob", "vcjob") and facts.crds.get(crd_names(workload)[1]):
-        queue = str(opts.get("volcano_queue") or VOLCANO_DEFAULT_QUEUE)
+        queue = str(opts.volcano_queue or VOLCANO_DEFAULT_QUEUE)
         group, version, plural = VOLCANO_QUEUE_CRD
         code, _ = read(custom.get_cluster_custom_object, group, version, plural, queue)
         facts.queue_exists = code == 200
@@ -170,7 +168,7 @@ def gather(spec: JobSpec) -> K8sFacts:
 # ---- decisions (pure) ------------------------------------------------------------------------
 
 
-def decide(spec: JobSpec, facts: K8sFacts) -> list[Check]:
+def decide(spec: JobSpec, opts: Any, facts: K8sFacts) -> list[Check]:
     if facts.api_error:
         return [failed("k8s.api", f"{facts.api_error}; check KUBECONFIG / --opt context")]
     checks = [passed("k8s.api", f"{facts.host} answers with these credentials")]
@@ -183,13 +181,13 @@ def decide(spec: JobSpec, facts: K8sFacts) -> list[Check]:
     else:
         checks.append(skipped("k8s.namespace", f"namespace {ns!r} cannot be read with these "
                               f"credentials ({facts.namespace_status})"))
-    checks += _claims(spec, facts)
-    workload = workload_key(spec)
+    checks += _claims(spec, opts, facts)
+    workload = workload_key(spec, opts)
     checks += _crds(workload, facts)
     checks.append(_controllers(workload, facts))
     checks.append(_devices(spec, facts))
     if facts.queue_exists is not None:
-        queue = str(spec.backend_options.get("volcano_queue") or VOLCANO_DEFAULT_QUEUE)
+        queue = str(opts.volcano_queue or VOLCANO_DEFAULT_QUEUE)
         checks.append(passed("k8s.queue", f"Volcano queue {queue!r} exists")
                       if facts.queue_exists else
                       failed("k8s.queue", f"Volcano queue {queue!r} does not exist: create it or "
@@ -197,10 +195,10 @@ def decide(spec: JobSpec, facts: K8sFacts) -> list[Check]:
     return checks
 
 
-def _claims(spec: JobSpec, facts: K8sFacts) -> list[Check]:
+def _claims(spec: JobSpec, opts: Any, facts: K8sFacts) -> list[Check]:
     checks = []
     for role, claim in facts.claims.items():
-        name = spec.backend_options.get(f"{role}_pvc")
+        name = getattr(opts, f"{role}_pvc")
         check = f"k8s.{role}_claim"
         if claim is None:
             checks.append(failed(check, f"PersistentVolumeClaim {name!r} does not exist in "

@@ -11,7 +11,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from launcher.preflight import Check, failed, passed, skipped
 
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from launcher.spec import JobSpec
 
 TIMEOUT_SECONDS = 20
-DEFAULT_SIGNAL_SECONDS = 120
 UNLIMITED = ("UNLIMITED", "INFINITE")
 
 
@@ -164,17 +163,17 @@ def partition_name(spec: JobSpec, partitions: dict[str, dict[str, str]]) -> str 
     return next((n for n, f in partitions.items() if f.get("Default") == "YES"), None)
 
 
-def decide(spec: JobSpec, facts: SlurmFacts) -> list[Check]:
+def decide(spec: JobSpec, opts: Any, facts: SlurmFacts) -> list[Check]:
     if facts.partitions is None:
         return [failed("slurm.partition", f"cannot ask Slurm for its partitions: "
                        f"{facts.partitions_error}; is this a login node of the cluster?")]
     checks = [_partition(spec, facts)]
     if checks[0].failed:
-        return checks + _accounting(spec, facts, None) + [_image(spec)]
+        return checks + _accounting(spec, facts, None) + [_image(spec, opts)]
     name = partition_name(spec, facts.partitions) or ""
     part = facts.partitions[name]
-    checks += [_devices(spec, facts, name), _time(spec, part, name)]
-    return checks + _accounting(spec, facts, part) + [_image(spec)]
+    checks += [_devices(spec, opts, facts, name), _time(spec, part, name)]
+    return checks + _accounting(spec, facts, part) + [_image(spec, opts)]
 
 
 def _partition(spec: JobSpec, facts: SlurmFacts) -> Check:
@@ -199,16 +198,16 @@ def _partition(spec: JobSpec, facts: SlurmFacts) -> Check:
     return passed("slurm.partition", f"partition {name!r}{how} is UP with {nodes} node(s)")
 
 
-def _gres_name(spec: JobSpec) -> str | None:
+def _gres_name(spec: JobSpec, opts: Any) -> str | None:
     if spec.device_kind == "gpu":
         return "gpu"
     if spec.device_kind == "ascend":
-        return str(spec.backend_options.get("ascend_gres", "npu"))
+        return str(opts.ascend_gres)
     return None
 
 
-def _devices(spec: JobSpec, facts: SlurmFacts, name: str) -> Check:
-    gres = _gres_name(spec)
+def _devices(spec: JobSpec, opts: Any, facts: SlurmFacts, name: str) -> Check:
+    gres = _gres_name(spec, opts)
     per_node = spec.devices_per_node
     if gres is None:
         fits = [n for n in facts.nodes if n.cpus >= per_node]
@@ -271,9 +270,9 @@ def _accounting(spec: JobSpec, facts: SlurmFacts, part: dict[str, str] | None) -
     return checks
 
 
-def _image(spec: JobSpec) -> Check:
+def _image(spec: JobSpec, opts: Any) -> Check:
     """The image in the form the job's container runtime reads, present where it must be."""
-    runtime = spec.backend_options.get("container_runtime")
+    runtime = opts.container_runtime
     image = spec.image
     if not image:
         return passed("slurm.image", "no --image: the ranks run this checkout's Python")

@@ -34,12 +34,21 @@ def spec(**kw) -> JobSpec:
     return JobSpec(**{**base, **kw})
 
 
+def opts_of(s: JobSpec):  # noqa: ANN201 - the backend's own options type
+    from launcher.backends import get_backend
+
+    opts, problems = get_backend(s.backend).parse_options(s)
+    assert not problems, problems
+    return opts
+
+
 def slurm_checks(text: str = PARTITIONS, sinfo: str = NODES_GPU, **kw) -> dict[str, slurm.Check]:
     facts = slurm.SlurmFacts(slurm.parse_partitions(text), nodes=slurm.parse_nodes(sinfo))
     for key in ("account_exists", "qos_exists", "accounting_error"):
         if key in kw:
             setattr(facts, key, kw.pop(key))
-    return {c.name: c for c in slurm.decide(spec(**kw), facts)}
+    s = spec(**kw)
+    return {c.name: c for c in slurm.decide(s, opts_of(s), facts)}
 
 
 # ---- Slurm ------------------------------------------------------------------------------------
@@ -107,7 +116,7 @@ def test_slurm_image_forms_per_runtime(tmp_path: Path) -> None:
 
 def test_slurm_unreachable_controller_is_one_failure() -> None:
     facts = slurm.SlurmFacts(None, partitions_error="Unable to contact slurm controller")
-    (check,) = slurm.decide(spec(), facts)
+    (check,) = slurm.decide(spec(), opts_of(spec()), facts)
     assert check.status == FAIL and "Unable to contact slurm controller" in check.message
 
 
@@ -220,7 +229,8 @@ def test_footprint_counts_the_official_resnest50_parameters() -> None:
 
 def job_checks(**kw) -> dict[str, job.Check]:
     memory = kw.pop("device_memory_gib", None)
-    return {c.name: c for c in job.decide(job.gather(spec(**kw), memory))}
+    s = spec(**kw)
+    return {c.name: c for c in job.decide(job.gather(s, opts_of(s), memory))}
 
 
 def test_job_gpus_with_a_cpu_config_fails() -> None:
@@ -240,7 +250,7 @@ def test_job_memory_fits_or_says_which_batch_does() -> None:
 
 
 def test_job_memory_uses_the_ascend_chip_and_the_given_memory() -> None:
-    on_910b = job_checks(device_kind="ascend", backend_options={"chip": "910b"},
+    on_910b = job_checks(device_kind="ascend", ascend_chip="910b",
                          overrides=["batch_size=256"])["job.memory"]
     assert "of 64 GiB (Ascend 910B)" in on_910b.message
     small = job_checks(device_memory_gib=4, overrides=["batch_size=64"])["job.memory"]
