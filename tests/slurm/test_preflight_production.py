@@ -36,7 +36,7 @@ def test_accounts_and_qos_are_looked_up_in_slurms_accounting(
         production_cluster: ProductionCluster, production_data: Path) -> None:
     code, checks = check(production_cluster, production_data, "--account", ACCOUNT,
                          "--qos", "long")
-    assert code == 0, checks
+    assert code == 0, [c for c in checks.values() if c["status"] == "fail"]
     assert checks["slurm.account"]["status"] == "pass"
     assert checks["slurm.qos"]["status"] == "pass"
     code, checks = check(production_cluster, production_data, "--account", "nobody")
@@ -57,8 +57,10 @@ def sacct_rows(cluster: ProductionCluster, job_id: str, fields: str) -> list[lis
 def test_usage_counts_every_attempt_as_slurm_accounts_it(
         production_cluster: ProductionCluster, tmp_path: Path) -> None:
     cluster = production_cluster
+    folder = cluster.workspace("usage")
     job_id = cluster.run(["sbatch", "--parsable", "--requeue", "--gres=gpu:2", "-c", "1",
-                          "--mem=64M", "--account", ACCOUNT, "--wrap", "sleep 6"]).stdout.strip()
+                          "--mem=64M", "--account", ACCOUNT, f"--chdir={folder}",
+                          "--output=slurm-%j.out", "--wrap", "sleep 6"]).stdout.strip()
     seen: dict[str, str] = {}
 
     def running() -> bool:
