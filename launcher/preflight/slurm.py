@@ -130,8 +130,13 @@ def parse_time(text: str) -> int | None:
 # ---- gathering (side effects) ----------------------------------------------------------------
 
 
+# The field that holds an entity's name in `sacctmgr show` (sacctmgr(1) "FORMAT" per entity).
+SACCTMGR_NAME_FIELD = {"account": "account", "qos": "name"}
+
+
 def _sacctmgr_exists(kind: str, name: str) -> tuple[bool | None, str | None]:
-    code, out, err = _run(["sacctmgr", "-n", "-P", "show", kind, name, "format=name"])
+    code, out, err = _run(["sacctmgr", "-n", "-P", "show", kind, name,
+                           f"format={SACCTMGR_NAME_FIELD[kind]}"])
     if code != 0:
         return None, _last_line(err or out)
     return any(line.strip().lower() == name.lower() for line in out.splitlines()), None
