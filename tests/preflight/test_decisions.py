@@ -5,6 +5,7 @@ Slurm ones, and the job checks over the training config."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ def spec(**kw) -> JobSpec:
     return JobSpec(**{**base, **kw})
 
 
-def opts_of(s: JobSpec):  # noqa: ANN201 - the backend's own options type
+def opts_of(s: JobSpec) -> Any:
     from launcher.backends import get_backend
 
     opts, problems = get_backend(s.backend).parse_options(s)

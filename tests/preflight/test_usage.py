@@ -112,3 +112,20 @@ def test_a_job_that_never_started_says_so(state_dir: Path) -> None:
     job = local_job(JobStore(), None, None)
     result = CliRunner().invoke(cli, ["usage", job, "--json"])
     assert "no start time recorded" in json.loads(result.output)["jobs"][0]["note"]
+
+
+def test_a_local_sweep_adds_up_its_trials(state_dir: Path) -> None:
+    store = JobStore()
+    record = store.create(JobSpec(devices_per_node=2, data_dir="/d", output_dir="/o"))
+    record.extra["sweep"] = {"trials": []}  # what marks a sweep's record; trials in trial-<i>/
+    for index, seconds in enumerate((600.0, 1200.0, 1800.0)):
+        trial = Path(record.job_dir) / f"trial-{index}"
+        trial.mkdir()
+        (trial / "started_at").write_text("100.0\n")
+        (trial / "finished_at").write_text(f"{100.0 + seconds}\n")
+    store.save(record)
+    result = CliRunner().invoke(cli, ["usage", record.id, "--json"])
+    job = json.loads(result.output)["jobs"][0]
+    assert [(a["trial"], a["seconds"]) for a in job["attempts"]] == [
+        (0, 600.0), (1, 1200.0), (2, 1800.0)]
+    assert job["device_hours"] == {"cpu": 2.0}  # 3600 s x 2 CPUs
