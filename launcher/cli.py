@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "gather": "launcher.commands.gather:gather",
     "ranktable": "launcher.commands.ranktable:ranktable",
     "build": "launcher.commands.build:build",
+    "check": "launcher.commands.check:check",
+    "usage": "launcher.commands.usage:usage",
     "options": "launcher.commands.options:options",
     "sweep": "launcher.commands.sweep:sweep",
 }
@@ -32,6 +34,8 @@ SUMMARIES: dict[str, str] = {
     "gather": "Copy a job's checkpoints and logs, report accuracy, plot curves.",
     "ranktable": "Write or check an HCCL rank table for Ascend.",
     "build": "Build the training/serving container images.",
+    "check": "Check a job before submitting it (data, scheduler, cluster, memory).",
+    "usage": "Device-hours (and cost) per job and per sweep.",
     "options": "List a backend's --opt options: name, type, default, help.",
     "sweep": "Submit one job per point of a search space (--grid, --random).",
 }

@@ -48,6 +48,8 @@ class Summary:
     checkpoints: list[str] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
     plot: str | None = None
+    # Device-hours and the attempts they come from (launcher.usage.JobUsage.to_dict).
+    usage: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

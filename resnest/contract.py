@@ -67,6 +67,11 @@ def device_target_contradiction(config_target: str, kind: str) -> str | None:
 
 
 # ---- files in the output dir ---------------------------------------------------------------
+# The data layout both sides agree on: DATA/{train,val}/<class>/<image>, these suffixes
+# (any case): the trainer reads them, `rlaunch check` looks for them before queueing.
+DATA_SPLITS = ("train", "val")
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp")
+
 METRICS_DIR = "metrics"
 EVAL_RESULT_FILE = "eval.json"
 CONFIG_FILE = "config.json"

@@ -83,6 +83,9 @@ def gather(job: str, dest: str | None) -> None:
         summary.checkpoints = [str(target / Path(p).relative_to(staging))
                                for p in summary.checkpoints]
         summary.plot = str(target / "curves.png") if summary.plot else None
+        from launcher.usage import measure
+
+        summary.usage = measure(record).to_dict()
         (staging / "summary.json").write_text(summary.to_json())
         _move_into(staging, target)
     finally:

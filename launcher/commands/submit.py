@@ -174,7 +174,10 @@ def checked_spec(params: dict[str, Any]) -> tuple[JobSpec, Backend, Any]:
 @click.command()
 @spec_options
 @click.option("--file", "file", type=click.Path(dir_okay=False), help="YAML job file.")
-@click.option("--dry-run", is_flag=True, help="Print what would be submitted; submit nothing.")
+@click.option("--dry-run", is_flag=True, help="Print what would be submitted; submit nothing. "
+              "Runs only the job's own checks (no folders, no cluster).")
+@click.option("--no-check", is_flag=True, help="Skip the preflight checks (`rlaunch check`); "
+              "the spec is still validated.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")
 @user_errors
 def submit(**params: Any) -> None:
@@ -184,6 +187,12 @@ def submit(**params: Any) -> None:
 
     store = JobStore()
     spec, backend, opts = checked_spec(params)
+    if not params["no_check"]:
+        from launcher.commands.check import report
+        from launcher.preflight import run_checks
+
+        # Lines go to stderr: stdout is the dry run or the job id. Exits 2 on a failure.
+        report(run_checks(spec, opts, cluster=not params["dry_run"]), as_json=False, err=True)
     # The id before rendering: a backend renders once, with the names it will submit under.
     spec = spec.replace(job_id=store.new_job_id(spec.name))
     rendered = backend.render(spec, opts)

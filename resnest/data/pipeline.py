@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from resnest.config import TrainConfig
+from resnest.contract import IMAGE_SUFFIXES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp")
 EVAL_RESIZE_RATIO = 0.875  # resize the short side to crop/0.875, then centre-crop (224 <- 256)
 
 

@@ -100,7 +100,9 @@ def test_bad_opt_is_one_line_and_exit_2(runner: CliRunner) -> None:
 
 
 def test_job_life_through_the_cli(runner: CliRunner, kube: KubeServer) -> None:
-    submitted = runner.invoke(cli, ["submit", "--backend", "k8s", "--gpus", "2", "--nodes", "2",
+    # --no-check: this API server has no JobSet CRD or nodes (tests/preflight checks those).
+    submitted = runner.invoke(cli, ["submit", "--no-check", "--backend", "k8s", "--gpus", "2",
+                                    "--nodes", "2",
                                     "--data-dir", "/data", "--output-dir", "/output",
                                     "--image", "img:1"])
     assert submitted.exit_code == 0, submitted.output
@@ -150,8 +152,9 @@ def test_api_error_is_one_line_at_the_cli(runner: CliRunner, kube: KubeServer) -
 
     kube.kmock["post"] << kmock.KubernetesError(status=403, reason="Forbidden",
                                                 message="configmaps is forbidden")
-    result = runner.invoke(cli, ["submit", "--backend", "k8s", "--gpus", "1", "--data-dir", "/d",
-                                 "--output-dir", "/o", "--image", "registry.example/rn:1"])
+    result = runner.invoke(cli, ["submit", "--no-check", "--backend", "k8s", "--gpus", "1",
+                                 "--data-dir", "/d", "--output-dir", "/o",
+                                 "--image", "registry.example/rn:1"])
     assert result.exit_code == 1
     assert result.output.strip().startswith("Error: creating ConfigMap resnest-")
     assert result.output.strip().endswith("forbidden: configmaps is forbidden")
@@ -160,9 +163,10 @@ def test_api_error_is_one_line_at_the_cli(runner: CliRunner, kube: KubeServer) -
 
 def test_submit_without_image_is_a_usage_error_and_sends_nothing(
         runner: CliRunner, kube: KubeServer) -> None:
-    """The images `rlaunch build` names exist in no registry a node pulls from."""
-    result = runner.invoke(cli, ["submit", "--backend", "k8s", "--gpus", "1", "--data-dir", "/d",
-                                 "--output-dir", "/o"])
+    """The images `rlaunch build` names exist in no registry a node pulls from. (--no-check:
+    the preflight checks would read the cluster first; this is about the submit itself.)"""
+    result = runner.invoke(cli, ["submit", "--no-check", "--backend", "k8s", "--gpus", "1",
+                                 "--data-dir", "/d", "--output-dir", "/o"])
     assert result.exit_code == 2
     assert "--backend k8s needs --image REGISTRY/NAME:TAG" in result.output
     assert result.output.strip().splitlines()[-1].startswith("Error: --backend k8s needs --image")
@@ -180,7 +184,7 @@ def test_gather_through_the_cli(runner: CliRunner, kube: KubeServer, tmp_path: P
 
     from launcher.backends.k8s_api import Cluster
 
-    submitted = runner.invoke(cli, ["submit", "--backend", "k8s", "--gpus", "1",
+    submitted = runner.invoke(cli, ["submit", "--no-check", "--backend", "k8s", "--gpus", "1",
                                     "--data-dir", "/data", "--output-dir", "/output",
                                     "--image", "img:1", "--opt", "output_pvc=runs"])
     assert submitted.exit_code == 0, submitted.output

@@ -706,7 +706,8 @@ def test_failed_submit_leaves_no_folder(runner: CliRunner, state_dir: Path, tmp_
     empty = tmp_path / "no-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    result = runner.invoke(cli, slurm()[:-1])
+    # --no-check: the preflight checks would stop it earlier (no scontrol either).
+    result = runner.invoke(cli, [*slurm()[:-1], "--no-check"])
     assert result.exit_code == 1, result.output
     assert error_lines(result.output) == ["Error: sbatch is not installed or not on PATH"]
     assert not state_dir.exists()

@@ -74,6 +74,9 @@ def test_local_submit_passes_hostile_values_verbatim(tmp_path: Path, state_dir: 
         job = tmp_path / "job.yaml"
         job.write_text(yaml.safe_dump({"python": str(bin_dir / "python"), "code_dir": str(code_dir)}))
         output_dir = data_dir + " out"
+        for split in ("train", "val"):  # the layout the preflight checks look for
+            (Path(data_dir) / split / "c").mkdir(parents=True, exist_ok=True)
+            (Path(data_dir) / split / "c" / "x.jpg").write_bytes(b"")
         # Environment values are one line (a newline is refused, like in paths).
         one_line = [h for h in HOSTILE if "\n" not in h]
         env_value = one_line[len(data_dir) % len(one_line)]

@@ -1,0 +1,204 @@
+"""Kubernetes checks against kmock's API server (tests/k8s/conftest.py): a cluster holding what
+a JobSet / Volcano job needs passes, and each missing piece fails its check, with `submit`
+creating nothing. (A real cluster is not available to these tests; see docs/preflight.md.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import kmock
+import pytest
+from click.testing import CliRunner
+
+from launcher.cli import cli
+from tests.k8s.conftest import NAMESPACE, KubeServer
+
+JOBSET_CRD = "jobsets.jobset.x-k8s.io"
+VCJOB_CRD = "jobs.batch.volcano.sh"
+QUEUE_CRD = "queues.scheduling.volcano.sh"
+
+
+def put(kube: KubeServer, gvr: str, obj: dict, namespace: str | None = None) -> None:
+    kube.kmock.objects[kmock.resource(gvr), namespace, obj["metadata"]["name"]] = obj
+
+
+def deployment(name: str, namespace: str, ready: int = 1) -> dict:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": 1}, "status": {"readyReplicas": ready}}
+
+
+def claim(name: str, modes: list[str]) -> dict:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"accessModes": modes}, "status": {"phase": "Bound"}}
+
+
+def install(kube: KubeServer, crds=(JOBSET_CRD, VCJOB_CRD, QUEUE_CRD), gpus: tuple = (8, 8),
+            controllers=(("jobset-controller-manager", "jobset-system"),
+                         ("volcano-controllers", "volcano-system"),
+                         ("volcano-scheduler", "volcano-system")),
+            claims=(("imagenet", ["ReadOnlyMany"]), ("runs", ["ReadWriteMany"])),
+            queues=("default",)) -> None:
+    """What `kubectl apply` of JobSet, Volcano and a GPU device plugin leave in a cluster."""
+    kube.kmock[f"get /api/v1/namespaces/{NAMESPACE}"] << {
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+    for gvr in ("apps/v1/deployments", "v1/nodes", "v1/persistentvolumeclaims"):
+        kube.kmock.resources[gvr] = {}
+    for name in crds:
+        put(kube, "apiextensions.k8s.io/v1/customresourcedefinitions", {
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": name}, "spec": {}})
+    for name, namespace in controllers:
+        put(kube, "apps/v1/deployments", deployment(name, namespace), namespace)
+    for index, count in enumerate(gpus):
+        put(kube, "v1/nodes", {"apiVersion": "v1", "kind": "Node",
+                               "metadata": {"name": f"gpu-{index}"},
+                               "status": {"allocatable": {"nvidia.com/gpu": str(count),
+                                                          "cpu": "64"}}})
+    for name, modes in claims:
+        put(kube, "v1/persistentvolumeclaims", claim(name, modes), NAMESPACE)
+    for name in queues:
+        put(kube, "scheduling.volcano.sh/v1beta1/queues", {
+            "apiVersion": "scheduling.volcano.sh/v1beta1", "kind": "Queue",
+            "metadata": {"name": name}, "spec": {"weight": 1}})
+
+
+JOB = ["--backend", "k8s", "--gpus", "8", "--nodes", "2", "--image", "reg.example/rl:1",
+       "--data-dir", "/data", "--output-dir", "/output", "--opt", "data_pvc=imagenet",
+       "--opt", "output_pvc=runs"]
+
+
+def check(*extra: str) -> tuple[int, dict[str, dict]]:
+    result = CliRunner().invoke(cli, ["check", *JOB, *extra, "--json"])
+    report = json.loads(result.stdout)
+    return result.exit_code, {c["name"]: c for c in report["checks"]}
+
+
+def test_a_ready_jobset_cluster_passes_and_submit_creates_the_jobset(kube: KubeServer) -> None:
+    install(kube)
+    code, checks = check()
+    assert code == 0, checks
+    assert {n: c["status"] for n, c in checks.items() if n.startswith("k8s.")} == {
+        "k8s.api": "pass", "k8s.namespace": "pass", "k8s.data_claim": "pass",
+        "k8s.output_claim": "pass", "k8s.crd": "pass", "k8s.controller": "pass",
+        "k8s.devices": "pass"}
+    submitted = CliRunner().invoke(cli, ["submit", *JOB])
+    assert submitted.exit_code == 0, submitted.output
+    assert "PASS  k8s.crd" in submitted.stderr
+    assert list(kube.objects("jobsets", "jobset.x-k8s.io/v1alpha2")) == [
+        submitted.stdout.strip().splitlines()[-1]]
+
+
+def test_a_missing_crd_fails_and_submit_creates_nothing(kube: KubeServer) -> None:
+    install(kube, crds=(VCJOB_CRD,))
+    code, checks = check()
+    assert code == 2
+    assert checks["k8s.crd"]["status"] == "fail"
+    assert f"CRD {JOBSET_CRD} is not installed" in checks["k8s.crd"]["message"]
+    submitted = CliRunner().invoke(cli, ["submit", *JOB])
+    assert submitted.exit_code == 2 and "FAIL  k8s.crd" in submitted.stderr
+    assert not [r for r in kube.requests() if str(r.method).endswith("POST")]
+
+
+def test_a_claim_that_does_not_exist_fails(kube: KubeServer) -> None:
+    install(kube, claims=(("runs", ["ReadWriteMany"]),))
+    code, checks = check()
+    assert code == 2 and checks["k8s.data_claim"]["status"] == "fail"
+    assert "PersistentVolumeClaim 'imagenet' does not exist in namespace 'ml'" in \
+        checks["k8s.data_claim"]["message"]
+
+
+def test_a_readwriteonce_claim_for_two_nodes_fails(kube: KubeServer) -> None:
+    install(kube, claims=(("imagenet", ["ReadOnlyMany"]), ("runs", ["ReadWriteOnce"])))
+    code, checks = check()
+    assert code == 2 and checks["k8s.output_claim"]["status"] == "fail"
+    assert "'runs' is ReadWriteOnce: 2 nodes cannot all mount it" in \
+        checks["k8s.output_claim"]["message"]
+    one_node = CliRunner().invoke(cli, ["check", *JOB, "--nodes", "1", "--json"])
+    assert {c["name"]: c["status"] for c in json.loads(one_node.stdout)["checks"]}[
+        "k8s.output_claim"] == "pass"
+
+
+def test_too_few_advertised_devices_fail(kube: KubeServer) -> None:
+    install(kube, gpus=(8, 4))
+    code, checks = check()
+    assert code == 2 and checks["k8s.devices"]["status"] == "fail"
+    assert "1 of 2 node(s) advertise that many (most: 8)" in checks["k8s.devices"]["message"]
+
+
+def test_a_controller_that_is_missing_or_not_ready_fails(kube: KubeServer) -> None:
+    install(kube, controllers=())
+    code, checks = check()
+    assert code == 2 and "no Deployment jobset-controller-manager" in \
+        checks["k8s.controller"]["message"]
+    put(kube, "apps/v1/deployments", deployment("jobset-controller-manager", "jobset-system", 0),
+        "jobset-system")
+    code, checks = check()
+    assert code == 2 and "has no ready replica" in checks["k8s.controller"]["message"]
+
+
+def test_volcano_needs_its_controllers_and_queue(kube: KubeServer) -> None:
+    install(kube, queues=("default",))
+    code, checks = check("--opt", "workload=vcjob", "--opt", "volcano_queue=research")
+    assert code == 2 and checks["k8s.queue"]["status"] == "fail"
+    assert "Volcano queue 'research' does not exist" in checks["k8s.queue"]["message"]
+    assert check("--opt", "workload=vcjob")[1]["k8s.queue"]["status"] == "pass"
+
+
+def test_a_missing_namespace_fails(kube: KubeServer) -> None:
+    install(kube)
+    code, checks = check("--opt", "namespace=nope")
+    assert code == 2 and "namespace 'nope' does not exist" in checks["k8s.namespace"]["message"]
+
+
+def test_rejected_credentials_and_an_unreachable_server_fail(kube: KubeServer, tmp_path: Path,
+                                                             monkeypatch) -> None:
+    kube.kmock[f"get /api/v1/namespaces/{NAMESPACE}"] << 401
+    code, checks = check()
+    assert code == 2 and "401 Unauthorized" in checks["k8s.api"]["message"]
+    config = tmp_path / "dead"
+    config.write_text(Path(str(kube_config_path())).read_text().replace(
+        kube.url, "http://127.0.0.1:9"))
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    code, checks = check()
+    assert code == 2 and "cannot reach the Kubernetes API" in checks["k8s.api"]["message"]
+
+
+def kube_config_path() -> str:
+    import os
+
+    return os.environ["KUBECONFIG"]
+
+
+def test_cluster_wide_reads_refused_are_skipped_not_failed(kube: KubeServer) -> None:
+    install(kube)
+    kube.kmock["get /api/v1/nodes"] << 403
+    code, checks = check()
+    assert code == 0 and checks["k8s.devices"]["status"] == "skip"
+    assert "listing nodes was refused (403)" in checks["k8s.devices"]["message"]
+
+
+def test_usage_of_a_k8s_job_is_pod_time_times_requested_devices(kube: KubeServer) -> None:
+    install(kube)
+    submitted = CliRunner().invoke(cli, ["submit", *JOB])
+    job_id = submitted.stdout.strip().splitlines()[-1]
+    for index in range(2):
+        kube.put("pods", {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"{job_id}-node-0-{index}", "labels": {"rlaunch.dev/job": job_id}},
+            "spec": {"containers": [{"name": "trainer", "resources": {
+                "limits": {"nvidia.com/gpu": "8"}}}]},
+            "status": {"phase": "Succeeded", "startTime": "2026-12-03T10:00:00Z",
+                       "containerStatuses": [{"name": "trainer", "state": {"terminated": {
+                           "exitCode": 0, "finishedAt": "2026-12-03T10:30:00Z"}}}]}})
+    kube.put("pods", {"apiVersion": "v1", "kind": "Pod",
+                      "metadata": {"name": "other", "labels": {"rlaunch.dev/job": "other-1"}},
+                      "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "8"}}}]},
+                      "status": {"startTime": "2026-12-03T10:00:00Z"}})
+    result = CliRunner().invoke(cli, ["usage", job_id, "--price", "gpu=2", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["device_hours"] == {"gpu": pytest.approx(8.0)}  # 2 pods x 8 GPUs x 0.5 h
+    assert data["cost"] == pytest.approx(16.0)
