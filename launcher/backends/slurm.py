@@ -69,6 +69,63 @@ ASCEND_HOST_PATHS: tuple[str, ...] = (
 )
 
 
+# sbatch options the rendered job sets itself (long name -> the rlaunch flag that sets it, or why
+# it cannot be given): a `--scheduler-arg` on the sbatch command line would beat the script's
+# `#SBATCH` line and contradict msrun's world size, the job dir layout or the requeue logic.
+OWNED_SBATCH_OPTIONS: dict[str, str] = {
+    "--nodes": "use --nodes", "--ntasks": "one rank per device: use --gpus/--ascend/--cpus",
+    "--ntasks-per-node": "one rank per device: use --gpus/--ascend/--cpus",
+    "--ntasks-per-socket": "one rank per device: use --gpus/--ascend/--cpus",
+    "--ntasks-per-core": "one rank per device: use --gpus/--ascend/--cpus",
+    "--ntasks-per-gpu": "one rank per device: use --gpus/--ascend/--cpus",
+    "--cpus-per-task": "use --opt cpus_per_gpu", "--cpus-per-gpu": "use --opt cpus_per_gpu",
+    "--gpus": "use --gpus", "--gpus-per-node": "use --gpus",
+    "--gpus-per-task": "use --gpus", "--gpus-per-socket": "use --gpus",
+    "--gres": "use --gpus/--ascend (and --opt gpu_request, --opt ascend_gres)",
+    "--array": "job arrays share one job dir and restart budget: submit one job per setting",
+    "--het-group": "heterogeneous jobs are not supported",
+    "--output": "rlaunch keeps the job's output in its job dir (rlaunch logs)",
+    "--error": "rlaunch keeps the job's output in its job dir (rlaunch logs)",
+    "--input": "the job reads no stdin",
+    "--open-mode": "rlaunch appends every run's output to one file",
+    "--chdir": "the job runs in its job dir", "--job-name": "use --name",
+    "--time": "use --time", "--partition": "use --partition", "--account": "use --account",
+    "--qos": "use --qos", "--constraint": "use --constraint",
+    "--signal": "use --opt signal_seconds", "--requeue": "rlaunch always requeues",
+    "--no-requeue": "use --max-restarts 0", "--parsable": "rlaunch submit passes it",
+    "--wait": "rlaunch submit returns at once; follow with rlaunch logs -f",
+    "--wrap": "rlaunch renders the batch script", "--test-only": "use --dry-run",
+}
+# Their short forms (sbatch.1).
+OWNED_SHORT_OPTIONS: dict[str, str] = {
+    "N": "--nodes", "n": "--ntasks", "c": "--cpus-per-task", "G": "--gpus", "a": "--array",
+    "o": "--output", "e": "--error", "i": "--input", "D": "--chdir", "J": "--job-name",
+    "t": "--time", "p": "--partition", "A": "--account", "q": "--qos", "C": "--constraint",
+    "W": "--wait",
+}
+
+
+def scheduler_arg_problems(args: list[str]) -> list[str]:
+    """One line per `--scheduler-arg` that is no sbatch option or sets what the job sets itself.
+    getopt takes an unambiguous prefix of a long option, so a prefix of an owned one counts."""
+    out = []
+    for arg in args:
+        if not arg.startswith("-") or arg in ("-", "--"):
+            out.append(f"--scheduler-arg {arg!r} must be an sbatch option starting with '-' "
+                       "(one option, its value after '=', e.g. --exclude=node01)")
+            continue
+        if arg.startswith("--"):
+            word = arg.split("=", 1)[0]
+            owned = [name for name in OWNED_SBATCH_OPTIONS if name.startswith(word)]
+            owned = [word] if word in OWNED_SBATCH_OPTIONS else owned
+        else:
+            owned = [OWNED_SHORT_OPTIONS[arg[1]]] if arg[1] in OWNED_SHORT_OPTIONS else []
+        if owned:
+            out.append(f"--scheduler-arg {arg!r} sets {owned[0]}, which rlaunch sets itself: "
+                       f"{OWNED_SBATCH_OPTIONS[owned[0]]}")
+    return out
+
+
 def _run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
@@ -135,9 +192,7 @@ class SlurmBackend(Backend):
         gres = str(spec.backend_options.get("ascend_gres", "npu"))
         if not re.fullmatch(r"[A-Za-z0-9_]+", gres):
             out.append(f"--opt ascend_gres={gres!r} must be a plain gres name like npu")
-        for arg in spec.scheduler_args:
-            if not str(arg).startswith("-"):
-                out.append(f"scheduler argument {arg!r} must be an sbatch option starting with '-'")
+        out += scheduler_arg_problems([str(a) for a in spec.scheduler_args])
         cpus = spec.backend_options.get("cpus_per_gpu", DEFAULT_CPUS_PER_DEVICE)
         if not isinstance(cpus, int) or isinstance(cpus, bool) or not 1 <= cpus <= 1024:
             out.append(f"--opt cpus_per_gpu={cpus!r} must be an integer from 1 to 1024")

@@ -222,3 +222,39 @@ def test_container_jobs_make_the_output_dir_before_mounting_it() -> None:
                     backend_options={"container_runtime": "pyxis", "cpus_per_gpu": 1})
     assert "mkdir -p '/scratch/run 1' || exit 1\n" in script
     assert "cd /opt/rlaunch" not in script  # the code is the image's
+
+
+# ---- --scheduler-arg: what the job sets itself is refused, with the flag that sets it --------
+
+
+@pytest.mark.parametrize(("arg", "pointer"), [
+    ("--array=0-3", "one job per setting"),
+    ("--nodes=4", "use --nodes"),
+    ("-N4", "use --nodes"),
+    ("--ntasks-per-node=8", "use --gpus/--ascend/--cpus"),
+    ("--ntasks-per", "use --gpus/--ascend/--cpus"),  # getopt takes a unique prefix
+    ("--output=/tmp/x.out", "job dir"),
+    ("-o", "job dir"),
+    ("--chdir=/tmp", "job dir"),
+    ("--signal=USR1@60", "--opt signal_seconds"),
+    ("--no-requeue", "--max-restarts 0"),
+    ("--partition=gpu", "use --partition"),
+    ("--gres=gpu:a100:8", "use --gpus"),
+])
+def test_scheduler_args_rlaunch_sets_itself_are_refused(arg: str, pointer: str) -> None:
+    spec = JobSpec(backend="slurm", device_kind="gpu", devices_per_node=8,
+                   scheduler_args=[arg], **BASE)
+    problems = get_backend("slurm").problems(spec)
+    assert len(problems) == 1, problems
+    assert repr(arg) in problems[0] and "rlaunch sets itself" in problems[0]
+    assert pointer in problems[0]
+
+
+@pytest.mark.parametrize("arg", ["--exclude=node[01-02]", "--reservation=maint", "--exclusive",
+                                 "--mail-type=END,FAIL", "--dependency=afterok:12", "-x",
+                                 "--comment=sweep 3", "--nice=10"])
+def test_other_sbatch_options_pass(arg: str) -> None:
+    spec = JobSpec(backend="slurm", device_kind="gpu", devices_per_node=8,
+                   scheduler_args=[arg], **BASE)
+    assert get_backend("slurm").problems(spec) == []
+    assert get_backend("slurm").render(spec.validate()).submit_command[-2] == arg
