@@ -126,6 +126,28 @@ def scheduler_arg_problems(args: list[str]) -> list[str]:
     return out
 
 
+def image_for_runtime(image: str, runtime: str) -> str:
+    """`--image` as the container runtime reads it. pyxis takes enroot's `[REGISTRY#]IMAGE[:TAG]`
+    or a path (pyxis README `--container-image`): without `#`, enroot pulls from Docker Hub, and
+    `host:5000/x` does not parse at all (enroot src/docker.sh), so the registry moves before a
+    `#`. Apptainer reads a bare reference as a file path (apptainer-exec(1)): it needs
+    `docker://`. Paths (.sqsh, .sif, a sandbox or bundle dir) pass unchanged."""
+    if image.startswith("/"):
+        return image
+    registry, sep, rest = image.partition("#")
+    if not sep:
+        first, slash, after = image.partition("/")
+        # Docker's rule (distribution/reference): the first component is a registry when it
+        # has a '.' or ':' or is localhost; otherwise the whole reference is Docker Hub's.
+        if slash and ("." in first or ":" in first or first == "localhost"):
+            registry, rest = first, after
+        else:
+            registry, rest = "", image
+    if runtime == "pyxis":
+        return f"{registry}#{rest}" if registry else rest
+    return f"docker://{registry}/{rest}" if registry else f"docker://{rest}"
+
+
 def _run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
@@ -313,7 +335,7 @@ class SlurmBackend(Backend):
         words (quoted here: each may end in the job dir, "$JOB_DIR", known only at run time)."""
         if runtime is None:
             return {"container_srun_words": "", "container_exec_words": ""}
-        image = str(spec.image)
+        image = image_for_runtime(str(spec.image), runtime)
         # Data, outputs and the job dir (logs, rank table) at the same paths inside.
         binds = [p for p in (spec.data_dir, spec.output_dir, spec.config) if p]
         ascend = spec.device_kind == "ascend"

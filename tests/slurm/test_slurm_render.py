@@ -258,3 +258,31 @@ def test_other_sbatch_options_pass(arg: str) -> None:
                    scheduler_args=[arg], **BASE)
     assert get_backend("slurm").problems(spec) == []
     assert get_backend("slurm").render(spec.validate()).submit_command[-2] == arg
+
+
+# ---- image references as each runtime reads them ---------------------------------------------
+
+
+@pytest.mark.parametrize(("image", "pyxis", "apptainer"), [
+    ("registry.example.com/team/rlaunch-gpu:0.1", "registry.example.com#team/rlaunch-gpu:0.1",
+     "docker://registry.example.com/team/rlaunch-gpu:0.1"),
+    ("host:5000/x:1", "host:5000#x:1", "docker://host:5000/x:1"),
+    ("localhost/rlaunch-cpu:1", "localhost#rlaunch-cpu:1", "docker://localhost/rlaunch-cpu:1"),
+    ("nvcr.io#nvidia/pytorch:24.01", "nvcr.io#nvidia/pytorch:24.01",
+     "docker://nvcr.io/nvidia/pytorch:24.01"),
+    ("team/rlaunch:1", "team/rlaunch:1", "docker://team/rlaunch:1"),  # Docker Hub
+    ("/shared/images/rlaunch.sqsh", "/shared/images/rlaunch.sqsh", "/shared/images/rlaunch.sqsh"),
+])
+def test_image_reference_per_runtime(image: str, pyxis: str, apptainer: str) -> None:
+    assert slurm_module.image_for_runtime(image, "pyxis") == pyxis
+    assert slurm_module.image_for_runtime(image, "apptainer") == apptainer
+
+
+def test_registry_image_reaches_apptainer_and_pyxis_in_their_forms() -> None:
+    image = "registry.example.com/team/rlaunch-gpu:0.1"
+    script = render(device_kind="gpu", devices_per_node=2, image=image,
+                    backend_options={"container_runtime": "apptainer", "cpus_per_gpu": 1})
+    assert " docker://registry.example.com/team/rlaunch-gpu:0.1 " in script
+    script = render(device_kind="gpu", devices_per_node=2, image=image,
+                    backend_options={"container_runtime": "pyxis", "cpus_per_gpu": 1})
+    assert "'--container-image=registry.example.com#team/rlaunch-gpu:0.1' " in script
