@@ -11,6 +11,7 @@ clusters do for home and project dirs). With `--image`, the ranks run inside the
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -242,6 +243,11 @@ class SlurmBackend(Backend):
         if runtime == "pyxis" and spec.device_kind == "ascend":
             out.append("container_runtime=pyxis runs the whole srun task in the image, which "
                        "has no rank table lookup: use apptainer for Ascend jobs")
+        if runtime == "runc" and os.geteuid() != 0:
+            # runc as another user needs rootless mode (a user namespace), and its own cgroup
+            # takes the ranks out of Slurm's step cgroup (Slurm containers.shtml).
+            out.append("container_runtime=runc runs only as root (this project's test "
+                       "clusters); use apptainer or pyxis")
         if runtime == "runc" and spec.device_kind != "cpu":
             out.append("container_runtime=runc passes no GPUs/NPUs: use it for --cpus jobs")
         return out

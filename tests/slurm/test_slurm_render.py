@@ -286,3 +286,17 @@ def test_registry_image_reaches_apptainer_and_pyxis_in_their_forms() -> None:
     script = render(device_kind="gpu", devices_per_node=2, image=image,
                     backend_options={"container_runtime": "pyxis", "cpus_per_gpu": 1})
     assert "'--container-image=registry.example.com#team/rlaunch-gpu:0.1' " in script
+
+
+def test_runc_is_refused_for_other_users_than_root(tmp_path: Path, monkeypatch, capsys) -> None:
+    from launcher.backends import slurm_container
+
+    (tmp_path / "config.json").write_text("{}")
+    spec = JobSpec(backend="slurm", image=str(tmp_path), devices_per_node=2,
+                   backend_options={"container_runtime": "runc"}, **BASE)
+    monkeypatch.setattr(slurm_module.os, "geteuid", lambda: 1000)
+    problems = get_backend("slurm").problems(spec)
+    assert problems == [("container_runtime=runc runs only as root (this project's test "
+                         "clusters); use apptainer or pyxis")]
+    assert slurm_container.run_runc(tmp_path, "/", [], ["true"]) == 1
+    assert "runs only as root" in capsys.readouterr().err
