@@ -61,13 +61,22 @@ GPU_REQUESTS: tuple[str, ...] = ("gpus-per-node", "gres")
 CONTAINER_RUNTIMES: tuple[str, ...] = ("pyxis", "apptainer", "runc")
 # Where the images of docker/ install the code (/opt/venv/resnest is the package).
 IMAGE_CODE_DIR = "/opt/venv"
-# What an Ascend container needs from its host: the driver, the card devices, npu-smi and the
-# device IP file (Ascend's container docs, "mounting the driver"; the same list the Ascend
-# Docker runtime mounts).
+# What an Ascend container needs from its host: the Ascend Docker runtime's own mount list
+# (mind-cluster component/ascend-docker-runtime/build/scripts/base.list), the install info and
+# the device IP file. Apptainer binds /dev whole by default, so the card devices need no bind.
+# Only those present on the node are bound (Apptainer fails the container on a missing one).
 ASCEND_HOST_PATHS: tuple[str, ...] = (
-    "/usr/local/Ascend/driver", "/usr/local/sbin/npu-smi", "/etc/ascend_install.info",
-    "/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc",
+    "/usr/local/Ascend/driver/lib64", "/usr/local/Ascend/driver/include",
+    "/usr/local/Ascend/driver/version.info", "/usr/local/dcmi", "/usr/local/bin/npu-smi",
+    "/usr/local/sbin/npu-smi", "/var/queue_schedule", "/etc/ascend_install.info",
 )
+# Cards on one Ascend server: a job on part of one holds the whole node and asks for all of
+# its cards, so that the step's device cgroup (ConstrainDevices) has the cards it names.
+ASCEND_CARDS_PER_SERVER = 8
+# Seconds the other nodes' msrun may run on once one node's has ended (srun --wait).
+SURVIVOR_WAIT_SECONDS = 120
+# Files the Ascend steps run on the nodes (standard library only): shipped in the job dir.
+NODE_HELPERS: tuple[str, ...] = ("backends/slurm_rank.py", "rank_entry.py")
 
 
 # sbatch options the rendered job sets itself (long name -> the rlaunch flag that sets it, or why
@@ -291,6 +300,15 @@ class SlurmBackend(Backend):
         python = spec.python or "python"
         code_dir = spec.code_dir or "."
         runtime = opts.get("container_runtime") if spec.image else None
+        # A part of an Ascend server: the cards are named by number (ring 0-3 or 4-7), which only
+        # the whole node guarantees to be ours (a gres count does not say which); and all of its
+        # cards are asked for, since an --exclusive job's steps get only the GRES it asked for
+        # (srun.1 --gres), and ConstrainDevices would hide the named cards from the ranks.
+        part_of_server = ascend and per_node < ASCEND_CARDS_PER_SERVER
+        ascend_request = ASCEND_CARDS_PER_SERVER if part_of_server else per_node
+        # Apptainer's image is read-only: the ranks run in a job dir folder, the script by path.
+        work_dir = "$JOB_DIR/work" if runtime == "apptainer" else None
+        script = f"{code_dir}/{spec.script}" if work_dir else spec.script
         return {
             "header": HEADER,
             "name": spec.name,
@@ -299,11 +317,9 @@ class SlurmBackend(Backend):
             "cpus_per_task": cpus_per_task,
             "threads_per_rank": cpus_per_device if spec.device_kind != "cpu" else 1,
             "gpus_per_node": per_node if gpu and not gres_request else None,
-            "gres": (f"{opts.get('ascend_gres', 'npu')}:{per_node}" if ascend
+            "gres": (f"{opts.get('ascend_gres', 'npu')}:{ascend_request}" if ascend
                      else f"gpu:{per_node}" if gpu and gres_request else None),
-            # A part of an Ascend server: the cards are named by number (ring 0-3 or 4-7), which
-            # only the whole node guarantees to be ours (a gres count does not say which).
-            "exclusive": ascend and per_node < 8,
+            "exclusive": part_of_server,
             "time_limit": spec.time_limit,
             "partition": spec.partition,
             "account": spec.account,
@@ -323,7 +339,11 @@ class SlurmBackend(Backend):
             "world_size": spec.world_size,
             "local_workers": per_node,
             "master_port": spec.master_port,
-            "script": spec.script,
+            "script": script,
+            "work_dir": work_dir,
+            "survivor_wait_seconds": SURVIVOR_WAIT_SECONDS,
+            # Variables set here reach the ranks over the image's own values.
+            "image_env_prefix": "APPTAINERENV_" if runtime == "apptainer" else None,
             "script_args": spec.script_args(),
             "runtime": runtime,
             "msrun": f"{code_dir}/bin/msrun" if runtime else "msrun",
@@ -340,29 +360,40 @@ class SlurmBackend(Backend):
         """srun flags and the command prefix that put a rank step inside the image, as shell
         words (quoted here: each may end in the job dir, "$JOB_DIR", known only at run time)."""
         if runtime is None:
-            return {"container_srun_words": "", "container_exec_words": ""}
+            return {"container_srun_words": "", "container_exec_words": "",
+                    "helper_exec_words": "", "host_paths": []}
         image = image_for_runtime(str(spec.image), runtime)
         # Data, outputs and the job dir (logs, rank table) at the same paths inside.
         binds = [p for p in (spec.data_dir, spec.output_dir, spec.config) if p]
         ascend = spec.device_kind == "ascend"
         hccn = str(spec.backend_options.get("hccn_conf", "/etc/hccn.conf"))
-        host_paths = [*ASCEND_HOST_PATHS, hccn] if ascend else []
-        cards = [f"/dev/davinci{i}" for i in spec.visible_device_ids] if ascend else []
+        none = {"container_srun_words": "", "container_exec_words": "", "helper_exec_words": "",
+                "host_paths": []}
         if runtime == "pyxis":
-            # pyxis (NVIDIA/pyxis): srun --container-image/--container-mounts SRC:DST[,...];
-            # enroot's hooks pass in the GPUs Slurm gave the step.
-            mounts = ",".join(f"{p}:{p}" for p in [*binds, *host_paths, *cards])
+            # pyxis (NVIDIA/pyxis README): srun --container-image/--container-mounts SRC:DST[,...];
+            # enroot's hooks pass in the GPUs Slurm gave the step. --container-env: the job's
+            # --env values win over the image's (otherwise the image's own value is kept).
+            mounts = ",".join(f"{p}:{p}" for p in binds)
             words = [shlex.quote(f"--container-image={image}"),
                      shlex.quote(f"--container-mounts={mounts},") + '"$JOB_DIR:$JOB_DIR"',
                      shlex.quote(f"--container-workdir={code_dir}")]
-            return {"container_srun_words": " ".join(words), "container_exec_words": ""}
+            if spec.env:
+                words.append(shlex.quote(f"--container-env={','.join(spec.env)}"))
+            return {**none, "container_srun_words": " ".join(words)}
         if runtime == "apptainer":
             # apptainer exec --nv (GPUs) --bind SRC[,SRC...] (Apptainer user guide, "Bind
-            # paths and mounts"); the paths are the same inside.
+            # paths and mounts"); the paths are the same inside. Ascend: the host paths of the
+            # node that exist ($host_binds, from the batch script) and hccn.conf.
             argv = ["apptainer", "exec", *(["--nv"] if spec.device_kind == "gpu" else [])]
-            bind = shlex.quote(",".join([*binds, *host_paths, *cards]) + ",") + '"$JOB_DIR"'
-            words = [shlex.join(argv), "--bind", bind, shlex.join(["--pwd", code_dir, image])]
-            return {"container_srun_words": "", "container_exec_words": " ".join(words)}
+            bind_list = [*binds, hccn] if ascend else binds
+            bind = shlex.quote(",".join(bind_list) + ",") + '"$JOB_DIR' + (
+                '$host_binds"' if ascend else '"')
+            words = [shlex.join(argv), "--bind", bind, '--pwd "$JOB_DIR/work"',
+                     shlex.quote(image)]
+            exec_words = " ".join(words)
+            return {**none, "container_exec_words": exec_words,
+                    "helper_exec_words": exec_words if ascend else "",
+                    "host_paths": list(ASCEND_HOST_PATHS) if ascend else []}
         # runc: an OCI bundle (config.json + rootfs/), run in the node's own network and pid
         # namespaces so msrun's ranks reach each other and slurmstepd tracks and signals them.
         argv = [python, "-m", "launcher.backends.slurm_container", "runc", "--bundle", image,
@@ -370,7 +401,7 @@ class SlurmBackend(Backend):
         for path in binds:
             argv += ["--bind", path]
         words = [shlex.join(argv), '--bind "$JOB_DIR"', "--"]
-        return {"container_srun_words": "", "container_exec_words": " ".join(words)}
+        return {**none, "container_exec_words": " ".join(words)}
 
     def render(self, spec: JobSpec) -> RenderedJob:
         context = self.template_context(spec)
@@ -383,7 +414,12 @@ class SlurmBackend(Backend):
             *[str(a) for a in spec.scheduler_args],
             f"{JOB_DIR_PLACEHOLDER}/sbatch.sh",
         ]
-        return RenderedJob(files={"sbatch.sh": script}, submit_command=command)
+        files = {"sbatch.sh": script}
+        if spec.device_kind == "ascend":
+            package = Path(__file__).resolve().parent.parent
+            for helper in NODE_HELPERS:
+                files[Path(helper).name] = (package / helper).read_text(encoding="utf-8")
+        return RenderedJob(files=files, submit_command=command)
 
     def submit(self, spec: JobSpec, rendered: RenderedJob, job_dir: Path) -> str:
         argv = [a.replace(JOB_DIR_PLACEHOLDER, str(job_dir)) for a in rendered.submit_command]

@@ -35,6 +35,8 @@ SLURM_NODEID=0 SLURM_PROCID=0 SLURM_LOCALID=0 exec "$@"
 """
 FAKE_SCONTROL = """#!/bin/bash
 [ "$1 $2" = "show hostnames" ] && echo node0
+[ "$1 $2" = "show node" ] && echo "NodeName=node0 Arch=x86_64 NodeAddr=10.0.0.1 State=ALLOCATED"
+exit 0
 """
 
 
@@ -109,15 +111,14 @@ def test_sbatch_script_passes_hostile_values_verbatim(tmp_path: Path, kind: str)
         code_dir=str(tmp_path), backend_options={"hccn_conf": str(tmp_path / "hccn.conf")},
     ).validate()
     (tmp_path / "hccn.conf").write_text("address_0=192.168.0.1\naddress_1=192.168.0.2\n")
-    script = get_backend("slurm").render(spec).files["sbatch.sh"]
     job_dir = tmp_path / "job dir"
-    job_dir.mkdir()
-    (job_dir / "sbatch.sh").write_text(script)
+    get_backend("slurm").render(spec).write(job_dir)
     if kind == "ascend":  # the per-card processes are `python train.py`: record them instead
         (tmp_path / "resnest").mkdir()
         (tmp_path / "resnest" / "train.py").write_text(RECORDER.format(python=sys.executable))
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD_TO": str(record_to),
-           "SLURM_JOB_ID": "123", "SLURM_JOB_NODELIST": "node0", "PYTHONPATH": os.getcwd()}
+           "SLURM_JOB_ID": "123", "SLURM_JOB_NODELIST": "node0", "SLURM_JOB_NUM_NODES": "1",
+           "SLURMD_NODENAME": "node0", "PYTHONPATH": os.getcwd()}
     done = subprocess.run(["bash", "sbatch.sh"], cwd=job_dir, env=env, capture_output=True, check=False,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr

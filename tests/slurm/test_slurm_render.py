@@ -48,7 +48,7 @@ def test_container_rendering_matches_golden(name: str) -> None:
     spec = CONTAINER_CASES[name].validate()
     backend = get_backend("slurm")
     assert backend.problems(spec) == []
-    (script,) = backend.render(spec).files.values()
+    script = backend.render(spec).files["sbatch.sh"]
     check_golden(name, script)
 
 
@@ -83,13 +83,16 @@ def test_gres_request_for_sites_without_cons_tres() -> None:
 def test_ascend_ranks_come_from_the_table_and_one_failure_ends_the_step() -> None:
     script = render(device_kind="ascend", devices_per_node=8, nodes=2,
                     backend_options={"cpus_per_gpu": 3})
-    assert "-m launcher.backends.slurm_rank \"$RANK_TABLE_FILE\" \"$LOG_DIR\" --" in script
+    assert '"$JOB_DIR/slurm_rank.py" run "$RANK_TABLE_FILE" "$LOG_DIR" "$NODES_FILE" --' in script
     assert "--kill-on-bad-exit=1" in script
-    assert "SLURM_PROCID" not in script.split("launcher.cli ranktable")[1]
+    assert "SLURM_PROCID" not in script.split('slurm_rank.py" table')[1]
     assert "#SBATCH --cpus-per-task=3\n" in script
     assert "--exclusive" not in script  # 8 cards: the gres is the whole server's cards
     part = render(device_kind="ascend", devices_per_node=4, device_ids=[4, 5, 6, 7])
     assert "#SBATCH --exclusive\n" in part  # cards named by number: only the whole node is sure
+    # ... and all its cards: an --exclusive job's steps get only the GRES it asked for, and
+    # ConstrainDevices would hide cards 4-7 from a step holding 4 cards of Slurm's choice.
+    assert "#SBATCH --gres=npu:8\n" in part and "--gres=npu:4" not in part
 
 
 def test_sinfo_gres_parsing() -> None:
@@ -300,3 +303,193 @@ def test_runc_is_refused_for_other_users_than_root(tmp_path: Path, monkeypatch, 
                          "clusters); use apptainer or pyxis")]
     assert slurm_container.run_runc(tmp_path, "/", [], ["true"]) == 1
     assert "runs only as root" in capsys.readouterr().err
+
+
+# ---- the batch script run with stand-in Slurm commands ---------------------------------------
+# Only the batch shell is real here: `scontrol show node` answers from a file, `srun` records
+# its arguments. The real daemons run the same script in tests/slurm/test_multinode_*.py.
+
+FAKE_SCONTROL = """#!/bin/bash
+if [ "$1 $2" = "show node" ]; then cat "$FAKE_NODES"; exit 0; fi
+echo "scontrol $*" >> "$FAKE_LOG"
+"""
+FAKE_SRUN = """#!/bin/bash
+printf '%s\\n' "srun $*" >> "$FAKE_LOG"
+"""
+FAKE_GETENT = """#!/bin/bash
+# getent ahostsv4 NAME, from $FAKE_HOSTS lines "IP NAME"
+awk -v n="$2" '$2 == n { print $1 "  STREAM " n }' "$FAKE_HOSTS"
+"""
+
+
+def run_batch_script(tmp_path: Path, script: str, nodes: str, hosts: str = "",
+                     node_name: str = "gpu-a01") -> tuple[subprocess.CompletedProcess, str]:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for name, text in (("scontrol", FAKE_SCONTROL), ("srun", FAKE_SRUN),
+                       ("getent", FAKE_GETENT)):
+        (fake / name).write_text(text)
+        (fake / name).chmod(0o755)
+    (tmp_path / "nodes").write_text(nodes)
+    (tmp_path / "hosts").write_text(hosts)
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    (job_dir / "sbatch.sh").write_text(script)
+    env = {"PATH": f"{fake}:/usr/bin:/bin", "FAKE_NODES": str(tmp_path / "nodes"),
+           "FAKE_HOSTS": str(tmp_path / "hosts"), "FAKE_LOG": str(tmp_path / "log"),
+           "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "gpu-a[01-02]",
+           "SLURM_JOB_NUM_NODES": "2", "SLURMD_NODENAME": node_name}
+    done = subprocess.run(["bash", "sbatch.sh"], cwd=job_dir, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    log = (tmp_path / "log").read_text() if (tmp_path / "log").exists() else ""
+    return done, log
+
+
+NODE_LINES = ("NodeName=gpu-a01 Arch=x86_64 CoresPerSocket=16 NodeAddr=10.20.0.7 "
+              "NodeHostName=gpu-a01 State=ALLOCATED\n"
+              "NodeName=gpu-a02 Arch=x86_64 CoresPerSocket=16 NodeAddr=10.20.0.8 "
+              "NodeHostName=gpu-a02 State=ALLOCATED\n")
+
+
+def msrun_flag(log: str, flag: str) -> str:
+    (line,) = [x for x in log.splitlines() if x.startswith("srun ") and "msrun" in x]
+    return line.split(f"--{flag}=")[1].split()[0]
+
+
+def test_master_address_is_the_nodes_slurm_address_not_its_host_name(tmp_path: Path) -> None:
+    """Node names that are not host names: the address comes from NodeAddr."""
+    script = render(device_kind="gpu", devices_per_node=2, code_dir=str(tmp_path),
+                    backend_options={"cpus_per_gpu": 1})
+    done, log = run_batch_script(tmp_path, script, NODE_LINES)
+    assert done.returncode == 0, done.stderr
+    assert msrun_flag(log, "master_addr") == "10.20.0.7"
+    assert (tmp_path / "job" / "nodes-0").read_text() == "gpu-a01 10.20.0.7\ngpu-a02 10.20.0.8\n"
+
+
+def test_node_addr_by_name_skips_the_loopback_answer(tmp_path: Path) -> None:
+    """NodeAddr a host name that resolves to 127.0.1.1 first (Debian's /etc/hosts) and then
+    to its real address: the real one."""
+    nodes = NODE_LINES.replace("NodeAddr=10.20.0.7", "NodeAddr=gpu-a01")
+    script = render(device_kind="gpu", devices_per_node=2, code_dir=str(tmp_path),
+                    backend_options={"cpus_per_gpu": 1})
+    done, log = run_batch_script(tmp_path, script, nodes,
+                                 hosts="127.0.1.1 gpu-a01\n10.20.0.7 gpu-a01\n")
+    assert done.returncode == 0, done.stderr
+    assert msrun_flag(log, "master_addr") == "10.20.0.7"
+
+
+def test_a_master_with_only_a_loopback_address_fails_in_one_line(tmp_path: Path) -> None:
+    nodes = NODE_LINES.replace("NodeAddr=10.20.0.7", "NodeAddr=gpu-a01")
+    script = render(device_kind="gpu", devices_per_node=2, code_dir=str(tmp_path),
+                    backend_options={"cpus_per_gpu": 1})
+    done, log = run_batch_script(tmp_path, script, nodes, hosts="127.0.1.1 gpu-a01\n")
+    assert done.returncode == 1
+    assert "rlaunch: no address other nodes can reach for gpu-a01" in done.stderr
+    assert "msrun" not in log  # nothing started
+
+
+def test_master_port_is_below_the_ephemeral_range(tmp_path: Path) -> None:
+    script = render(device_kind="gpu", devices_per_node=2, code_dir=str(tmp_path),
+                    backend_options={"cpus_per_gpu": 1})
+    done, log = run_batch_script(tmp_path, script, NODE_LINES)
+    assert done.returncode == 0, done.stderr
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert 20000 <= int(msrun_flag(log, "master_port")) < low
+
+
+def test_a_failed_node_ends_the_msrun_step() -> None:
+    script = render(device_kind="gpu", devices_per_node=2, backend_options={"cpus_per_gpu": 1})
+    (line,) = [x for x in script.splitlines() if x.startswith("srun ")]
+    assert "--kill-on-bad-exit=1 --wait=120 " in line
+
+
+# ---- Ascend steps on the nodes: the job dir's copy, the ranks' Python -------------------------
+
+
+def test_ascend_container_steps_use_the_images_python_not_this_machines() -> None:
+    spec = CONTAINER_CASES["slurm_apptainer_ascend8.sh"].validate()
+    rendered = get_backend("slurm").render(spec)
+    script = rendered.files["sbatch.sh"]
+    assert set(rendered.files) == {"sbatch.sh", "slurm_rank.py", "rank_entry.py"}
+    assert str(spec.python) not in script.split("trap 'on_signal USR1' USR1")[1]
+    for step in ("register", "table", "run"):
+        (line,) = [x for x in script.splitlines() if f'slurm_rank.py" {step} ' in x]
+        assert "apptainer exec" in line.split("slurm_rank.py")[0]
+        assert ' python "$JOB_DIR/slurm_rank.py"' in line
+
+
+def test_ascend_apptainer_works_in_a_writable_dir_and_binds_only_present_host_paths() -> None:
+    script = CONTAINER_CASES["slurm_apptainer_ascend8.sh"].validate()
+    script = get_backend("slurm").render(script).files["sbatch.sh"]
+    assert '--pwd "$JOB_DIR/work"' in script and "--pwd /opt/venv" not in script
+    assert " python /opt/venv/resnest/train.py " in script  # by path: the cwd is the work dir
+    assert 'if [ -e "$path" ]; then host_binds="$host_binds,$path"; fi' in script
+    assert "/usr/local/bin/npu-smi" in script and "/usr/local/dcmi" in script
+    assert "/dev/davinci" not in script  # Apptainer binds /dev whole
+
+
+def test_shipped_helpers_build_the_same_table_as_rlaunch_ranktable(tmp_path: Path) -> None:
+    """The job dir's slurm_rank.py, run by a bare python3 outside this package (-E -s: no
+    PYTHONPATH, no site-packages), registers two nodes and builds the table `rlaunch ranktable` would."""
+    spec = JobSpec(backend="slurm", device_kind="ascend", nodes=2, devices_per_node=2,
+                   **BASE).validate()
+    job = tmp_path / "job"
+    get_backend("slurm").render(spec).write(job)
+    (job / "nodes-0").write_text("rlnode0 10.0.0.12\nrlnode1 10.0.0.11\n")
+    hccn = {"rlnode0": "address_0=192.168.0.1\naddress_1=192.168.0.2\n",
+            "rlnode1": "address_0=192.168.1.1\naddress_1=192.168.1.2\n"}
+    (job / "hccn-0").mkdir()
+    for node, text in hccn.items():
+        conf = tmp_path / f"{node}.conf"
+        conf.write_text(text)
+        done = subprocess.run(["python3", "-E", "-s", str(job / "slurm_rank.py"), "register",
+                               str(job / "hccn-0"), str(conf), str(job / "nodes-0")],
+                              env={"SLURMD_NODENAME": node}, capture_output=True, text=True,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+    done = subprocess.run(["python3", "-E", "-s", str(job / "slurm_rank.py"), "table",
+                           str(job / "hccn-0"), "0,1", "2", str(job / "rank_table.json")],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    expected = build_rank_table({"10.0.0.12": {0: "192.168.0.1", 1: "192.168.0.2"},
+                                 "10.0.0.11": {0: "192.168.1.1", 1: "192.168.1.2"}}, [0, 1])
+    assert json.loads((job / "rank_table.json").read_text()) == json.loads(expected.render())
+
+
+def test_table_step_fails_when_a_node_did_not_register(tmp_path: Path) -> None:
+    from launcher.backends.slurm_rank import write_table
+
+    (tmp_path / "10.0.0.11.conf").write_text("address_0=192.168.1.1\n")
+    with pytest.raises(RankLookupError, match="1 of 2 nodes registered"):
+        write_table(tmp_path, [0], 2, tmp_path / "t.json")
+
+
+def test_register_refuses_a_loopback_node_address(tmp_path: Path) -> None:
+    from launcher.backends.slurm_rank import register
+
+    (tmp_path / "nodes").write_text("n1 127.0.1.1\n")
+    (tmp_path / "hccn.conf").write_text("address_0=192.168.1.1\n")
+    with pytest.raises(RankLookupError, match="loopback address 127.0.1.1"):
+        register(tmp_path, tmp_path / "hccn.conf", tmp_path / "nodes", "n1")
+
+
+# ---- the environment the ranks see inside an image ---------------------------------------------
+
+
+def test_env_wins_over_the_images_own_values() -> None:
+    env = {"PYTHONUNBUFFERED": "0", "NCCL_DEBUG": "INFO"}
+    pyxis = render(device_kind="gpu", devices_per_node=2, image="img:1", env=env,
+                   backend_options={"container_runtime": "pyxis", "cpus_per_gpu": 1})
+    assert "--container-env=PYTHONUNBUFFERED,NCCL_DEBUG " in pyxis
+    apptainer = render(device_kind="gpu", devices_per_node=2, image="img:1", env=env,
+                       backend_options={"container_runtime": "apptainer", "cpus_per_gpu": 1})
+    assert "export APPTAINERENV_PYTHONUNBUFFERED=0\n" in apptainer
+    assert "export APPTAINERENV_NCCL_DEBUG=INFO\n" in apptainer
+
+
+def test_users_local_site_packages_stay_out() -> None:
+    for image in (None, "img:1"):
+        opts = {"cpus_per_gpu": 1, **({"container_runtime": "apptainer"} if image else {})}
+        script = render(device_kind="gpu", devices_per_node=2, image=image,
+                        backend_options=opts)
+        assert "export PYTHONNOUSERSITE=1\n" in script
