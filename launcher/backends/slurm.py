@@ -115,6 +115,30 @@ OWNED_SHORT_OPTIONS: dict[str, str] = {
 }
 
 
+# sbatch reads SBATCH_* variables over the script's #SBATCH lines (sbatch.1, INPUT ENVIRONMENT
+# VARIABLES). Those that would change what the script sets are left out of sbatch's environment:
+# always for what the job derives, and for the scheduler fields when the spec sets them (else a
+# site's or user's default partition/account still applies).
+DERIVED_SBATCH_ENV: tuple[str, ...] = (
+    "SBATCH_ARRAY_INX", "SBATCH_CPUS_PER_GPU", "SBATCH_DISTRIBUTION", "SBATCH_ERROR",
+    "SBATCH_EXCLUSIVE", "SBATCH_GPUS", "SBATCH_GPUS_PER_NODE", "SBATCH_GPUS_PER_TASK",
+    "SBATCH_GRES", "SBATCH_INPUT", "SBATCH_JOB_NAME", "SBATCH_NO_REQUEUE", "SBATCH_OPEN_MODE",
+    "SBATCH_OUTPUT", "SBATCH_OVERCOMMIT", "SBATCH_REQUEUE", "SBATCH_SIGNAL", "SBATCH_WAIT",
+    "SBATCH_USE_MIN_NODES", "SBATCH_CONTAINER",
+)
+FIELD_SBATCH_ENV: dict[str, str] = {
+    "partition": "SBATCH_PARTITION", "account": "SBATCH_ACCOUNT", "qos": "SBATCH_QOS",
+    "constraint": "SBATCH_CONSTRAINT", "time_limit": "SBATCH_TIMELIMIT",
+}
+
+
+def sbatch_environment(spec: JobSpec, environ: dict[str, str]) -> dict[str, str]:
+    """`environ` without the SBATCH_* variables that would override the rendered script."""
+    dropped = set(DERIVED_SBATCH_ENV)
+    dropped |= {name for field, name in FIELD_SBATCH_ENV.items() if getattr(spec, field)}
+    return {k: v for k, v in environ.items() if k not in dropped}
+
+
 def scheduler_arg_problems(args: list[str]) -> list[str]:
     """One line per `--scheduler-arg` that is no sbatch option or sets what the job sets itself.
     getopt takes an unambiguous prefix of a long option, so a prefix of an owned one counts."""
@@ -158,9 +182,11 @@ def image_for_runtime(image: str, runtime: str) -> str:
     return f"docker://{registry}/{rest}" if registry else f"docker://{rest}"
 
 
-def _run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def _run(argv: list[str], timeout: float = 30,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
+                              env=env)
     except FileNotFoundError:
         raise BackendError(f"{argv[0]} is not installed or not on PATH") from None
     except subprocess.TimeoutExpired:
@@ -423,7 +449,7 @@ class SlurmBackend(Backend):
 
     def submit(self, spec: JobSpec, rendered: RenderedJob, job_dir: Path) -> str:
         argv = [a.replace(JOB_DIR_PLACEHOLDER, str(job_dir)) for a in rendered.submit_command]
-        result = _run(argv, timeout=60)
+        result = _run(argv, timeout=60, env=sbatch_environment(spec, dict(os.environ)))
         if result.returncode != 0:
             raise BackendError(f"sbatch refused the job: {_first_line(result.stderr)}")
         job_id = result.stdout.strip().split(";")[0]

@@ -493,3 +493,28 @@ def test_users_local_site_packages_stay_out() -> None:
         script = render(device_kind="gpu", devices_per_node=2, image=image,
                         backend_options=opts)
         assert "export PYTHONNOUSERSITE=1\n" in script
+
+
+def test_sbatch_variables_of_the_user_do_not_override_the_script(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """sbatch reads SBATCH_* over #SBATCH lines: those that contradict the job are left out of
+    sbatch's environment; a default partition stays when the job names none."""
+    seen: dict[str, str] = {}
+
+    def fake_run(argv, timeout=30, env=None):
+        seen.update(env or {})
+        return subprocess.CompletedProcess(argv, 0, "77\n", "")
+
+    monkeypatch.setattr(slurm_module, "_run", fake_run)
+    for name, value in {"SBATCH_NO_REQUEUE": "1", "SBATCH_SIGNAL": "USR2@10",
+                        "SBATCH_OPEN_MODE": "truncate", "SBATCH_GPUS_PER_NODE": "1",
+                        "SBATCH_ACCOUNT": "other", "SBATCH_PARTITION": "debug",
+                        "SLURM_CONF": "/etc/slurm/x.conf"}.items():
+        monkeypatch.setenv(name, value)
+    backend = get_backend("slurm")
+    spec = JobSpec(backend="slurm", device_kind="gpu", devices_per_node=2, account="vision",
+                   backend_options={"cpus_per_gpu": 1}, **BASE).validate()
+    assert backend.submit(spec, backend.render(spec), tmp_path) == "77"
+    assert not {"SBATCH_NO_REQUEUE", "SBATCH_SIGNAL", "SBATCH_OPEN_MODE",
+                "SBATCH_GPUS_PER_NODE", "SBATCH_ACCOUNT"} & set(seen)
+    assert seen["SBATCH_PARTITION"] == "debug" and seen["SLURM_CONF"] == "/etc/slurm/x.conf"
