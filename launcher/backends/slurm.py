@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,6 +76,8 @@ ASCEND_HOST_PATHS: tuple[str, ...] = (
 ASCEND_CARDS_PER_SERVER = 8
 # Seconds the other nodes' msrun may run on once one node's has ended (srun --wait).
 SURVIVOR_WAIT_SECONDS = 120
+# The package a job runs (code_dir/resnest): copied into the job dir at submit.
+CODE_PACKAGE = "resnest"
 # Files the Ascend steps run on the nodes (standard library only): shipped in the job dir.
 NODE_HELPERS: tuple[str, ...] = ("backends/slurm_rank.py", "rank_entry.py")
 
@@ -137,6 +140,19 @@ def sbatch_environment(spec: JobSpec, environ: dict[str, str]) -> dict[str, str]
     dropped = set(DERIVED_SBATCH_ENV)
     dropped |= {name for field, name in FIELD_SBATCH_ENV.items() if getattr(spec, field)}
     return {k: v for k, v in environ.items() if k not in dropped}
+
+
+def snapshot_code(code_dir: Path, dest: Path) -> None:
+    """Copy the job's package (code_dir/resnest, small) into the job dir, where the script runs
+    it: a requeued run must not pick up a checkout changed since submit."""
+    source = code_dir / CODE_PACKAGE
+    if not source.is_dir():
+        raise BackendError(f"code dir {str(code_dir)!r} has no {CODE_PACKAGE}/ package to run")
+    try:
+        shutil.copytree(source, dest / CODE_PACKAGE,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    except OSError as err:
+        raise BackendError(f"cannot copy {source} into the job dir: {err}") from None
 
 
 def scheduler_arg_problems(args: list[str]) -> list[str]:
@@ -359,6 +375,7 @@ class SlurmBackend(Backend):
             "bin_dir": str(Path(python).parent),
             "python": python,
             "code_dir": code_dir,
+            "code_package": CODE_PACKAGE,
             "device_kind": spec.device_kind,
             "device_ids": spec.visible_device_ids,
             "hccn_conf": str(opts.get("hccn_conf", "/etc/hccn.conf")),
@@ -448,6 +465,8 @@ class SlurmBackend(Backend):
         return RenderedJob(files=files, submit_command=command)
 
     def submit(self, spec: JobSpec, rendered: RenderedJob, job_dir: Path) -> str:
+        if not (spec.image and spec.backend_options.get("container_runtime")):
+            snapshot_code(Path(spec.code_dir or "."), job_dir / "code")
         argv = [a.replace(JOB_DIR_PLACEHOLDER, str(job_dir)) for a in rendered.submit_command]
         result = _run(argv, timeout=60, env=sbatch_environment(spec, dict(os.environ)))
         if result.returncode != 0:

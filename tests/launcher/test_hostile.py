@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from launcher.backends import get_backend
+from launcher.backends.slurm import snapshot_code
 from launcher.spec import JobSpec
 
 from .conftest import HOSTILE, rlaunch
@@ -116,6 +117,8 @@ def test_sbatch_script_passes_hostile_values_verbatim(tmp_path: Path, kind: str)
     if kind == "ascend":  # the per-card processes are `python train.py`: record them instead
         (tmp_path / "resnest").mkdir()
         (tmp_path / "resnest" / "train.py").write_text(RECORDER.format(python=sys.executable))
+    (tmp_path / "resnest").mkdir(exist_ok=True)
+    snapshot_code(tmp_path, job_dir / "code")  # what `submit` does
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD_TO": str(record_to),
            "SLURM_JOB_ID": "123", "SLURM_JOB_NODELIST": "node0", "SLURM_JOB_NUM_NODES": "1",
            "SLURMD_NODENAME": "node0", "PYTHONPATH": os.getcwd()}

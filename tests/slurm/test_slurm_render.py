@@ -333,7 +333,7 @@ def run_batch_script(tmp_path: Path, script: str, nodes: str, hosts: str = "",
     (tmp_path / "nodes").write_text(nodes)
     (tmp_path / "hosts").write_text(hosts)
     job_dir = tmp_path / "job"
-    job_dir.mkdir()
+    (job_dir / "code").mkdir(parents=True)  # the code snapshot `submit` makes
     (job_dir / "sbatch.sh").write_text(script)
     env = {"PATH": f"{fake}:/usr/bin:/bin", "FAKE_NODES": str(tmp_path / "nodes"),
            "FAKE_HOSTS": str(tmp_path / "hosts"), "FAKE_LOG": str(tmp_path / "log"),
@@ -512,9 +512,44 @@ def test_sbatch_variables_of_the_user_do_not_override_the_script(tmp_path: Path,
                         "SLURM_CONF": "/etc/slurm/x.conf"}.items():
         monkeypatch.setenv(name, value)
     backend = get_backend("slurm")
+    (tmp_path / "resnest").mkdir()
     spec = JobSpec(backend="slurm", device_kind="gpu", devices_per_node=2, account="vision",
-                   backend_options={"cpus_per_gpu": 1}, **BASE).validate()
-    assert backend.submit(spec, backend.render(spec), tmp_path) == "77"
+                   backend_options={"cpus_per_gpu": 1},
+                   **{**BASE, "code_dir": str(tmp_path)}).validate()
+    assert backend.submit(spec, backend.render(spec), tmp_path / "job") == "77"
     assert not {"SBATCH_NO_REQUEUE", "SBATCH_SIGNAL", "SBATCH_OPEN_MODE",
                 "SBATCH_GPUS_PER_NODE", "SBATCH_ACCOUNT"} & set(seen)
     assert seen["SBATCH_PARTITION"] == "debug" and seen["SLURM_CONF"] == "/etc/slurm/x.conf"
+
+
+def test_submit_snapshots_the_code_the_job_runs(tmp_path: Path, monkeypatch) -> None:
+    """A requeued run executes what was submitted: the package is copied into the job dir, and
+    the script runs it from there."""
+    monkeypatch.setattr(slurm_module, "_run", lambda argv, timeout=30, env=None:
+                        subprocess.CompletedProcess(argv, 0, "77\n", ""))
+    code = tmp_path / "checkout"
+    (code / "resnest" / "__pycache__").mkdir(parents=True)
+    (code / "resnest" / "train.py").write_text("print('as submitted')\n")
+    (code / "resnest" / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"")
+    spec = JobSpec(backend="slurm", device_kind="gpu", devices_per_node=2,
+                   backend_options={"cpus_per_gpu": 1},
+                   **{**BASE, "code_dir": str(code)}).validate()
+    backend = get_backend("slurm")
+    rendered = backend.render(spec)
+    backend.submit(spec, rendered, tmp_path / "job")
+    (code / "resnest" / "train.py").write_text("print('changed after submit')\n")
+    snapshot = tmp_path / "job" / "code" / "resnest"
+    assert (snapshot / "train.py").read_text() == "print('as submitted')\n"
+    assert not (snapshot / "__pycache__").exists()
+    script = rendered.files["sbatch.sh"]
+    assert 'cd "$JOB_DIR/code" || exit 1\n' in script
+    assert "export PYTHONPATH=\"$JOB_DIR/code${PYTHONPATH:+:$PYTHONPATH}\"\n" in script
+
+
+def test_submit_without_the_package_is_one_line(tmp_path: Path) -> None:
+    spec = JobSpec(backend="slurm", device_kind="gpu", devices_per_node=2,
+                   backend_options={"cpus_per_gpu": 1},
+                   **{**BASE, "code_dir": str(tmp_path)}).validate()
+    backend = get_backend("slurm")
+    with pytest.raises(slurm_module.BackendError, match="has no resnest/ package"):
+        backend.submit(spec, backend.render(spec), tmp_path / "job")

@@ -70,7 +70,10 @@ on_signal() {
 }
 trap 'on_signal USR1' USR1
 
-cd /opt/rlaunch || exit 1
+# The code as it was at submit (`rlaunch submit` copied /opt/rlaunch/resnest here), so
+# that a requeued run resumes with what was submitted, not with what the checkout holds now.
+cd "$JOB_DIR/code" || exit 1
+export PYTHONPATH="$JOB_DIR/code${PYTHONPATH:+:$PYTHONPATH}"
 # Ascend: each node registers its device IPs (hccn.conf) under its address, the rank table is
 # built from them, then one process per card. Each takes RANK_ID and DEVICE_ID from its own
 # server's entry of the table (the table's server order need not be Slurm's node order); one

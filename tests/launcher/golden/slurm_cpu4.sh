@@ -68,7 +68,10 @@ on_signal() {
 }
 trap 'on_signal USR1' USR1
 
-cd /opt/rlaunch || exit 1
+# The code as it was at submit (`rlaunch submit` copied /opt/rlaunch/resnest here), so
+# that a requeued run resumes with what was submitted, not with what the checkout holds now.
+cd "$JOB_DIR/code" || exit 1
+export PYTHONPATH="$JOB_DIR/code${PYTHONPATH:+:$PYTHONPATH}"
 # One msrun per node (one srun task each, holding the CPUs of its 4 ranks) starts the ranks
 # there. msrun itself ignores TERM/USR1 so that only the ranks react (msrun would otherwise die
 # and take them down unsaved). A node whose msrun fails ends the step (--kill-on-bad-exit)
