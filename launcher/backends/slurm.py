@@ -78,6 +78,9 @@ ASCEND_CARDS_PER_SERVER = 8
 SURVIVOR_WAIT_SECONDS = 120
 # The package a job runs (code_dir/resnest): copied into the job dir at submit.
 CODE_PACKAGE = "resnest"
+# msrun's wait for every node to join (default 600 s): container jobs start after each node has
+# pulled and unpacked the image, which on one node without a cached copy can take longer.
+CONTAINER_CLUSTER_TIME_OUT = 1800
 # Files the Ascend steps run on the nodes (standard library only): shipped in the job dir.
 NODE_HELPERS: tuple[str, ...] = ("backends/slurm_rank.py", "rank_entry.py")
 
@@ -385,6 +388,7 @@ class SlurmBackend(Backend):
             "script": script,
             "work_dir": work_dir,
             "survivor_wait_seconds": SURVIVOR_WAIT_SECONDS,
+            "cluster_time_out": CONTAINER_CLUSTER_TIME_OUT if runtime else None,
             # Variables set here reach the ranks over the image's own values.
             "image_env_prefix": "APPTAINERENV_" if runtime == "apptainer" else None,
             "script_args": spec.script_args(),

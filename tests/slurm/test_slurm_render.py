@@ -553,3 +553,11 @@ def test_submit_without_the_package_is_one_line(tmp_path: Path) -> None:
     backend = get_backend("slurm")
     with pytest.raises(slurm_module.BackendError, match="has no resnest/ package"):
         backend.submit(spec, backend.render(spec), tmp_path / "job")
+
+
+def test_container_jobs_give_the_nodes_time_to_pull_the_image() -> None:
+    plain = render(device_kind="gpu", devices_per_node=2, backend_options={"cpus_per_gpu": 1})
+    assert "--cluster_time_out" not in plain  # msrun's 600 s
+    image = render(device_kind="gpu", devices_per_node=2, image="img:1",
+                   backend_options={"container_runtime": "pyxis", "cpus_per_gpu": 1})
+    assert " --join=True --cluster_time_out=1800 resnest/train.py " in image

@@ -19,8 +19,9 @@ LOG_DIR="$JOB_DIR/logs/restart-$RESTARTS"
 mkdir -p "$LOG_DIR"
 export PATH=/opt/venv/bin:"$PATH"
 export RLAUNCH_DEVICE_KIND=gpu
-# Each srun step gets the CPUs asked for above: since Slurm 22.05 srun no longer inherits
-# --cpus-per-task from the allocation (it would bind every rank of a node to one CPU).
+# Each srun step gets the CPUs asked for above: Slurm 22.05 to 23.02 srun does not inherit
+# --cpus-per-task from the allocation (it would bind every rank of a node to one CPU) but reads
+# SRUN_CPUS_PER_TASK; 23.11 reads SLURM_CPUS_PER_TASK again. Every srun also passes -c itself.
 export SRUN_CPUS_PER_TASK=48
 export OMP_NUM_THREADS=6
 # The user's ~/.local site-packages stay out of the ranks' Python (the job's venv or the image's).
@@ -79,7 +80,7 @@ mkdir -p "$JOB_DIR/work" || exit 1
 # instead of leaving the others blocked in collectives; once one node's msrun has ended, the
 # others get --wait seconds to finish (ranks exit 75 only after the checkpoint barrier, so a
 # requeue is not cut short).
-srun --ntasks-per-node=1 --cpus-per-task=48 --kill-on-bad-exit=1 --wait=120 apptainer exec --nv --bind '/data/imagenet,/scratch/run 1,'"$JOB_DIR" --pwd "$JOB_DIR/work" /shared/images/rlaunch-gpu.sif bash -c 'echo "rlaunch: node $SLURMD_NODENAME (node rank $SLURM_NODEID) runs ranks $((SLURM_NODEID * $1))-$((SLURM_NODEID * $1 + $1 - 1)) on CPUs $(grep Cpus_allowed_list /proc/self/status | cut -f2)" >&2; msrun=$2; shift 2; trap "" TERM USR1; exec "$msrun" --node_rank="$SLURM_NODEID" "$@"' rlaunch-node 8 /opt/venv/bin/msrun --worker_num=8 --local_worker_num=8 --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" --log_dir="$LOG_DIR" --join=True /opt/venv/resnest/train.py --data-dir /data/imagenet --output-dir '/scratch/run 1' --set epochs=270 --set net_name=resnest50 &
+srun --ntasks-per-node=1 --cpus-per-task=48 --kill-on-bad-exit=1 --wait=120 apptainer exec --nv --bind '/data/imagenet,/scratch/run 1,'"$JOB_DIR" --pwd "$JOB_DIR/work" /shared/images/rlaunch-gpu.sif bash -c 'echo "rlaunch: node $SLURMD_NODENAME (node rank $SLURM_NODEID) runs ranks $((SLURM_NODEID * $1))-$((SLURM_NODEID * $1 + $1 - 1)) on CPUs $(grep Cpus_allowed_list /proc/self/status | cut -f2)" >&2; msrun=$2; shift 2; trap "" TERM USR1; exec "$msrun" --node_rank="$SLURM_NODEID" "$@"' rlaunch-node 8 /opt/venv/bin/msrun --worker_num=8 --local_worker_num=8 --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" --log_dir="$LOG_DIR" --join=True --cluster_time_out=1800 /opt/venv/resnest/train.py --data-dir /data/imagenet --output-dir '/scratch/run 1' --set epochs=270 --set net_name=resnest50 &
 step=$!
 wait "$step"; rc=$?
 # `wait` returns early when a trapped signal arrives: keep waiting for the step to finish.

@@ -18,8 +18,9 @@ LOG_DIR="$JOB_DIR/logs/restart-$RESTARTS"
 mkdir -p "$LOG_DIR"
 export PATH=/opt/venv/bin:"$PATH"
 export RLAUNCH_DEVICE_KIND=cpu
-# Each srun step gets the CPUs asked for above: since Slurm 22.05 srun no longer inherits
-# --cpus-per-task from the allocation (it would bind every rank of a node to one CPU).
+# Each srun step gets the CPUs asked for above: Slurm 22.05 to 23.02 srun does not inherit
+# --cpus-per-task from the allocation (it would bind every rank of a node to one CPU) but reads
+# SRUN_CPUS_PER_TASK; 23.11 reads SLURM_CPUS_PER_TASK again. Every srun also passes -c itself.
 export SRUN_CPUS_PER_TASK=4
 # The user's ~/.local site-packages stay out of the ranks' Python (the job's venv or the image's).
 export PYTHONNOUSERSITE=1
