@@ -229,17 +229,22 @@ def _parse_gres_count(gres: str, name: str) -> int:
 
 def cpus_per_device_from_sinfo(gres: str, partition: str | None) -> int | None:
     """The CPUs each device of gres `gres` can have on the smallest node that has it (the node's
-    CPUs divided by its devices, at least 1); None when sinfo cannot tell."""
-    argv = ["sinfo", "-h", "-N", "-o", "%c|%G"] + (["-p", partition] if partition else [])
+    CPUs divided by its devices, at least 1), in `partition` or else the default partition
+    (sinfo marks it with '*'), where sbatch puts a job that names none; None when sinfo cannot
+    tell. Cores a site reserves (CoreSpecCount) are not subtracted: sinfo does not show them."""
+    argv = ["sinfo", "-h", "-N", "-o", "%c|%G|%P"] + (["-p", partition] if partition else [])
     try:
         result = _run(argv, timeout=10)
     except BackendError:
         return None
     if result.returncode != 0:
         return None
+    rows = [line.strip().split("|") for line in result.stdout.splitlines()]
+    rows = [r for r in rows if len(r) == 3]
+    if not partition and any(r[2].endswith("*") for r in rows):
+        rows = [r for r in rows if r[2].endswith("*")]
     shares = []
-    for line in result.stdout.splitlines():
-        cpus, _, node_gres = line.strip().partition("|")
+    for cpus, node_gres, _ in rows:
         count = _parse_gres_count(node_gres, gres)
         if cpus.isdigit() and count:
             shares.append(max(1, int(cpus) // count))

@@ -103,13 +103,21 @@ def test_sinfo_gres_parsing() -> None:
 
 
 def test_cpus_per_device_from_sinfo_takes_the_smallest_node(monkeypatch) -> None:
-    out = "64|gpu:8\n2|gpu:8,npu:8\n128|(null)\n"
+    out = "64|gpu:8|a\n2|gpu:8,npu:8|a\n128|(null)|a\n"
     monkeypatch.setattr(slurm_module, "_run", lambda argv, timeout=30:
                         subprocess.CompletedProcess(argv, 0, out, ""))
     assert cpus_per_device_from_sinfo("gpu", None) == 1  # 2 CPUs / 8 GPUs, at least 1
-    out = "64|gpu:8\n96|gpu:8\n"
+    out = "64|gpu:8|p\n96|gpu:8|p\n"
     assert cpus_per_device_from_sinfo("gpu", "p") == 8
     assert cpus_per_device_from_sinfo("npu", None) is None
+
+
+def test_cpus_per_device_without_partition_looks_at_the_default_one(monkeypatch) -> None:
+    """sbatch puts a job without --partition in the default partition (sinfo's '*')."""
+    out = "16|gpu:8|debug\n64|gpu:8|gpu*\n64|gpu:8|gpu*\n"
+    monkeypatch.setattr(slurm_module, "_run", lambda argv, timeout=30:
+                        subprocess.CompletedProcess(argv, 0, out, ""))
+    assert cpus_per_device_from_sinfo("gpu", None) == 8
 
 
 @pytest.mark.parametrize(("opts", "message"), [
