@@ -138,9 +138,16 @@ FIELD_SBATCH_ENV: dict[str, str] = {
 }
 
 
+def holds_whole_nodes(spec: JobSpec) -> bool:
+    """Ascend jobs hold whole servers: all 8 cards, or fewer with --exclusive."""
+    return spec.device_kind == "ascend"
+
+
 def sbatch_environment(spec: JobSpec, environ: dict[str, str]) -> dict[str, str]:
     """`environ` without the SBATCH_* variables that would override the rendered script."""
     dropped = set(DERIVED_SBATCH_ENV)
+    if holds_whole_nodes(spec):
+        dropped |= {"SBATCH_MEM_PER_NODE", "SBATCH_MEM_PER_CPU", "SBATCH_MEM_PER_GPU"}
     dropped |= {name for field, name in FIELD_SBATCH_ENV.items() if getattr(spec, field)}
     return {k: v for k, v in environ.items() if k not in dropped}
 
@@ -370,6 +377,10 @@ class SlurmBackend(Backend):
             "gres": (f"{opts.get('ascend_gres', 'npu')}:{ascend_request}" if ascend
                      else f"gpu:{per_node}" if gpu and gres_request else None),
             "exclusive": part_of_server,
+            # A job holding whole nodes asks for all their memory (sbatch.1 --exclusive: the job
+            # "is only allocated as much memory as it requested"; --mem=0 is all of it);
+            # otherwise a site's DefMemPerCPU/GPU applies.
+            "mem": "0" if holds_whole_nodes(spec) else None,
             "time_limit": spec.time_limit,
             "partition": spec.partition,
             "account": spec.account,

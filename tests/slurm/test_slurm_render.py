@@ -569,3 +569,12 @@ def test_container_jobs_give_the_nodes_time_to_pull_the_image() -> None:
     image = render(device_kind="gpu", devices_per_node=2, image="img:1",
                    backend_options={"container_runtime": "pyxis", "cpus_per_gpu": 1})
     assert " --join=True --cluster_time_out=1800 resnest/train.py " in image
+
+
+def test_whole_node_jobs_ask_for_all_the_memory() -> None:
+    """An exclusive job gets only the memory it asks for (sbatch.1 --exclusive): --mem=0."""
+    for cards, ids in ((8, None), (4, [4, 5, 6, 7])):
+        script = render(device_kind="ascend", devices_per_node=cards, device_ids=ids)
+        assert "#SBATCH --mem=0\n" in script
+    gpu = render(device_kind="gpu", devices_per_node=2, backend_options={"cpus_per_gpu": 1})
+    assert "--mem" not in gpu  # a part of a node: the site's DefMemPerCPU/GPU

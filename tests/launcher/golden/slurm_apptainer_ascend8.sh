@@ -7,6 +7,7 @@
 #SBATCH --ntasks-per-node=8
 #SBATCH --cpus-per-task=24
 #SBATCH --gres=npu:8
+#SBATCH --mem=0
 #SBATCH --requeue
 #SBATCH --open-mode=append
 #SBATCH --signal=B:USR1@120

@@ -8,6 +8,7 @@
 #SBATCH --cpus-per-task=4
 #SBATCH --exclusive
 #SBATCH --gres=davinci:8
+#SBATCH --mem=0
 #SBATCH --requeue
 #SBATCH --open-mode=append
 #SBATCH --signal=B:USR1@300
