@@ -4,7 +4,9 @@ Both packages import this module and nothing else spells these names or numbers.
 the standard library: the launcher reads it without paying for MindSpore.
 
 - Exit codes: a rank that was asked to stop saves a checkpoint and exits `REQUEUE_EXIT_CODE`;
-  usage errors exit `USAGE_EXIT_CODE`.
+  usage errors exit `USAGE_EXIT_CODE`. Launchers whose rank runner hides that code (msrun turns
+  any rank's non-zero exit into its own 1) set `REQUEUE_MARKER_ENV` to a path: rank 0 creates
+  that file once every rank has saved, meaning "requeue me".
 - Files under a job's output dir: `metrics/rank{R}.jsonl` (one JSON event per line, see
   `EVENT_*`), `eval.json` (the allreduced evaluation, `EvalResult`), `config.json`,
   `checkpoints/{last,best}.ckpt` and `checkpoints/manifest.json`.
@@ -22,6 +24,7 @@ from typing import Any
 # EX_TEMPFAIL: "stopped on request, checkpoint saved, run me again".
 REQUEUE_EXIT_CODE = 75
 USAGE_EXIT_CODE = 2
+REQUEUE_MARKER_ENV = "RLAUNCH_REQUEUE_MARKER"
 
 # ---- the device handshake ------------------------------------------------------------------
 DEVICE_KIND_ENV = "RLAUNCH_DEVICE_KIND"

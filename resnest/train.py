@@ -17,6 +17,7 @@ PROCESS_START = time.time()  # first thing: time-to-first-step counts imports an
 
 import argparse
 import json
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from resnest.contract import (
     EVENT_STEP,
     LAST_CHECKPOINT,
     REQUEUE_EXIT_CODE,
+    REQUEUE_MARKER_ENV,
     USAGE_EXIT_CODE,
     EvalResult,
 )
@@ -342,6 +344,9 @@ class TrainingRun:
             # A barrier: msrun kills every worker once one exits non-zero, so no rank may exit
             # 75 before rank 0 has published the checkpoint.
             allreduce_sum([0.0], self.info)
+        if self.info.rank == 0 and os.environ.get(REQUEUE_MARKER_ENV):
+            Path(os.environ[REQUEUE_MARKER_ENV]).write_text(
+                f"{self.stop_request.signal_name or 'peer'}\n", encoding="utf-8")
         pos = self.position
         self.log.info(f"stopping on {self.stop_request.signal_name or 'a peer rank signal'} at "
                       f"epoch {pos.epoch + 1} step {pos.step}; exit {REQUEUE_EXIT_CODE} to be "

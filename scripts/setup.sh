@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 APT_PACKAGES=(
     slurm-wlm munge            # the local one-node Slurm the tests submit to
+    slurmdbd mariadb-server    # accounting (sacct) on the production-shaped test Slurm
     iproute2 runc umoci        # multi-node Slurm in network namespaces; jobs in OCI bundles
     buildah debootstrap        # daemonless image builds (rlaunch build)
     libopencv-dev cmake g++    # ascend310_infer preprocessing library

@@ -321,6 +321,348 @@ down_multi() {
     log "multi-node cluster removed (logs kept in $MDIR/log)"
 }
 
+# ---- production-shaped mode: what a site's cluster looks like to a user ---------------------
+#
+# Two slurmd in network namespaces as above, plus what production clusters have and friendly
+# test clusters lack:
+# - jobs run as an unprivileged user (PROD_USER, created here); slurmctld/slurmdbd run as the
+#   Debian `slurm` user, slurmd as root (it must setuid to the job's owner);
+# - ProctrackType=proctrack/cgroup, TaskPlugin=task/cgroup,task/affinity on cgroup v1 with
+#   ConstrainCores, ConstrainRAMSpace and ConstrainDevices: each slurmd sees its own cgroup
+#   subtree as the root (a cgroup namespace plus bind mounts of that subtree over
+#   /sys/fs/cgroup/<controller>), because Debian's Slurm is not built for several slurmd on one
+#   host and would otherwise share /slurm/uid_U/job_J between the nodes of one job;
+# - GPU and NPU gres backed by character devices (mknod; nvidia major 195, davinci a free major):
+#   the devices cgroup lets a step open only the devices it was given;
+# - SelectTypeParameters=CR_Core_Memory with DefMemPerCPU=PROD_DEF_MEM_PER_CPU MB: a job that
+#   asks for no memory gets that much per CPU and is OOM-killed by its cgroup;
+# - accounting through slurmdbd and a private MariaDB (sacct answers, finished jobs keep their
+#   state, AccountingStorageEnforce=associations,limits,qos with an account and QOS);
+# - PreemptType=preempt/partition_prio: `low` (default, PreemptMode=REQUEUE), `scavenger`
+#   (PreemptMode=CANCEL, GraceTime 30 s: the tasks get SIGTERM, then SIGKILL) and `high`
+#   (PriorityTier 10, preempts the other two);
+# - node names that are not host names (NodeName=gpu-a01 NodeHostname=prod-h1 NodeAddr=...);
+#   gpu-a01's own /etc/hosts maps its host name to 127.0.1.1, as Debian's installer writes it,
+#   and no node name resolves anywhere.
+#
+#   bash scripts/slurm_cluster.sh up-production      # prints the SLURM_CONF clients must export
+#   bash scripts/slurm_cluster.sh status-production
+#   bash scripts/slurm_cluster.sh down-production    # daemons, database, namespaces, cgroups
+
+PDIR=${RLAUNCH_SLURM_PROD_DIR:-/var/tmp/rlaunch-slurm-prod}
+PROD_USER=${RLAUNCH_SLURM_PROD_USER:-rlaunch-user}
+PROD_ACCOUNT=research
+PROD_NAMES=(gpu-a01 gpu-a02)
+PROD_HOSTS=(prod-h1 prod-h2)
+PROD_SUBNET=10.231.78
+PROD_BRIDGE=rlbr1
+PROD_CTL_ADDR=$PROD_SUBNET.1
+PROD_CTL_PORT=6840
+PROD_DBD_PORT=6841
+PROD_DB_PORT=6842
+PROD_NS_PREFIX=rlaunch-prod-
+PROD_MEM_MB=6000
+PROD_DEF_MEM_PER_CPU=64
+PROD_CONTROLLERS=(cpuset memory devices freezer cpuacct)
+DAVINCI_MAJOR=241  # Ascend's davinci driver takes a dynamic major; any unused one models it
+
+prod_addr() { echo "$PROD_SUBNET.$((12 - $1))"; }  # gpu-a01 = .12: node order != address order
+
+prod_user() {
+    id -u "$PROD_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$PROD_USER"
+}
+
+prod_devices() {
+    mkdir -p "$PDIR/dev"
+    local i
+    for i in 0 1 2 3 4 5 6 7; do
+        [ -c "$PDIR/dev/nvidia$i" ] || mknod -m 0666 "$PDIR/dev/nvidia$i" c 195 "$i"
+        [ -c "$PDIR/dev/davinci$i" ] || mknod -m 0666 "$PDIR/dev/davinci$i" c "$DAVINCI_MAJOR" "$i"
+    done
+}
+
+write_prod_config() {
+    mkdir -p "$PDIR/state" "$PDIR/spool" "$PDIR/log" "$PDIR/run" "$PDIR/nodes"
+    chown slurm:slurm "$PDIR/state" "$PDIR/log"
+    local nodes="" i
+    for i in "${!PROD_NAMES[@]}"; do
+        nodes+="NodeName=${PROD_NAMES[$i]} NodeHostname=${PROD_HOSTS[$i]} NodeAddr=$(prod_addr "$i") "
+        nodes+="CPUs=$(machine_cpus) RealMemory=$PROD_MEM_MB Gres=gpu:8,npu:8 State=UNKNOWN"$'\n'
+    done
+    local all; all=$(IFS=,; echo "${PROD_NAMES[*]}")
+    cat > "$PDIR/slurm.conf.new" <<CONF
+$MARKER (production-shaped)
+ClusterName=rlaunch-prod
+SlurmctldHost=$NODE($PROD_CTL_ADDR)
+SlurmctldPort=$PROD_CTL_PORT
+SlurmUser=slurm
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+MpiDefault=none
+ProctrackType=proctrack/cgroup
+TaskPlugin=task/cgroup,task/affinity
+JobAcctGatherType=jobacct_gather/cgroup
+JobAcctGatherFrequency=30
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=$PROD_DEF_MEM_PER_CPU
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+GresTypes=gpu,npu
+ReturnToService=2
+MinJobAge=300
+KillWait=30
+StateSaveLocation=$PDIR/state
+SlurmdSpoolDir=$PDIR/spool/%n
+SlurmctldPidFile=$PDIR/run/slurmctld.pid
+SlurmdPidFile=$PDIR/run/slurmd-%n.pid
+SlurmctldLogFile=$PDIR/log/slurmctld.log
+SlurmdLogFile=$PDIR/log/slurmd-%n.log
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=$PROD_CTL_ADDR
+AccountingStoragePort=$PROD_DBD_PORT
+AccountingStorageEnforce=associations,limits,qos
+AccountingStorageTRES=gres/gpu,gres/npu
+JobCompType=jobcomp/none
+$nodes
+PartitionName=low Nodes=$all Default=YES PriorityTier=1 PreemptMode=REQUEUE MaxTime=INFINITE State=UP
+PartitionName=scavenger Nodes=$all PriorityTier=1 PreemptMode=CANCEL GraceTime=30 MaxTime=INFINITE State=UP
+PartitionName=high Nodes=$all PriorityTier=10 PreemptMode=OFF MaxTime=INFINITE State=UP
+CONF
+    mv "$PDIR/slurm.conf.new" "$PDIR/slurm.conf"
+    cat > "$PDIR/cgroup.conf" <<CONF
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=/sys/fs/cgroup
+CgroupAutomount=no
+ConstrainCores=yes
+ConstrainRAMSpace=yes
+ConstrainSwapSpace=no
+ConstrainDevices=yes
+CONF
+    {
+        echo "Name=gpu File=$PDIR/dev/nvidia[0-7]"
+        echo "Name=npu File=$PDIR/dev/davinci[0-7]"
+    } > "$PDIR/gres.conf"
+    # slurmdbd refuses a config that others can read (it holds the database password).
+    cat > "$PDIR/slurmdbd.conf" <<CONF
+AuthType=auth/munge
+DbdHost=localhost
+DbdPort=$PROD_DBD_PORT
+SlurmUser=slurm
+PidFile=$PDIR/run/slurmdbd.pid
+LogFile=$PDIR/log/slurmdbd.log
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort=$PROD_DB_PORT
+StorageUser=slurm
+StoragePass=rlaunch-test-only
+StorageLoc=slurm_acct_db
+CONF
+    chown slurm:slurm "$PDIR/slurmdbd.conf"
+    chmod 0600 "$PDIR/slurmdbd.conf"
+}
+
+start_mariadb() {
+    # Its own data dir, socket, port and log (owned by Debian's mysql user): the packaged
+    # server stays untouched.
+    local db="$PDIR/db" sock="$PDIR/db/mysqld.sock"
+    mkdir -p "$db"; chown mysql:mysql "$db"
+    if [ ! -d "$db/data/mysql" ]; then
+        mariadb-install-db --no-defaults --datadir="$db/data" --user=mysql \
+            --auth-root-authentication-method=socket --skip-test-db >"$PDIR/log/mariadb-install.log" 2>&1 \
+            || { log "mariadb-install-db failed: $(tail -n 3 "$PDIR/log/mariadb-install.log")"; exit 1; }
+    fi
+    if ! daemon_running "$db/mysqld.pid"; then
+        /usr/sbin/mariadbd --no-defaults --datadir="$db/data" --socket="$sock" --port="$PROD_DB_PORT" \
+            --bind-address=127.0.0.1 --user=mysql --pid-file="$db/mysqld.pid" \
+            --log-error="$db/mariadb.log" --skip-log-bin >/dev/null 2>&1 &
+    fi
+    local _
+    for _ in $(seq 150); do
+        mariadb --no-defaults --socket="$sock" -e 'SELECT 1' >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    mariadb --no-defaults --socket="$sock" <<'SQL' || { log "mariadb did not start: $(tail -n 5 "$db/mariadb.log")"; exit 1; }
+CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'rlaunch-test-only';
+CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'rlaunch-test-only';
+GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';
+GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
+SQL
+}
+
+# The cgroup each node's slurmd sees as the root: <caller's cgroup>/rlaunch-prod/<node>, per
+# controller. The parents are recorded so that `down` finds them from another process.
+prod_cgroup_dir() {  # $1: controller, $2: node name
+    echo "/sys/fs/cgroup/$1$(cat "$PDIR/run/cgroup-base-$1")/rlaunch-prod/$2"
+}
+
+prod_cgroups() {  # $1: node name
+    local c base dir parent
+    for c in "${PROD_CONTROLLERS[@]}"; do
+        [ -f "$PDIR/run/cgroup-base-$c" ] || {
+            base=$(awk -F: -v c="$c" '$2 == c { print $3 }' /proc/self/cgroup)
+            [ "$base" = / ] && base=""
+            echo "$base" > "$PDIR/run/cgroup-base-$c"
+        }
+        dir=$(prod_cgroup_dir "$c" "$1")
+        mkdir -p "$dir"
+        if [ "$c" = cpuset ]; then
+            # A cpuset takes no task before it has CPUs and memory nodes: copy them down.
+            parent=$(dirname "$dir")
+            cat "$(dirname "$parent")/cpuset.cpus" > "$parent/cpuset.cpus"
+            cat "$(dirname "$parent")/cpuset.mems" > "$parent/cpuset.mems"
+            cat "$parent/cpuset.cpus" > "$dir/cpuset.cpus"
+            cat "$parent/cpuset.mems" > "$dir/cpuset.mems"
+        fi
+    done
+}
+
+prod_node_files() {  # $1: node index
+    local name host files j
+    name=${PROD_NAMES[$1]}; host=${PROD_HOSTS[$1]}; files="$PDIR/nodes/$name"
+    mkdir -p "$files" "$PDIR/spool/$name"
+    {
+        echo "127.0.0.1 localhost"
+        # Debian's installer maps the machine's own host name to 127.0.1.1.
+        [ "$1" = 0 ] && echo "127.0.1.1 $host"
+        echo "$PROD_CTL_ADDR $NODE"
+        for j in "${!PROD_NAMES[@]}"; do
+            [ "$1" = 0 ] && [ "$j" = 0 ] && continue
+            echo "$(prod_addr "$j") ${PROD_HOSTS[$j]}"
+        done
+    } > "$files/hosts"
+    for card in 0 1 2 3 4 5 6 7; do echo "address_$card=192.168.$((110 + $1)).$((card + 1))"; done \
+        > "$files/hccn.conf"
+}
+
+prod_netns_up() {  # $1: node index
+    local ns="$PROD_NS_PREFIX${PROD_NAMES[$1]}" veth="rlp$1"
+    ip netns list | grep -qw "$ns" || ip netns add "$ns"
+    if ! ip link show "$veth" >/dev/null 2>&1; then
+        ip link add "$veth" type veth peer name eth0 netns "$ns"
+        ip link set "$veth" master "$PROD_BRIDGE" up
+    fi
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr replace "$(prod_addr "$1")/24" dev eth0
+    ip -n "$ns" link set eth0 up
+}
+
+start_prod_slurmd() {  # $1: node index
+    local name=${PROD_NAMES[$1]} c dirs=()
+    for c in "${PROD_CONTROLLERS[@]}"; do dirs+=("$c=$(prod_cgroup_dir "$c" "$name")"); done
+    if [ ! -e /etc/hccn.conf ]; then : > /etc/hccn.conf; : > "$PDIR/run/created-etc-hccn.conf"; fi
+    # Join the node's cgroups, then a new cgroup namespace rooted there, network (netns), host
+    # name and mounts: the node's subtree is bind-mounted over each controller's mount point,
+    # its /etc/hosts and /etc/hccn.conf over the machine's.
+    nsenter --net="/run/netns/$PROD_NS_PREFIX$name" sh -c '
+        for d in $4; do echo $$ > "${d#*=}/cgroup.procs" || exit 1; done
+        exec unshare --uts --mount --cgroup --propagation private sh -c "
+            for d in \$4; do mount --bind \"\${d#*=}\" \"/sys/fs/cgroup/\${d%%=*}\" || exit 1; done
+            mount --bind \"\$2/hosts\" /etc/hosts && mount --bind \"\$2/hccn.conf\" /etc/hccn.conf &&
+            hostname \"\$3\" && exec slurmd -N \"\$1\" -f \"\$5\"" "$@"' \
+        rlaunch-node "$name" "$PDIR/nodes/$name" "${PROD_HOSTS[$1]}" "${dirs[*]}" "$PDIR/slurm.conf"
+}
+
+prod_accounts() {
+    local cluster_known
+    cluster_known=$(sacctmgr -n -P list cluster format=cluster 2>/dev/null | grep -cx rlaunch-prod || true)
+    [ "$cluster_known" -ge 1 ] || sacctmgr -i add cluster rlaunch-prod >/dev/null
+    sacctmgr -i add qos long >/dev/null 2>&1 || true
+    sacctmgr -i add account "$PROD_ACCOUNT" cluster=rlaunch-prod description=rlaunch-tests \
+        organization=rlaunch >/dev/null 2>&1 || true
+    sacctmgr -i add user "$PROD_USER" account="$PROD_ACCOUNT" cluster=rlaunch-prod >/dev/null 2>&1 || true
+    sacctmgr -i add user root account="$PROD_ACCOUNT" cluster=rlaunch-prod >/dev/null 2>&1 || true
+    sacctmgr -i modify user where name="$PROD_USER" set qos=normal,long defaultqos=normal >/dev/null 2>&1 || true
+}
+
+up_production() {
+    install_packages
+    for p in slurmdbd mariadb-server; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
+            || { log "needs $p (scripts/setup.sh installs it)"; exit 1; }
+    done
+    command -v ip >/dev/null || { log "needs iproute2 (ip)"; exit 1; }
+    start_munge
+    prod_user
+    prod_devices
+    write_prod_config
+    export SLURM_CONF="$PDIR/slurm.conf"
+    ip link show "$PROD_BRIDGE" >/dev/null 2>&1 || ip link add "$PROD_BRIDGE" type bridge
+    ip addr replace "$PROD_CTL_ADDR/24" dev "$PROD_BRIDGE"
+    ip link set "$PROD_BRIDGE" up
+    start_mariadb
+    daemon_running "$PDIR/run/slurmdbd.pid" || slurmdbd -f "$PDIR/slurmdbd.conf"
+    for _ in $(seq 200); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.1; done
+    prod_accounts
+    local i
+    for i in "${!PROD_NAMES[@]}"; do prod_node_files "$i"; prod_netns_up "$i"; prod_cgroups "${PROD_NAMES[$i]}"; done
+    daemon_running "$PDIR/run/slurmctld.pid" || slurmctld -f "$PDIR/slurm.conf"
+    for _ in $(seq 100); do scontrol ping >/dev/null 2>&1 && break; sleep 0.1; done
+    for i in "${!PROD_NAMES[@]}"; do
+        daemon_running "$PDIR/run/slurmd-${PROD_NAMES[$i]}.pid" || start_prod_slurmd "$i"
+    done
+    for k in $(seq 150); do
+        if prod_ready; then
+            log "up: $(sinfo -h -N -p low -o '%N %T cpus=%c mem=%m gres=%G' | tr '\n' ';') SLURM_CONF=$PDIR/slurm.conf"
+            echo "$PDIR/slurm.conf"
+            return 0
+        fi
+        if (( k % 10 == 0 )); then
+            for i in "${!PROD_NAMES[@]}"; do
+                scontrol update nodename="${PROD_NAMES[$i]}" state=resume >/dev/null 2>&1 || true
+            done
+        fi
+        sleep 0.2
+    done
+    log "nodes did not become ready: $(sinfo -h -N -o '%N %T %E' 2>&1 | tr '\n' ';')"
+    tail -n 20 "$PDIR/log/"*.log >&2 || true
+    exit 1
+}
+
+prod_ready() {
+    local ready
+    ready=$(SLURM_CONF="$PDIR/slurm.conf" sinfo -h -N -p low -o '%N %T' 2>/dev/null \
+        | awk '$2 ~ /^(idle|mixed|allocated|completing)$/' | wc -l)
+    [ "$ready" -ge "${#PROD_NAMES[@]}" ]
+}
+
+down_production() {
+    export SLURM_CONF="$PDIR/slurm.conf"
+    local i name ns c
+    if daemon_running "$PDIR/run/slurmctld.pid"; then
+        scancel --user="$PROD_USER" >/dev/null 2>&1 || true
+        scancel --user=root >/dev/null 2>&1 || true
+    fi
+    for name in "${PROD_NAMES[@]}"; do stop_daemon "$PDIR/run/slurmd-$name.pid" "slurmd $name"; done
+    stop_daemon "$PDIR/run/slurmctld.pid" "slurmctld (production-shaped)"
+    stop_daemon "$PDIR/run/slurmdbd.pid" slurmdbd
+    stop_daemon "$PDIR/db/mysqld.pid" mariadb
+    for name in "${PROD_NAMES[@]}"; do
+        ns="$PROD_NS_PREFIX$name"
+        if ip netns list | grep -qw "$ns"; then
+            for pid in $(ip netns pids "$ns"); do kill -9 "$pid" 2>/dev/null || true; done
+            ip netns del "$ns"
+        fi
+    done
+    ip link show "$PROD_BRIDGE" >/dev/null 2>&1 && ip link del "$PROD_BRIDGE"
+    # The nodes' cgroup subtrees, deepest first (slurmstepd leaves empty job dirs when killed).
+    for c in "${PROD_CONTROLLERS[@]}"; do
+        [ -f "$PDIR/run/cgroup-base-$c" ] || continue
+        local top; top="/sys/fs/cgroup/$c$(cat "$PDIR/run/cgroup-base-$c")/rlaunch-prod"
+        [ -d "$top" ] && find "$top" -depth -type d -exec rmdir {} + 2>/dev/null
+        [ -d "$top" ] && log "cgroup $top still has tasks: $(find "$top" -name cgroup.procs -exec cat {} + | tr '\n' ' ')"
+        rm -f "$PDIR/run/cgroup-base-$c"
+    done
+    if [ -f "$PDIR/run/created-etc-hccn.conf" ] && [ ! -s /etc/hccn.conf ]; then
+        rm -f /etc/hccn.conf "$PDIR/run/created-etc-hccn.conf"
+    fi
+    # Job ids restart at 1 with a new state dir: the accounting database goes with it, so that
+    # sacct never answers for a job of an earlier cluster.
+    rm -rf "$PDIR/state" "$PDIR/db"
+    log "production-shaped cluster removed (logs kept in $PDIR/log)"
+}
+
 case "${1:-}" in
     up) up ;;
     down) down ;;
@@ -328,5 +670,9 @@ case "${1:-}" in
     up-multi) up_multi ;;
     down-multi) down_multi ;;
     status-multi) multi_ready && log "$MNODES nodes ready; SLURM_CONF=$MDIR/slurm.conf" ;;
-    *) echo "usage: $0 up|down|status|up-multi|down-multi|status-multi" >&2; exit 2 ;;
+    up-production) up_production ;;
+    down-production) down_production ;;
+    status-production) prod_ready && log "${#PROD_NAMES[@]} nodes ready; SLURM_CONF=$PDIR/slurm.conf" ;;
+    *) echo "usage: $0 up|down|status|up-multi|down-multi|status-multi|up-production|down-production|status-production" >&2
+       exit 2 ;;
 esac

@@ -139,6 +139,11 @@ class Backend(abc.ABC):
     def status(self, record: JobRecord) -> JobStatus:
         """Current state of the job."""
 
+    def statuses(self, records: list[JobRecord]) -> dict[str, JobStatus]:
+        """The states of several jobs by record id; backends that can ask for all of them at
+        once (one scheduler call) override this."""
+        return {record.id: self.status(record) for record in records}
+
     @abc.abstractmethod
     def logs(self, record: JobRecord, rank: int | None = None, follow: bool = False) -> Iterator[str]:
         """Log lines (without trailing newline), all ranks prefixed `[rank R]` or one rank.

@@ -22,37 +22,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from launcher.backends import base
 from launcher.backends.base import Backend, BackendError, JobStatus, RenderedJob
+from launcher.backends.slurm_state import BackoffPoll, job_status, query_jobs
 from launcher.rank_logs import iter_rank_logs, job_messages
 from launcher.spec import JobSpec
 from launcher.templating import render_template
-from resnest.contract import DEVICE_KIND_ENV, REQUEUE_EXIT_CODE
+from resnest.contract import DEVICE_KIND_ENV, REQUEUE_EXIT_CODE, REQUEUE_MARKER_ENV
 
 if TYPE_CHECKING:
     from launcher.store import JobRecord
 
 JOB_DIR_PLACEHOLDER = "{job_dir}"
-SLURM_STATES: dict[str, str] = {
-    "PENDING": base.PENDING,
-    "CONFIGURING": base.PENDING,
-    "RESV_DEL_HOLD": base.PENDING,
-    "RUNNING": base.RUNNING,
-    "COMPLETING": base.RUNNING,
-    "SUSPENDED": base.RUNNING,
-    "STAGE_OUT": base.RUNNING,
-    "REQUEUED": base.REQUEUED,
-    "REQUEUE_FED": base.REQUEUED,
-    "REQUEUE_HOLD": base.REQUEUED,
-    "PREEMPTED": base.REQUEUED,
-    "RESIZING": base.RUNNING,
-    "COMPLETED": base.COMPLETED,
-    "CANCELLED": base.CANCELLED,
-    "FAILED": base.FAILED,
-    "TIMEOUT": base.FAILED,
-    "NODE_FAIL": base.FAILED,
-    "OUT_OF_MEMORY": base.FAILED,
-    "BOOT_FAIL": base.FAILED,
-    "DEADLINE": base.FAILED,
-}
 HEADER = "Rendered by rlaunch (slurm backend). Edit the job spec, not this file."
 
 # CPUs per GPU/card when Slurm cannot tell (no sinfo at render time): fits the usual 8-device
@@ -389,6 +368,7 @@ class SlurmBackend(Backend):
             "signal_seconds": int(opts.get("signal_seconds", 120)),
             "max_restarts": spec.max_restarts,
             "requeue_exit_code": REQUEUE_EXIT_CODE,
+            "requeue_marker_env": REQUEUE_MARKER_ENV,
             "device_kind_env": DEVICE_KIND_ENV,
             "env": dict(spec.env),
             "bin_dir": str(Path(python).parent),
@@ -499,70 +479,19 @@ class SlurmBackend(Backend):
     # ---- state ---------------------------------------------------------------------------------
 
     def status(self, record: JobRecord) -> JobStatus:
-        job_id = record.backend_id or ""
-        shown = self._scontrol(job_id)
-        if shown is not None:
-            state = shown.get("JobState", "UNKNOWN")
-            restarts = int(shown.get("Restarts", "0") or 0)
-            exit_code = shown.get("ExitCode", "")
-            reason = shown.get("Reason", "None")
-            detail = f"slurm {state}" + (f" ({reason})" if reason not in ("None", "") else "")
-            return JobStatus(
-                SLURM_STATES.get(state, base.UNKNOWN),
-                restarts=restarts,
-                detail=detail,
-                exit_code=int(exit_code.split(":")[0]) if exit_code[:1].isdigit() else None,
-            )
-        accounted = self._sacct(job_id)
-        if accounted is not None:
-            return accounted
-        # Gone from memory and no accounting: the script's own exit code file tells the end.
-        exit_file = Path(record.job_dir) / "exit_code"
-        if exit_file.is_file():
-            code = int(exit_file.read_text().strip() or 1)
-            return JobStatus(
-                base.COMPLETED if code == 0 else base.FAILED,
-                exit_code=code,
-                detail="from the job's exit code file (job no longer known to slurmctld)",
-            )
-        return JobStatus(base.UNKNOWN, detail=f"slurm job {job_id} is no longer known")
+        return self.statuses([record])[record.id]
 
-    @staticmethod
-    def _scontrol(job_id: str) -> dict[str, str] | None:
-        result = _run(["scontrol", "show", "job", "-o", job_id])
-        if result.returncode != 0 or not result.stdout.strip():
-            return None
-        fields: dict[str, str] = {}
-        for token in result.stdout.split():
-            key, sep, value = token.partition("=")
-            if sep and key not in fields:
-                fields[key] = value
-        return fields
-
-    @staticmethod
-    def _sacct(job_id: str) -> JobStatus | None:
-        try:
-            result = _run(["sacct", "-n", "-P", "-X", "-j", job_id, "-o", "State,ExitCode"])
-        except BackendError:
-            return None
-        if result.returncode != 0 or not result.stdout.strip():
-            return None  # e.g. "Slurm accounting storage is disabled"
-        state, _, exit_code = result.stdout.strip().splitlines()[-1].partition("|")
-        state = state.split()[0] if state else "UNKNOWN"
-        return JobStatus(
-            SLURM_STATES.get(state, base.UNKNOWN),
-            detail=f"sacct {state}",
-            exit_code=int(exit_code.split(":")[0]) if exit_code[:1].isdigit() else None,
-        )
+    def statuses(self, records: list[JobRecord]) -> dict[str, JobStatus]:
+        """One squeue (and at most one sacct) call for all the records' jobs."""
+        answer = query_jobs(r.backend_id or "" for r in records)
+        return {r.id: job_status(r.backend_id or "", Path(r.job_dir), answer) for r in records}
 
     def logs(
         self, record: JobRecord, rank: int | None = None, follow: bool = False
     ) -> Iterator[str]:
-        def finished() -> bool:
-            return self.status(record).finished
-
         job_dir = Path(record.job_dir)
-        yield from iter_rank_logs(job_dir / "logs", rank, follow, finished)
+        poll = BackoffPoll(lambda: self.status(record))
+        yield from iter_rank_logs(job_dir / "logs", rank, follow, poll.finished)
         if rank is None:
             yield from job_messages(sorted(job_dir.glob('slurm-*.out')))
 

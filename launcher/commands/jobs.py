@@ -90,13 +90,20 @@ def list_jobs(limit: int, as_json: bool, no_refresh: bool) -> None:
 
     store = JobStore()
     entries = store.entries(limit)
+    stale: dict[str, list[JobRecord]] = {}
     for record in entries:
-        stale = isinstance(record, JobRecord) and record.last_state not in FINAL_STATES
-        if stale and not no_refresh:
-            try:
-                refreshed_status(record, store)
-            except (BackendError, StoreError):
-                pass  # one unreachable backend must not hide the other jobs
+        if isinstance(record, JobRecord) and record.last_state not in FINAL_STATES:
+            stale.setdefault(record.backend, []).append(record)
+    for records in ([] if no_refresh else stale.values()):
+        # One call per backend for all its jobs (one squeue for every Slurm job listed).
+        try:
+            states = backend_for(records[0]).statuses(records)
+        except (BackendError, StoreError):
+            continue  # one unreachable backend must not hide the other jobs
+        for record in records:
+            if record.id in states and states[record.id].state != record.last_state:
+                record.last_state = states[record.id].state
+                store.save(record)
     if as_json:
         click.echo(json.dumps([
             {"id": e.id, "damaged": e.reason, "path": str(e.path)} if isinstance(e, DamagedRecord)

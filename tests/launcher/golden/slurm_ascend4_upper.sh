@@ -62,16 +62,22 @@ for _ in $(seq 100); do
 done
 echo "rlaunch: job $SLURM_JOB_ID restart $RESTARTS/$MAX_RESTARTS on $SLURM_JOB_NODELIST, master $MASTER_ADDR:$MASTER_PORT" >&2
 
+# Rank 0 creates this file once every rank has saved its checkpoint after a stop: it, not the
+# step's exit code, says "requeue me" (msrun turns a rank's exit 75 into its own exit 1).
+export RLAUNCH_REQUEUE_MARKER="$LOG_DIR/requeue-requested"
 # Before the time limit Slurm sends USR1 to this shell (--signal=B:USR1@...): pass it on to
-# every rank, which saves a checkpoint and exits 75; then requeue if restarts are left.
-# (scancel and `scontrol requeue` send TERM to the ranks directly: they save the same way.)
-preempted=0
+# every rank, which saves a checkpoint and exits. TERM comes from the scheduler itself
+# (preemption, with or without GraceTime, and scancel) and reaches the ranks directly.
+stop_signal=
+stop_time=
 on_signal() {
-    preempted=1
-    echo "rlaunch: $1 received, asking every rank to checkpoint" >&2
-    scancel --signal=USR1 "$SLURM_JOB_ID"
+    stop_signal=$1
+    stop_time=$(date +%s)
+    echo "rlaunch: $1 received, every rank checkpoints" >&2
+    if [ "$1" = USR1 ]; then scancel --signal=USR1 "$SLURM_JOB_ID"; fi
 }
 trap 'on_signal USR1' USR1
+trap 'on_signal TERM' TERM
 
 # The code as it was at submit (`rlaunch submit` copied /opt/rlaunch/resnest here), so
 # that a requeued run resumes with what was submitted, not with what the checkout holds now.
@@ -91,13 +97,26 @@ step=$!
 wait "$step"; rc=$?
 # `wait` returns early when a trapped signal arrives: keep waiting for the step to finish.
 while kill -0 "$step" 2>/dev/null; do wait "$step"; rc=$?; done
-if [ "$preempted" = 1 ]; then
-    if [ "$RESTARTS" -lt "$MAX_RESTARTS" ]; then
-        echo "rlaunch: ranks saved (step exit $rc); requeueing job $SLURM_JOB_ID" >&2
-        scontrol requeue "$SLURM_JOB_ID"
-        sleep 60
+# The user's --max-restarts counts the requeues this script makes after the time-limit signal
+# (or a stop it was not told about); a preemption or node failure is the scheduler's doing and
+# SLURM_RESTART_COUNT counts those too, so the script keeps its own count.
+own_requeues=$(cat "$JOB_DIR/requeues" 2>/dev/null)
+[[ $own_requeues =~ ^[0-9]+$ ]] || own_requeues=0
+if [ -f "$RLAUNCH_REQUEUE_MARKER" ]; then
+    if [ -n "$stop_time" ]; then
+        echo "rlaunch: the ranks saved and ended $(( $(date +%s) - stop_time )) s after $stop_signal" >&2
     fi
-    echo "rlaunch: preempted with no restarts left ($RESTARTS/$MAX_RESTARTS)" >&2
+    if [ "$stop_signal" != TERM ] && [ "$own_requeues" -ge "$MAX_RESTARTS" ]; then
+        echo "rlaunch: stopped with no restarts left ($own_requeues/$MAX_RESTARTS)" >&2
+    else
+        [ "$stop_signal" = TERM ] || echo $(( own_requeues + 1 )) > "$JOB_DIR/requeues"
+        echo "rlaunch: ranks saved (step exit $rc); requeueing job $SLURM_JOB_ID" >&2
+        if scontrol requeue "$SLURM_JOB_ID"; then
+            sleep 60
+        fi
+        # Not requeued: a cancelled job, or a site that forbids requeues (job_submit plugins).
+        echo "rlaunch: scontrol requeue did not requeue job $SLURM_JOB_ID; it ends here" >&2
+    fi
     rc=75
 fi
 echo "rlaunch: step finished with exit code $rc" >&2

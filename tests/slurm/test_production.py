@@ -1,0 +1,203 @@
+"""rlaunch on a Slurm cluster shaped like a site's (scripts/slurm_cluster.sh up-production).
+
+Everything here runs as an unprivileged user, under proctrack/cgroup and task/cgroup (cores,
+memory and devices confined), with memory a consumable resource, accounting (sacct), preemption
+between partitions, and node names (gpu-a01, gpu-a02) that are not host names; gpu-a01 maps its
+own host name to 127.0.1.1, as Debian does.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.launcher.conftest import TINY_TRAIN_SETS, step_events
+
+from .conftest import PRODUCTION_NODES, PRODUCTION_USER, ProductionCluster, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slurm_production]
+
+# Per node, for two tiny MindSpore ranks and msrun's scheduler process (the cluster's default,
+# DefMemPerCPU=64 MB, is what a job that asks for nothing gets).
+TRAINING_MEMORY = "--scheduler-arg=--mem=2500M"
+SLOW_CHECKPOINTS = ("--env", "RESNEST_FAULT_CKPT_WRITE_DELAY_S=3")
+
+DEVICE_PROBE = textwrap.dedent("""\
+    import errno, glob, json, os, sys
+    seen = {}
+    for path in sorted(glob.glob(sys.argv[1])):
+        try:
+            os.close(os.open(path, os.O_RDONLY))
+            seen[os.path.basename(path)] = "opened"
+        except OSError as err:
+            seen[os.path.basename(path)] = errno.errorcode[err.errno]
+    print(json.dumps({"uid": os.getuid(), "devices": seen,
+                      "visible": os.environ.get(sys.argv[2])}))
+""")
+
+
+def probe_devices(cluster: ProductionCluster, gres: str, pattern: str, visible_env: str) -> dict:
+    dev_dir = Path(cluster.slurm_conf).parent / "dev"
+    done = cluster.run(["srun", "-N1", "-n1", f"--gres={gres}", "--mem=64M", "python3", "-c",
+                        DEVICE_PROBE, str(dev_dir / pattern), visible_env], timeout=120)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.timeout(300)
+def test_a_step_opens_only_the_devices_slurm_gave_it(
+    production_cluster: ProductionCluster,
+) -> None:
+    # ENXIO: the device cgroup let the open through to a device file with no driver behind it;
+    # EPERM: the device cgroup (ConstrainDevices) refused it.
+    gpus = probe_devices(production_cluster, "gpu:2", "nvidia*", "CUDA_VISIBLE_DEVICES")
+    assert gpus["uid"] != 0
+    assert sorted(d for d, r in gpus["devices"].items() if r == "ENXIO") == ["nvidia0", "nvidia1"]
+    assert sorted(r for r in gpus["devices"].values()) == ["ENXIO"] * 2 + ["EPERM"] * 6
+    assert gpus["visible"] == "0,1"
+    npus = probe_devices(production_cluster, "npu:1", "davinci*", "ASCEND_RT_VISIBLE_DEVICES")
+    assert sorted(r for r in npus["devices"].values()) == ["ENXIO"] + ["EPERM"] * 7
+
+
+MEMORY_EATER = textwrap.dedent('''\
+    """Stand-in rank that needs 400 MB, as any real rank does."""
+    import sys
+    block = bytearray(400 * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    print("allocated", len(block), file=sys.stderr)
+''')
+
+
+@pytest.mark.timeout(300)
+def test_a_job_that_asks_for_no_memory_is_killed_and_status_and_logs_end(
+    production_cluster: ProductionCluster,
+) -> None:
+    work = production_cluster.workspace("oom")
+    code = work / "code"
+    production_cluster.run(["mkdir", "-p", str(code / "resnest"), str(work / "data")])
+    (code / "resnest" / "train.py").write_text(MEMORY_EATER)
+    (work / "job.yaml").write_text(yaml.safe_dump({
+        "code_dir": str(code), "data_dir": str(work / "data"), "output_dir": str(work / "out"),
+        "max_restarts": 0}))
+    subprocess.run(["chown", "-R", f"{PRODUCTION_USER}:{PRODUCTION_USER}", str(work)], check=True)
+    state = str(work / "state")
+    submitted = production_cluster.rlaunch("submit", "--backend", "slurm", str(work / "job.yaml"),
+                                           "--cpus", "1", "--name", "no-mem",
+                                           RLAUNCH_STATE_DIR=state)
+    job_id = submitted.stdout.strip().splitlines()[-1]
+
+    # `logs -f` ends by itself once the job is over (no timeout of ours cuts it short).
+    followed = production_cluster.rlaunch("logs", "-f", job_id, RLAUNCH_STATE_DIR=state)
+    assert "[job]" in followed.stdout
+    status = json.loads(production_cluster.rlaunch("status", job_id, "--json",
+                                                   RLAUNCH_STATE_DIR=state).stdout)
+    assert status["state"] == "FAILED", status
+    assert "OUT_OF_MEMORY" in status["detail"], status
+    record = json.loads((work / "state" / "jobs" / job_id / "record.json").read_text())
+    # Accounting keeps the end state, the user's account and QOS.
+    rows = production_cluster.sacct(record["backend_id"])
+    assert [r[1] for r in rows] == ["OUT_OF_MEMORY"]
+    assert rows[0][4:] == ["research", "normal", PRODUCTION_USER]
+
+
+def submit_training(cluster: ProductionCluster, data: Path, work: Path, *extra: str) -> str:
+    sets = [*TINY_TRAIN_SETS, "epochs=2"]
+    submitted = cluster.rlaunch(
+        "submit", "--backend", "slurm", "--nodes", "2", "--cpus", "2", "--partition", "low",
+        "--data-dir", str(data), "--output-dir", str(work / "out"), TRAINING_MEMORY,
+        *[a for s in sets for a in ("--set", s)], *SLOW_CHECKPOINTS, *extra,
+        RLAUNCH_STATE_DIR=str(work / "state"))
+    return submitted.stdout.strip().splitlines()[-1]
+
+
+def start_now(cluster: ProductionCluster, slurm_id: str) -> None:
+    """A requeued job waits ~2 min (BeginTime) before it may start again; a real cluster just
+    waits, the test does not. Not within the requeue's own second: slurmd revokes the old run's
+    credential with 1 s resolution and kills a start in that second."""
+    wait_for(lambda: cluster.scontrol_job(slurm_id)["JobState"] == "PENDING", 120,
+             "the requeued job to be pending")
+    time.sleep(2)
+    wait_for(lambda: cluster.run(["scontrol", "update", f"jobid={slurm_id}", "starttime=now"],
+                                 check=False).returncode == 0
+             or cluster.scontrol_job(slurm_id)["JobState"] != "PENDING", 60, "scontrol update")
+
+
+@pytest.mark.timeout(900)
+def test_preempted_by_a_higher_priority_job_it_saves_requeues_and_resumes(
+    production_cluster: ProductionCluster, production_data: Path,
+) -> None:
+    cluster = production_cluster
+    work = cluster.workspace("preempt")
+    state = str(work / "state")
+    # --max-restarts 0: a preemption is the scheduler's decision and does not spend the budget
+    # the user gave for the job's own requeues.
+    job_id = submit_training(cluster, production_data, work, "--name", "preempted",
+                             "--max-restarts", "0")
+    record = json.loads((work / "state" / "jobs" / job_id / "record.json").read_text())
+    slurm_id = record["backend_id"]
+    shown = cluster.scontrol_job(slurm_id)
+    assert shown["UserId"].startswith(PRODUCTION_USER) and shown["Partition"] == "low"
+    assert shown["NodeList"] == "gpu-a[01-02]"
+
+    wait_for(lambda: step_events(work / "out"), 600, "the first training step")
+    # A job of the high-priority partition needs one of the CPUs ours holds: Slurm preempts ours
+    # (PreemptMode=REQUEUE), its ranks get SIGTERM, save and stop; Slurm requeues it.
+    cluster.run(["sbatch", "-p", "high", "-N1", "-n1", "--mem=64M", "-o", "/dev/null",
+                 "--wrap", "sleep 2"])
+    wait_for(lambda: int(cluster.scontrol_job(slurm_id).get("Restarts", "0")) >= 1, 300,
+             "the preempted job to be requeued")
+    start_now(cluster, slurm_id)
+    followed = cluster.rlaunch("logs", "-f", job_id, RLAUNCH_STATE_DIR=state)
+    final = json.loads(cluster.rlaunch("status", job_id, "--json", RLAUNCH_STATE_DIR=state).stdout)
+    assert final["state"] == "COMPLETED", (final, followed.stdout[-3000:])
+    assert final["restarts"] == 1
+
+    logs = work / "state" / "jobs" / job_id / "logs"
+    for rank in range(4):
+        assert "stopping on SIGTERM" in (logs / "restart-0" / f"worker_{rank}.log").read_text()
+        assert "resumed from" in (logs / "restart-1" / f"worker_{rank}.log").read_text()
+    # Accounting keeps both runs: the preempted one and the one that finished.
+    assert [r[1] for r in cluster.sacct(slurm_id)] == ["PREEMPTED", "COMPLETED"]
+    for node in PRODUCTION_NODES:
+        assert f"node {node}" in followed.stdout
+
+
+@pytest.mark.timeout(900)
+def test_the_time_limit_signal_saves_and_requeues_before_the_limit(
+    production_cluster: ProductionCluster, production_data: Path,
+) -> None:
+    """A real --time: Slurm sends USR1 `signal_seconds` before the limit (up to 60 s earlier),
+    the ranks save, the script requeues the job before Slurm's TIMEOUT, once (the user's
+    --max-restarts 1); the second run's signal finds no restarts left and the job ends FAILED
+    with the requeue exit code, still before its limit, instead of being killed."""
+    cluster = production_cluster
+    work = cluster.workspace("timelimit")
+    state = str(work / "state")
+    sets = [*TINY_TRAIN_SETS, "epochs=40"]  # far more than fits in the limit
+    submitted = cluster.rlaunch(
+        "submit", "--backend", "slurm", "--nodes", "1", "--cpus", "2", "--name", "time-limit",
+        "--time", "3", "--opt", "signal_seconds=100", "--max-restarts", "1",
+        "--data-dir", str(production_data), "--output-dir", str(work / "out"), TRAINING_MEMORY,
+        *[a for s in sets for a in ("--set", s)], RLAUNCH_STATE_DIR=state)
+    job_id = submitted.stdout.strip().splitlines()[-1]
+    slurm_id = json.loads((work / "state" / "jobs" / job_id / "record.json").read_text())[
+        "backend_id"]
+    wait_for(lambda: int(cluster.scontrol_job(slurm_id).get("Restarts", "0")) >= 1, 400,
+             "the job to requeue itself on the time-limit signal")
+    start_now(cluster, slurm_id)
+    cluster.rlaunch("logs", "-f", job_id, RLAUNCH_STATE_DIR=state)
+    final = json.loads(cluster.rlaunch("status", job_id, "--json", RLAUNCH_STATE_DIR=state).stdout)
+    assert final["state"] == "FAILED" and final["exit_code"] == 75, final
+    # Neither run reached TIMEOUT: the first was requeued, the second ended by itself.
+    assert [r[1] for r in cluster.sacct(slurm_id)] == ["REQUEUED", "FAILED"]
+    out = "".join(p.read_text() for p in (work / "state" / "jobs" / job_id).glob("slurm-*.out"))
+    assert out.count("rlaunch: USR1 received") == 2
+    assert "requeueing job" in out and "stopped with no restarts left (1/1)" in out
+    logs = work / "state" / "jobs" / job_id / "logs"
+    assert "resumed from" in (logs / "restart-1" / "worker_0.log").read_text()
