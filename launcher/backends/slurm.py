@@ -131,6 +131,70 @@ def sbatch_environment(spec: JobSpec, environ: dict[str, str]) -> dict[str, str]
     return {k: v for k, v in environ.items() if k not in dropped}
 
 
+# ---- what Slurm users set besides the job's shape (the checks of the backend options) -------
+
+MEM_RE = re.compile(r"0|[1-9][0-9]{0,9}[KMGT]?")
+HOSTLIST_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-\[\],]{0,1023}")
+RESERVATION_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,:+@-]{0,255}")
+GPU_TYPE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+MAIL_USER_RE = re.compile(r"[A-Za-z0-9_.+-]{1,64}(@[A-Za-z0-9.-]{1,253})?")
+# sbatch.1 --dependency: TYPE:JOB_ID[:JOB_ID...] or singleton, joined by ',' (all) or '?' (any).
+DEPENDENCY_RE = re.compile(
+    r"(singleton|(after|afterany|afterok|afternotok|aftercorr|afterburstbuffer)"
+    r"(:[0-9]{1,10}(_[0-9]{1,10})?(\+[0-9]{1,6})?)+)"
+    r"([,?](singleton|(after|afterany|afterok|afternotok|aftercorr|afterburstbuffer)"
+    r"(:[0-9]{1,10}(_[0-9]{1,10})?(\+[0-9]{1,6})?)+)){0,63}")
+# sbatch.1 --mail-type.
+MAIL_TYPES: tuple[str, ...] = (
+    "NONE", "BEGIN", "END", "FAIL", "REQUEUE", "ALL", "INVALID_DEPEND", "STAGE_OUT",
+    "TIME_LIMIT", "TIME_LIMIT_90", "TIME_LIMIT_80", "TIME_LIMIT_50", "ARRAY_TASKS",
+)
+# srun options the rank steps set themselves (long name -> short form).
+OWNED_SRUN_OPTIONS: dict[str, str] = {
+    "--nodes": "-N", "--ntasks": "-n", "--ntasks-per-node": "", "--cpus-per-task": "-c",
+    "--kill-on-bad-exit": "-K", "--wait": "-W", "--distribution": "-m", "--output": "-o",
+    "--error": "-e", "--input": "-i", "--chdir": "-D", "--jobid": "", "--label": "-l",
+    "--container-image": "", "--container-mounts": "", "--container-workdir": "",
+    "--container-env": "", "--gpus": "-G", "--gres": "", "--het-group": "",
+}
+
+
+def srun_arg_check(arg: str) -> str | None:
+    """An srun option (value after '=') that the rank steps do not set themselves."""
+    if not arg.startswith("-") or arg in ("-", "--"):
+        return "one srun option starting with '-' (its value after '=')"
+    word = arg.split("=", 1)[0]
+    if arg.startswith("--"):
+        owned = word in OWNED_SRUN_OPTIONS or any(o.startswith(word) for o in OWNED_SRUN_OPTIONS)
+    else:
+        owned = word[:2] in {s for s in OWNED_SRUN_OPTIONS.values() if s}
+    if owned:
+        return ("an srun option the job does not set itself (not --nodes, --ntasks*, "
+                "--cpus-per-task, --kill-on-bad-exit, --wait, --distribution, --output, --error, "
+                "--chdir, --container-*, --gpus, --gres)")
+    return None
+
+
+def setup_line_check(line: str) -> str | None:
+    return None if line.strip() else "a non-empty shell line"
+
+
+def sbatch_request_args(exclude: str | None, reservation: str | None, comment: str | None,
+                        mail_types: list[str], mail_user: str | None,
+                        dependency: str | None) -> list[str]:
+    """The sbatch options a user sets on top of the job (on its command line, where a value
+    with spaces needs no #SBATCH quoting and no SBATCH_* variable overrides it)."""
+    out = []
+    for flag, value in (("--exclude", exclude), ("--reservation", reservation),
+                        ("--comment", comment), ("--mail-user", mail_user),
+                        ("--dependency", dependency)):
+        if value:
+            out.append(f"{flag}={value}")
+    if mail_types:
+        out.append(f"--mail-type={','.join(mail_types)}")
+    return out
+
+
 def snapshot_code(code_dir: Path, dest: Path) -> None:
     """Copy the job's package (code_dir/resnest, small) into the job dir, where the script runs
     it: a requeued run must not pick up a checkout changed since submit."""
@@ -341,6 +405,7 @@ class SlurmBackend(Backend):
         # cards are asked for, since an --exclusive job's steps get only the GRES it asked for
         # (srun.1 --gres), and ConstrainDevices would hide the named cards from the ranks.
         part_of_server = ascend and per_node < ASCEND_CARDS_PER_SERVER
+        gpu_type = f"{opts['gpu_type']}:" if opts.get("gpu_type") else ""
         ascend_request = ASCEND_CARDS_PER_SERVER if part_of_server else per_node
         # Apptainer's image is read-only: the ranks run in a job dir folder, the script by path.
         work_dir = "$JOB_DIR/work" if runtime == "apptainer" else None
@@ -352,9 +417,9 @@ class SlurmBackend(Backend):
             "ntasks_per_node": per_node if ascend else 1,
             "cpus_per_task": cpus_per_task,
             "threads_per_rank": cpus_per_device if spec.device_kind != "cpu" else 1,
-            "gpus_per_node": per_node if gpu and not gres_request else None,
+            "gpus_per_node": f"{gpu_type}{per_node}" if gpu and not gres_request else None,
             "gres": (f"{opts.get('ascend_gres', 'npu')}:{ascend_request}" if ascend
-                     else f"gpu:{per_node}" if gpu and gres_request else None),
+                     else f"gpu:{gpu_type}{per_node}" if gpu and gres_request else None),
             "exclusive": part_of_server,
             # A job holding whole nodes asks for all their memory (sbatch.1 --exclusive: the job
             # "is only allocated as much memory as it requested"; --mem=0 is all of it);
@@ -384,6 +449,8 @@ class SlurmBackend(Backend):
             "script": script,
             "work_dir": work_dir,
             "survivor_wait_seconds": SURVIVOR_WAIT_SECONDS,
+            "setup_lines": list(opts.get("setup", [])),
+            "srun_extra_words": shlex.join(str(a) for a in opts.get("srun_args", [])),
             "cluster_time_out": CONTAINER_CLUSTER_TIME_OUT if runtime else None,
             # Variables set here reach the ranks over the image's own values.
             "image_env_prefix": "APPTAINERENV_" if runtime == "apptainer" else None,
@@ -447,6 +514,7 @@ class SlurmBackend(Backend):
         return {**none, "container_exec_words": " ".join(words)}
 
     def render(self, spec: JobSpec) -> RenderedJob:
+        opts = spec.backend_options
         context = self.template_context(spec)
         script = render_template("slurm/sbatch.sh.j2", **context)
         command = [
@@ -454,6 +522,9 @@ class SlurmBackend(Backend):
             "--parsable",
             f"--chdir={JOB_DIR_PLACEHOLDER}",
             f"--output={JOB_DIR_PLACEHOLDER}/slurm-%j.out",
+            *sbatch_request_args(opts.get("exclude"), opts.get("reservation"),
+                                 opts.get("comment"), list(opts.get("mail_type", [])),
+                                 opts.get("mail_user"), opts.get("dependency")),
             *[str(a) for a in spec.scheduler_args],
             f"{JOB_DIR_PLACEHOLDER}/sbatch.sh",
         ]
