@@ -4,8 +4,8 @@ Format (version "1.0"): every value is a string, servers are ordered by the dict
 order of `server_id` (`launcher.rank_entry.server_order`, the one place that orders them), rank
 ids run 0..N-1 in that order, device IPs are unique. A process finds its own server with
 `entry_for_host` / `find_entry` (re-exported from `launcher.rank_entry`). `hccn.conf` lines look like
-`address_0=192.168.100.101`. `python -m launcher.ranktable register DIR HCCN` is what each node of
-a Slurm Ascend job runs: it copies its hccn.conf to DIR/<node IP>.conf for the rank table step.
+`address_0=192.168.100.101`. Slurm jobs build their table on the nodes with the job dir's copy of
+`launcher/backends/slurm_rank.py` (standard library only), which writes the same table.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import re
-import socket
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -307,38 +305,3 @@ def check_rank_table(data: Any) -> list[str]:
                                    "server_list does not hold")
     return out
 
-
-def node_ip() -> str:
-    """This node's address as the other nodes see it (first non-loopback of its hostname)."""
-    try:
-        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-            ip = str(info[4][0])
-            if not ip.startswith("127."):
-                return ip
-    except OSError:
-        pass
-    return "127.0.0.1"
-
-
-def register_node(directory: Path, hccn_conf: Path) -> Path:
-    """Copy this node's hccn.conf to `directory/<node IP>.conf` (run once per node)."""
-    ips = parse_hccn_conf(hccn_conf.read_text(encoding="utf-8"), str(hccn_conf))
-    target = directory / f"{node_ip()}.conf"
-    target.write_text("".join(f"address_{k}={v}\n" for k, v in sorted(ips.items())))
-    return target
-
-
-def _main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[0] != "register":
-        print("usage: python -m launcher.ranktable register DIR HCCN_CONF", file=sys.stderr)
-        return 2
-    try:
-        print(register_node(Path(argv[1]), Path(argv[2])))
-    except (OSError, RankTableError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
