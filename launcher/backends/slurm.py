@@ -11,18 +11,22 @@ clusters do for home and project dirs). With `--image`, the ranks run inside the
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
+from launcher.ascend import CHIPS, STRICT_CHIP
 from launcher.backends import base
 from launcher.backends.base import Backend, BackendError, JobStatus, RenderedJob
 from launcher.backends.slurm_state import BackoffPoll, job_status, query_jobs
+from launcher.options import int_range, matches, only_with_image, option
 from launcher.rank_logs import iter_rank_logs, job_messages
 from launcher.spec import JobSpec
 from launcher.templating import render_template
@@ -50,9 +54,6 @@ ASCEND_HOST_PATHS: tuple[str, ...] = (
     "/usr/local/Ascend/driver/version.info", "/usr/local/dcmi", "/usr/local/bin/npu-smi",
     "/usr/local/sbin/npu-smi", "/var/queue_schedule", "/etc/ascend_install.info",
 )
-# Cards on one Ascend server: a job on part of one holds the whole node and asks for all of
-# its cards, so that the step's device cgroup (ConstrainDevices) has the cards it names.
-ASCEND_CARDS_PER_SERVER = 8
 # Seconds the other nodes' msrun may run on once one node's has ended (srun --wait).
 SURVIVOR_WAIT_SECONDS = 120
 # The package a job runs (code_dir/resnest): copied into the job dir at submit.
@@ -125,74 +126,10 @@ def holds_whole_nodes(spec: JobSpec) -> bool:
 def sbatch_environment(spec: JobSpec, environ: dict[str, str]) -> dict[str, str]:
     """`environ` without the SBATCH_* variables that would override the rendered script."""
     dropped = set(DERIVED_SBATCH_ENV)
-    if holds_whole_nodes(spec):
+    if holds_whole_nodes(spec) or spec.backend_options.get("mem") is not None:
         dropped |= {"SBATCH_MEM_PER_NODE", "SBATCH_MEM_PER_CPU", "SBATCH_MEM_PER_GPU"}
     dropped |= {name for field, name in FIELD_SBATCH_ENV.items() if getattr(spec, field)}
     return {k: v for k, v in environ.items() if k not in dropped}
-
-
-# ---- what Slurm users set besides the job's shape (the checks of the backend options) -------
-
-MEM_RE = re.compile(r"0|[1-9][0-9]{0,9}[KMGT]?")
-HOSTLIST_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-\[\],]{0,1023}")
-RESERVATION_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,:+@-]{0,255}")
-GPU_TYPE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
-MAIL_USER_RE = re.compile(r"[A-Za-z0-9_.+-]{1,64}(@[A-Za-z0-9.-]{1,253})?")
-# sbatch.1 --dependency: TYPE:JOB_ID[:JOB_ID...] or singleton, joined by ',' (all) or '?' (any).
-DEPENDENCY_RE = re.compile(
-    r"(singleton|(after|afterany|afterok|afternotok|aftercorr|afterburstbuffer)"
-    r"(:[0-9]{1,10}(_[0-9]{1,10})?(\+[0-9]{1,6})?)+)"
-    r"([,?](singleton|(after|afterany|afterok|afternotok|aftercorr|afterburstbuffer)"
-    r"(:[0-9]{1,10}(_[0-9]{1,10})?(\+[0-9]{1,6})?)+)){0,63}")
-# sbatch.1 --mail-type.
-MAIL_TYPES: tuple[str, ...] = (
-    "NONE", "BEGIN", "END", "FAIL", "REQUEUE", "ALL", "INVALID_DEPEND", "STAGE_OUT",
-    "TIME_LIMIT", "TIME_LIMIT_90", "TIME_LIMIT_80", "TIME_LIMIT_50", "ARRAY_TASKS",
-)
-# srun options the rank steps set themselves (long name -> short form).
-OWNED_SRUN_OPTIONS: dict[str, str] = {
-    "--nodes": "-N", "--ntasks": "-n", "--ntasks-per-node": "", "--cpus-per-task": "-c",
-    "--kill-on-bad-exit": "-K", "--wait": "-W", "--distribution": "-m", "--output": "-o",
-    "--error": "-e", "--input": "-i", "--chdir": "-D", "--jobid": "", "--label": "-l",
-    "--container-image": "", "--container-mounts": "", "--container-workdir": "",
-    "--container-env": "", "--gpus": "-G", "--gres": "", "--het-group": "",
-}
-
-
-def srun_arg_check(arg: str) -> str | None:
-    """An srun option (value after '=') that the rank steps do not set themselves."""
-    if not arg.startswith("-") or arg in ("-", "--"):
-        return "one srun option starting with '-' (its value after '=')"
-    word = arg.split("=", 1)[0]
-    if arg.startswith("--"):
-        owned = word in OWNED_SRUN_OPTIONS or any(o.startswith(word) for o in OWNED_SRUN_OPTIONS)
-    else:
-        owned = word[:2] in {s for s in OWNED_SRUN_OPTIONS.values() if s}
-    if owned:
-        return ("an srun option the job does not set itself (not --nodes, --ntasks*, "
-                "--cpus-per-task, --kill-on-bad-exit, --wait, --distribution, --output, --error, "
-                "--chdir, --container-*, --gpus, --gres)")
-    return None
-
-
-def setup_line_check(line: str) -> str | None:
-    return None if line.strip() else "a non-empty shell line"
-
-
-def sbatch_request_args(exclude: str | None, reservation: str | None, comment: str | None,
-                        mail_types: list[str], mail_user: str | None,
-                        dependency: str | None) -> list[str]:
-    """The sbatch options a user sets on top of the job (on its command line, where a value
-    with spaces needs no #SBATCH quoting and no SBATCH_* variable overrides it)."""
-    out = []
-    for flag, value in (("--exclude", exclude), ("--reservation", reservation),
-                        ("--comment", comment), ("--mail-user", mail_user),
-                        ("--dependency", dependency)):
-        if value:
-            out.append(f"{flag}={value}")
-    if mail_types:
-        out.append(f"--mail-type={','.join(mail_types)}")
-    return out
 
 
 def snapshot_code(code_dir: Path, dest: Path) -> None:
@@ -301,42 +238,148 @@ def cpus_per_device_from_sinfo(gres: str, partition: str | None) -> int | None:
     return min(shares) if shares else None
 
 
+# ---- what Slurm users set besides the job's shape (the checks of the backend options) -------
+
+MEM_RE = re.compile(r"0|[1-9][0-9]{0,9}[KMGT]?")
+HOSTLIST_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-\[\],]{0,1023}")
+RESERVATION_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,:+@-]{0,255}")
+GPU_TYPE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+MAIL_USER_RE = re.compile(r"[A-Za-z0-9_.+-]{1,64}(@[A-Za-z0-9.-]{1,253})?")
+# sbatch.1 --dependency: TYPE:JOB_ID[:JOB_ID...] or singleton, joined by ',' (all) or '?' (any).
+DEPENDENCY_RE = re.compile(
+    r"(singleton|(after|afterany|afterok|afternotok|aftercorr|afterburstbuffer)"
+    r"(:[0-9]{1,10}(_[0-9]{1,10})?(\+[0-9]{1,6})?)+)"
+    r"([,?](singleton|(after|afterany|afterok|afternotok|aftercorr|afterburstbuffer)"
+    r"(:[0-9]{1,10}(_[0-9]{1,10})?(\+[0-9]{1,6})?)+)){0,63}")
+# sbatch.1 --mail-type.
+MAIL_TYPES: tuple[str, ...] = (
+    "NONE", "BEGIN", "END", "FAIL", "REQUEUE", "ALL", "INVALID_DEPEND", "STAGE_OUT",
+    "TIME_LIMIT", "TIME_LIMIT_90", "TIME_LIMIT_80", "TIME_LIMIT_50", "ARRAY_TASKS",
+)
+# srun options the rank steps set themselves (long name -> short form).
+OWNED_SRUN_OPTIONS: dict[str, str] = {
+    "--nodes": "-N", "--ntasks": "-n", "--ntasks-per-node": "", "--cpus-per-task": "-c",
+    "--kill-on-bad-exit": "-K", "--wait": "-W", "--distribution": "-m", "--output": "-o",
+    "--error": "-e", "--input": "-i", "--chdir": "-D", "--jobid": "", "--label": "-l",
+    "--container-image": "", "--container-mounts": "", "--container-workdir": "",
+    "--container-env": "", "--gpus": "-G", "--gres": "", "--het-group": "",
+}
+
+
+def srun_arg_check(arg: str) -> str | None:
+    """An srun option (value after '=') that the rank steps do not set themselves."""
+    if not arg.startswith("-") or arg in ("-", "--"):
+        return "one srun option starting with '-' (its value after '=')"
+    word = arg.split("=", 1)[0]
+    if arg.startswith("--"):
+        owned = word in OWNED_SRUN_OPTIONS or any(o.startswith(word) for o in OWNED_SRUN_OPTIONS)
+    else:
+        owned = word[:2] in {s for s in OWNED_SRUN_OPTIONS.values() if s}
+    if owned:
+        return ("an srun option the job does not set itself (not --nodes, --ntasks*, "
+                "--cpus-per-task, --kill-on-bad-exit, --wait, --distribution, --output, --error, "
+                "--chdir, --container-*, --gpus, --gres)")
+    return None
+
+
+def setup_line_check(line: str) -> str | None:
+    return None if line.strip() else "a non-empty shell line"
+
+
+def sbatch_request_args(exclude: str | None, reservation: str | None, comment: str | None,
+                        mail_types: list[str], mail_user: str | None,
+                        dependency: str | None) -> list[str]:
+    """The sbatch options a user sets on top of the job (on its command line, where a value
+    with spaces needs no #SBATCH quoting and no SBATCH_* variable overrides it)."""
+    out = []
+    for flag, value in (("--exclude", exclude), ("--reservation", reservation),
+                        ("--comment", comment), ("--mail-user", mail_user),
+                        ("--dependency", dependency)):
+        if value:
+            out.append(f"{flag}={value}")
+    if mail_types:
+        out.append(f"--mail-type={','.join(mail_types)}")
+    return out
+
+
+def _bind_path(value: str) -> str | None:
+    """hccn.conf is bind-mounted into containers: mount lists split on ',' and ':'."""
+    if value.startswith("/") and not any(c in value for c in ",:"):
+        return None
+    return "an absolute path without ',' or ':'"
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """The Slurm backend's `--opt` options (launcher/options.py reads these declarations)."""
+
+    signal_seconds: int = option(
+        "Seconds before the time limit to checkpoint and requeue.", 120,
+        check=int_range(1, 65535))
+    hccn_conf: str = option(
+        "Path of hccn.conf (the cards' IP addresses) on the Ascend nodes.", "/etc/hccn.conf",
+        kinds=("ascend",), check=_bind_path)
+    ascend_gres: str = option(
+        "Gres name of the Ascend cards on this cluster; none for sites that schedule Ascend "
+        "nodes without a gres (the job then asks for whole nodes, --exclusive).", "npu",
+        kinds=("ascend",),
+        check=matches(re.compile(r"[A-Za-z0-9_]{1,64}"), "a plain gres name like npu"))
+    cpus_per_gpu: int | None = option(
+        "CPUs for each GPU/Ascend rank (sbatch --cpus-per-task is this times the devices of a "
+        "msrun task).", kinds=("gpu", "ascend"), check=int_range(1, 1024),
+        default_text=f"node CPUs / devices from sinfo, else {DEFAULT_CPUS_PER_DEVICE}")
+    gpu_request: str = option(
+        "How GPUs are asked for: gpus-per-node (select/cons_tres) or gres.", "gpus-per-node",
+        choices=GPU_REQUESTS, kinds=("gpu",))
+    container_runtime: str | None = option(
+        "With --image: pyxis (srun --container-image), apptainer (apptainer exec) or runc "
+        "(an OCI bundle dir on a shared path; root only).", choices=CONTAINER_RUNTIMES,
+        use=only_with_image, default_text="pyxis with --image")
+    mem: str | None = option(
+        "Memory per node (sbatch --mem), e.g. 64G; 0 asks for all of each node's memory.",
+        check=matches(MEM_RE, "a size like 64G or 512000M, or 0 (all of the node's memory)"),
+        default_text="0 for Ascend jobs (whole nodes), else the site's DefMemPerCPU/GPU")
+    gpu_type: str | None = option(
+        "GPU type, the gres type of the site (e.g. a100): --gpus-per-node=TYPE:N.",
+        kinds=("gpu",), check=matches(GPU_TYPE_RE, "a gres type like a100"))
+    exclude: str | None = option(
+        "Nodes to leave out (sbatch --exclude), e.g. node[01-04].",
+        check=matches(HOSTLIST_RE, "a node list like node[01-04],gpu7"))
+    reservation: str | None = option(
+        "Reservation to run in (sbatch --reservation).",
+        check=matches(RESERVATION_RE, "a reservation name (letters, digits, _ . , : + @ -)"))
+    comment: str | None = option(
+        "Comment on the job (sbatch --comment; squeue and sacct show it).",
+        check=lambda text: None if 0 < len(text) <= 1024 else "1 to 1024 characters")
+    mail_type: list[str] = option(
+        "When Slurm mails (sbatch --mail-type), e.g. END,FAIL.", default_factory=list,
+        check=lambda kind: None if kind in MAIL_TYPES else f"one of {', '.join(MAIL_TYPES)}")
+    mail_user: str | None = option(
+        "Who Slurm mails (sbatch --mail-user).",
+        check=matches(MAIL_USER_RE, "a user name or mail address"))
+    dependency: str | None = option(
+        "Start after other jobs (sbatch --dependency), e.g. afterok:1234 or singleton.",
+        check=matches(DEPENDENCY_RE, "TYPE:JOB_ID[:JOB_ID...] (after, afterany, afterok, "
+                                     "afternotok, aftercorr) or singleton, joined by , or ?"))
+    setup: list[str] = option(
+        "Shell lines the batch script runs before the ranks start (module load ..., source "
+        "...); a line that fails ends the job. Lines with commas: give them in a job file.",
+        default_factory=list, check=setup_line_check)
+    srun_args: list[str] = option(
+        "Extra srun options for the rank steps, e.g. --mpi=pmix (not those the job sets "
+        "itself).", default_factory=list, check=srun_arg_check)
+
+
 class SlurmBackend(Backend):
     """Submit to the Slurm cluster this machine is a login node of."""
 
     name = "slurm"
-    options: ClassVar[dict[str, str]] = {
-        "signal_seconds": "seconds before the time limit to checkpoint and requeue (default 120)",
-        "hccn_conf": "path of hccn.conf on Ascend nodes (default /etc/hccn.conf)",
-        "ascend_gres": "gres name of Ascend cards on this cluster (default npu)",
-        "cpus_per_gpu": "CPUs for each GPU/Ascend rank (default: the node's CPUs / its devices "
-                        f"from sinfo, else {DEFAULT_CPUS_PER_DEVICE})",
-        "gpu_request": "how GPUs are asked for: gpus-per-node (cons_tres, default) or gres",
-        "container_runtime": "with --image: pyxis (srun --container-image), apptainer "
-                             "(apptainer exec) or runc (an OCI bundle dir on a shared path)",
-    }
+    options_type = SlurmOptions
 
-    def problems(self, spec: JobSpec) -> list[str]:
-        out = super().problems(spec)
-        seconds = spec.backend_options.get("signal_seconds", 120)
-        if not isinstance(seconds, int) or not 1 <= seconds <= 65535:
-            out.append(f"--opt signal_seconds={seconds!r} must be an integer from 1 to 65535")
-        gres = str(spec.backend_options.get("ascend_gres", "npu"))
-        if not re.fullmatch(r"[A-Za-z0-9_]+", gres):
-            out.append(f"--opt ascend_gres={gres!r} must be a plain gres name like npu")
+    def problems(self, spec: JobSpec, opts: SlurmOptions) -> list[str]:
+        out = super().problems(spec, opts)
         out += scheduler_arg_problems([str(a) for a in spec.scheduler_args])
-        cpus = spec.backend_options.get("cpus_per_gpu", DEFAULT_CPUS_PER_DEVICE)
-        if not isinstance(cpus, int) or isinstance(cpus, bool) or not 1 <= cpus <= 1024:
-            out.append(f"--opt cpus_per_gpu={cpus!r} must be an integer from 1 to 1024")
-        request = spec.backend_options.get("gpu_request", "gpus-per-node")
-        if request not in GPU_REQUESTS:
-            out.append(f"--opt gpu_request={request!r} is not one of {', '.join(GPU_REQUESTS)}")
-        runtime = spec.backend_options.get("container_runtime")
-        if runtime is not None and runtime not in CONTAINER_RUNTIMES:
-            out.append(f"--opt container_runtime={runtime!r} is not one of "
-                       f"{', '.join(CONTAINER_RUNTIMES)}")
-        if runtime is not None and not spec.image:
-            out.append("--opt container_runtime needs --image")
+        runtime = opts.container_runtime
         if runtime == "runc" and spec.image and not spec.image.startswith("/"):
             out.append(f"--image {spec.image!r}: with container_runtime=runc, give the absolute "
                        "path of an OCI bundle (a dir with config.json and rootfs/)")
@@ -361,32 +404,33 @@ class SlurmBackend(Backend):
             out.append("container_runtime=runc passes no GPUs/NPUs: use it for --cpus jobs")
         return out
 
-    def prepare(self, spec: JobSpec) -> JobSpec:
+    def prepare(self, spec: JobSpec, opts: SlurmOptions) -> tuple[JobSpec, SlurmOptions]:
         """This machine's paths (the nodes share its filesystem), the CPUs per device that the
-        cluster's nodes can give, and the image's own code path for container jobs."""
-        options = dict(spec.backend_options)
-        if spec.image and "container_runtime" not in options:
-            options["container_runtime"] = "pyxis"
-        if spec.device_kind != "cpu" and "cpus_per_gpu" not in options:
-            gres = "gpu" if spec.device_kind == "gpu" else str(options.get("ascend_gres", "npu"))
+        cluster's nodes can give, and the image's own code path for container jobs. What is
+        filled in is written into the spec's options too, so the job record shows it."""
+        changes: dict[str, Any] = {}
+        if spec.image and opts.container_runtime is None:
+            changes["container_runtime"] = "pyxis"
+        if spec.device_kind != "cpu" and opts.cpus_per_gpu is None:
+            gres = "gpu" if spec.device_kind == "gpu" else opts.ascend_gres
             found = cpus_per_device_from_sinfo(gres, spec.partition)
-            if found is not None:
-                options["cpus_per_gpu"] = found
-        spec = spec.replace(backend_options=options)
-        if options.get("container_runtime") and spec.image:
+            changes["cpus_per_gpu"] = DEFAULT_CPUS_PER_DEVICE if found is None else found
+        if changes:
+            opts = dataclasses.replace(opts, **changes)
+            spec = spec.replace(backend_options={**spec.backend_options, **changes})
+        if opts.container_runtime and spec.image:
             # The ranks run the image's code (code_dir); `python` stays this machine's, for the
             # steps that run on the nodes outside the image (rank table, runc's bundle).
-            return base.with_paths_of_this_machine(
-                spec.replace(code_dir=spec.code_dir or IMAGE_CODE_DIR))
-        return base.with_paths_of_this_machine(spec)
+            spec = spec.replace(code_dir=spec.code_dir or IMAGE_CODE_DIR)
+        return base.with_paths_of_this_machine(spec), opts
 
-    def template_context(self, spec: JobSpec) -> dict[str, Any]:
+    def template_context(self, spec: JobSpec, opts: SlurmOptions) -> dict[str, Any]:
         """The data the sbatch template receives (no logic left for the template)."""
-        opts = spec.backend_options
         ascend = spec.device_kind == "ascend"
         gpu = spec.device_kind == "gpu"
         per_node = spec.devices_per_node
-        cpus_per_device = int(opts.get("cpus_per_gpu", DEFAULT_CPUS_PER_DEVICE))
+        chip = CHIPS[spec.ascend_chip or STRICT_CHIP]
+        cpus_per_device = opts.cpus_per_gpu or DEFAULT_CPUS_PER_DEVICE
         # The msrun step is one task per node holding every CPU of its ranks (a CPU job's ranks
         # are one CPU each); Ascend runs one task per card. srun is told the same count: since
         # Slurm 22.05 it no longer inherits --cpus-per-task from the allocation.
@@ -396,17 +440,17 @@ class SlurmBackend(Backend):
             cpus_per_task = cpus_per_device * per_node
         else:
             cpus_per_task = per_node
-        gres_request = opts.get("gpu_request", "gpus-per-node") == "gres"
+        gres_request = opts.gpu_request == "gres"
         python = spec.python or "python"
         code_dir = spec.code_dir or "."
-        runtime = opts.get("container_runtime") if spec.image else None
+        runtime = opts.container_runtime if spec.image else None
         # A part of an Ascend server: the cards are named by number (ring 0-3 or 4-7), which only
         # the whole node guarantees to be ours (a gres count does not say which); and all of its
         # cards are asked for, since an --exclusive job's steps get only the GRES it asked for
         # (srun.1 --gres), and ConstrainDevices would hide the named cards from the ranks.
-        part_of_server = ascend and per_node < ASCEND_CARDS_PER_SERVER
-        gpu_type = f"{opts['gpu_type']}:" if opts.get("gpu_type") else ""
-        ascend_request = ASCEND_CARDS_PER_SERVER if part_of_server else per_node
+        part_of_server = ascend and per_node < chip.cards_per_server
+        ascend_request = chip.cards_per_server if part_of_server else per_node
+        gpu_type = f"{opts.gpu_type}:" if opts.gpu_type else ""
         # Apptainer's image is read-only: the ranks run in a job dir folder, the script by path.
         work_dir = "$JOB_DIR/work" if runtime == "apptainer" else None
         script = f"{code_dir}/{spec.script}" if work_dir else spec.script
@@ -418,19 +462,19 @@ class SlurmBackend(Backend):
             "cpus_per_task": cpus_per_task,
             "threads_per_rank": cpus_per_device if spec.device_kind != "cpu" else 1,
             "gpus_per_node": f"{gpu_type}{per_node}" if gpu and not gres_request else None,
-            "gres": (f"{opts.get('ascend_gres', 'npu')}:{ascend_request}" if ascend
+            "gres": (f"{opts.ascend_gres}:{ascend_request}" if ascend and opts.ascend_gres != "none"
                      else f"gpu:{gpu_type}{per_node}" if gpu and gres_request else None),
-            "exclusive": part_of_server,
+            "exclusive": part_of_server or (ascend and opts.ascend_gres == "none"),
             # A job holding whole nodes asks for all their memory (sbatch.1 --exclusive: the job
             # "is only allocated as much memory as it requested"; --mem=0 is all of it);
             # otherwise a site's DefMemPerCPU/GPU applies.
-            "mem": "0" if holds_whole_nodes(spec) else None,
+            "mem": opts.mem if opts.mem is not None else "0" if holds_whole_nodes(spec) else None,
             "time_limit": spec.time_limit,
             "partition": spec.partition,
             "account": spec.account,
             "qos": spec.qos,
             "constraint": spec.constraint,
-            "signal_seconds": int(opts.get("signal_seconds", 120)),
+            "signal_seconds": opts.signal_seconds,
             "max_restarts": spec.max_restarts,
             "requeue_exit_code": REQUEUE_EXIT_CODE,
             "requeue_marker_env": REQUEUE_MARKER_ENV,
@@ -442,15 +486,15 @@ class SlurmBackend(Backend):
             "code_package": CODE_PACKAGE,
             "device_kind": spec.device_kind,
             "device_ids": spec.visible_device_ids,
-            "hccn_conf": str(opts.get("hccn_conf", "/etc/hccn.conf")),
+            "hccn_conf": opts.hccn_conf,
             "world_size": spec.world_size,
             "local_workers": per_node,
             "master_port": spec.master_port,
             "script": script,
             "work_dir": work_dir,
             "survivor_wait_seconds": SURVIVOR_WAIT_SECONDS,
-            "setup_lines": list(opts.get("setup", [])),
-            "srun_extra_words": shlex.join(str(a) for a in opts.get("srun_args", [])),
+            "setup_lines": list(opts.setup),
+            "srun_extra_words": shlex.join(opts.srun_args),
             "cluster_time_out": CONTAINER_CLUSTER_TIME_OUT if runtime else None,
             # Variables set here reach the ranks over the image's own values.
             "image_env_prefix": "APPTAINERENV_" if runtime == "apptainer" else None,
@@ -461,11 +505,11 @@ class SlurmBackend(Backend):
             # Mount sources must exist before the container starts (the trainer would make it
             # inside, where nobody sees it).
             "make_dirs": [spec.output_dir] if runtime and spec.output_dir else [],
-            **self._container_context(spec, runtime, python, code_dir),
+            **self._container_context(spec, opts, runtime, python, code_dir),
         }
 
     @staticmethod
-    def _container_context(spec: JobSpec, runtime: str | None, python: str,
+    def _container_context(spec: JobSpec, opts: SlurmOptions, runtime: str | None, python: str,
                            code_dir: str) -> dict[str, Any]:
         """srun flags and the command prefix that put a rank step inside the image, as shell
         words (quoted here: each may end in the job dir, "$JOB_DIR", known only at run time)."""
@@ -476,7 +520,7 @@ class SlurmBackend(Backend):
         # Data, outputs and the job dir (logs, rank table) at the same paths inside.
         binds = [p for p in (spec.data_dir, spec.output_dir, spec.config) if p]
         ascend = spec.device_kind == "ascend"
-        hccn = str(spec.backend_options.get("hccn_conf", "/etc/hccn.conf"))
+        hccn = opts.hccn_conf
         none = {"container_srun_words": "", "container_exec_words": "", "helper_exec_words": "",
                 "host_paths": []}
         if runtime == "pyxis":
@@ -513,18 +557,16 @@ class SlurmBackend(Backend):
         words = [shlex.join(argv), '--bind "$JOB_DIR"', "--"]
         return {**none, "container_exec_words": " ".join(words)}
 
-    def render(self, spec: JobSpec) -> RenderedJob:
-        opts = spec.backend_options
-        context = self.template_context(spec)
+    def render(self, spec: JobSpec, opts: SlurmOptions) -> RenderedJob:
+        context = self.template_context(spec, opts)
         script = render_template("slurm/sbatch.sh.j2", **context)
         command = [
             "sbatch",
             "--parsable",
             f"--chdir={JOB_DIR_PLACEHOLDER}",
             f"--output={JOB_DIR_PLACEHOLDER}/slurm-%j.out",
-            *sbatch_request_args(opts.get("exclude"), opts.get("reservation"),
-                                 opts.get("comment"), list(opts.get("mail_type", [])),
-                                 opts.get("mail_user"), opts.get("dependency")),
+            *sbatch_request_args(opts.exclude, opts.reservation, opts.comment,
+                                 list(opts.mail_type), opts.mail_user, opts.dependency),
             *[str(a) for a in spec.scheduler_args],
             f"{JOB_DIR_PLACEHOLDER}/sbatch.sh",
         ]

@@ -47,16 +47,23 @@ CONTAINER_CASES = {
 def test_container_rendering_matches_golden(name: str) -> None:
     spec = CONTAINER_CASES[name].validate()
     backend = get_backend("slurm")
-    assert backend.problems(spec) == []
-    script = backend.render(spec).files["sbatch.sh"]
+    opts = backend.options_of(spec)
+    assert backend.problems(spec, opts) == []
+    script = backend.render(spec, opts).files["sbatch.sh"]
     check_golden(name, script)
+
+
+def rendered_job(spec: JobSpec):
+    backend = get_backend("slurm")
+    return backend.render(spec, backend.options_of(spec))
 
 
 def render(**fields) -> str:
     spec = JobSpec(backend="slurm", **{**BASE, **fields}).validate()
     backend = get_backend("slurm")
-    assert backend.problems(spec) == []
-    return backend.render(spec).files["sbatch.sh"]
+    opts = backend.options_of(spec)
+    assert backend.problems(spec, opts) == []
+    return backend.render(spec, opts).files["sbatch.sh"]
 
 
 def test_gpu_job_asks_cpus_per_gpu_and_hands_them_to_srun() -> None:
@@ -120,31 +127,45 @@ def test_cpus_per_device_without_partition_looks_at_the_default_one(monkeypatch)
     assert cpus_per_device_from_sinfo("gpu", None) == 8
 
 
-@pytest.mark.parametrize(("opts", "message"), [
-    ({"cpus_per_gpu": 0}, "cpus_per_gpu=0 must be an integer from 1 to 1024"),
-    ({"cpus_per_gpu": "many"}, "cpus_per_gpu='many' must be an integer"),
-    ({"gpu_request": "gpus"}, "gpu_request='gpus' is not one of gpus-per-node, gres"),
-    ({"container_runtime": "docker"}, ("container_runtime='docker' is not one of pyxis, "
-                                      "apptainer, runc")),
-    ({"container_runtime": "pyxis"}, "--opt container_runtime needs --image"),
+def backend_problems(spec: JobSpec) -> list[str]:
+    """What `rlaunch submit` reports at the backend's stages: its options, then its rules."""
+    backend = get_backend("slurm")
+    opts, problems = backend.parse_options(spec)
+    return problems or backend.problems(spec, opts)
+
+
+@pytest.mark.parametrize(("kind", "opts", "message"), [
+    ("gpu", {"cpus_per_gpu": 0}, "--opt cpus_per_gpu 0 is not an integer from 1 to 1024"),
+    ("gpu", {"cpus_per_gpu": "many"}, "--opt cpus_per_gpu 'many' is not a whole number"),
+    ("gpu", {"gpu_request": "gpus"}, "--opt gpu_request 'gpus' is not one of gpus-per-node, gres"),
+    ("gpu", {"container_runtime": "docker"}, ("--opt container_runtime 'docker' is not one of "
+                                              "pyxis, apptainer, runc")),
+    ("gpu", {"container_runtime": "pyxis"},
+     "--opt container_runtime is not used by this job: it only applies with --image"),
+    ("gpu", {"signal_seconds": "017"}, "--opt signal_seconds '017' is not a whole number"),
+    ("gpu", {"signal_seconds": "1:30"}, "--opt signal_seconds '1:30' is not a whole number"),
+    ("gpu", {"hccn_conf": "/etc/hccn.conf"}, "--opt hccn_conf is not used by gpu jobs"),
+    ("cpu", {"cpus_per_gpu": "4"}, "--opt cpus_per_gpu is not used by cpu jobs"),
+    ("ascend", {"gpu_request": "gres"}, "--opt gpu_request is not used by ascend jobs"),
+    ("ascend", {"hccn_conf": "/etc/a,b"}, "'/etc/a,b' is not an absolute path without ',' or"),
+    ("gpu", {"signal_second": "60"}, "(did you mean signal_seconds?"),
 ])
-def test_bad_options_are_one_clear_line(opts: dict, message: str) -> None:
-    spec = JobSpec(backend="slurm", device_kind="gpu", devices_per_node=2, backend_options=opts,
+def test_bad_options_are_one_clear_line(kind: str, opts: dict, message: str) -> None:
+    spec = JobSpec(backend="slurm", device_kind=kind, devices_per_node=2, backend_options=opts,
                    **BASE)
-    problems = get_backend("slurm").problems(spec)
-    assert any(message in p for p in problems), problems
+    problems = backend_problems(spec)
+    assert len(problems) == 1 and message in problems[0], problems
 
 
 def test_runc_needs_a_bundle_path(tmp_path: Path) -> None:
-    backend = get_backend("slurm")
     spec = JobSpec(backend="slurm", image="rlaunch-cpu:1", devices_per_node=2,
                    backend_options={"container_runtime": "runc"}, **BASE)
-    assert any("absolute path of an OCI bundle" in p for p in backend.problems(spec))
+    assert any("absolute path of an OCI bundle" in p for p in backend_problems(spec))
     spec = spec.replace(image=str(tmp_path))
-    assert any("is not an OCI bundle here" in p for p in backend.problems(spec))
+    assert any("is not an OCI bundle here" in p for p in backend_problems(spec))
     spec = spec.replace(image=str(tmp_path), data_dir="/data/a,b")
     (tmp_path / "config.json").write_text("{}")
-    assert any("',' or ':'" in p for p in backend.problems(spec))
+    assert any("',' or ':'" in p for p in backend_problems(spec))
 
 
 # ---- the Ascend rank lookup ---------------------------------------------------------------
@@ -255,7 +276,7 @@ def test_container_jobs_make_the_output_dir_before_mounting_it() -> None:
 def test_scheduler_args_rlaunch_sets_itself_are_refused(arg: str, pointer: str) -> None:
     spec = JobSpec(backend="slurm", device_kind="gpu", devices_per_node=8,
                    scheduler_args=[arg], **BASE)
-    problems = get_backend("slurm").problems(spec)
+    problems = backend_problems(spec)
     assert len(problems) == 1, problems
     assert repr(arg) in problems[0] and "rlaunch sets itself" in problems[0]
     assert pointer in problems[0]
@@ -267,8 +288,8 @@ def test_scheduler_args_rlaunch_sets_itself_are_refused(arg: str, pointer: str) 
 def test_other_sbatch_options_pass(arg: str) -> None:
     spec = JobSpec(backend="slurm", device_kind="gpu", devices_per_node=8,
                    scheduler_args=[arg], **BASE)
-    assert get_backend("slurm").problems(spec) == []
-    assert get_backend("slurm").render(spec.validate()).submit_command[-2] == arg
+    assert backend_problems(spec) == []
+    assert rendered_job(spec.validate()).submit_command[-2] == arg
 
 
 # ---- image references as each runtime reads them ---------------------------------------------
@@ -306,7 +327,7 @@ def test_runc_is_refused_for_other_users_than_root(tmp_path: Path, monkeypatch, 
     spec = JobSpec(backend="slurm", image=str(tmp_path), devices_per_node=2,
                    backend_options={"container_runtime": "runc"}, **BASE)
     monkeypatch.setattr(slurm_module.os, "geteuid", lambda: 1000)
-    problems = get_backend("slurm").problems(spec)
+    problems = backend_problems(spec)
     assert problems == [("container_runtime=runc runs only as root (this project's test "
                          "clusters); use apptainer or pyxis")]
     assert slurm_container.run_runc(tmp_path, "/", [], ["true"]) == 1
@@ -416,7 +437,7 @@ def test_a_failed_node_ends_the_msrun_step() -> None:
 
 def test_ascend_container_steps_use_the_images_python_not_this_machines() -> None:
     spec = CONTAINER_CASES["slurm_apptainer_ascend8.sh"].validate()
-    rendered = get_backend("slurm").render(spec)
+    rendered = rendered_job(spec)
     script = rendered.files["sbatch.sh"]
     assert set(rendered.files) == {"sbatch.sh", "slurm_rank.py", "rank_entry.py"}
     assert str(spec.python) not in script.split("trap 'on_signal USR1' USR1")[1]
@@ -427,8 +448,8 @@ def test_ascend_container_steps_use_the_images_python_not_this_machines() -> Non
 
 
 def test_ascend_apptainer_works_in_a_writable_dir_and_binds_only_present_host_paths() -> None:
-    script = CONTAINER_CASES["slurm_apptainer_ascend8.sh"].validate()
-    script = get_backend("slurm").render(script).files["sbatch.sh"]
+    script = rendered_job(CONTAINER_CASES["slurm_apptainer_ascend8.sh"].validate()).files[
+        "sbatch.sh"]
     assert '--pwd "$JOB_DIR/work"' in script and "--pwd /opt/venv" not in script
     assert " python /opt/venv/resnest/train.py " in script  # by path: the cwd is the work dir
     assert 'if [ -e "$path" ]; then host_binds="$host_binds,$path"; fi' in script
@@ -442,7 +463,7 @@ def test_shipped_helpers_build_the_same_table_as_rlaunch_ranktable(tmp_path: Pat
     spec = JobSpec(backend="slurm", device_kind="ascend", nodes=2, devices_per_node=2,
                    **BASE).validate()
     job = tmp_path / "job"
-    get_backend("slurm").render(spec).write(job)
+    rendered_job(spec).write(job)
     (job / "nodes-0").write_text("rlnode0 10.0.0.12\nrlnode1 10.0.0.11\n")
     hccn = {"rlnode0": "address_0=192.168.0.1\naddress_1=192.168.0.2\n",
             "rlnode1": "address_0=192.168.1.1\naddress_1=192.168.1.2\n"}
@@ -524,7 +545,7 @@ def test_sbatch_variables_of_the_user_do_not_override_the_script(tmp_path: Path,
     spec = JobSpec(backend="slurm", device_kind="gpu", devices_per_node=2, account="vision",
                    backend_options={"cpus_per_gpu": 1},
                    **{**BASE, "code_dir": str(tmp_path)}).validate()
-    assert backend.submit(spec, backend.render(spec), tmp_path / "job") == "77"
+    assert backend.submit(spec, rendered_job(spec), tmp_path / "job") == "77"
     assert not {"SBATCH_NO_REQUEUE", "SBATCH_SIGNAL", "SBATCH_OPEN_MODE",
                 "SBATCH_GPUS_PER_NODE", "SBATCH_ACCOUNT"} & set(seen)
     assert seen["SBATCH_PARTITION"] == "debug" and seen["SLURM_CONF"] == "/etc/slurm/x.conf"
@@ -543,7 +564,7 @@ def test_submit_snapshots_the_code_the_job_runs(tmp_path: Path, monkeypatch) -> 
                    backend_options={"cpus_per_gpu": 1},
                    **{**BASE, "code_dir": str(code)}).validate()
     backend = get_backend("slurm")
-    rendered = backend.render(spec)
+    rendered = rendered_job(spec)
     backend.submit(spec, rendered, tmp_path / "job")
     (code / "resnest" / "train.py").write_text("print('changed after submit')\n")
     snapshot = tmp_path / "job" / "code" / "resnest"
@@ -560,7 +581,7 @@ def test_submit_without_the_package_is_one_line(tmp_path: Path) -> None:
                    **{**BASE, "code_dir": str(tmp_path)}).validate()
     backend = get_backend("slurm")
     with pytest.raises(slurm_module.BackendError, match="has no resnest/ package"):
-        backend.submit(spec, backend.render(spec), tmp_path / "job")
+        backend.submit(spec, rendered_job(spec), tmp_path / "job")
 
 
 def test_container_jobs_give_the_nodes_time_to_pull_the_image() -> None:
@@ -578,3 +599,90 @@ def test_whole_node_jobs_ask_for_all_the_memory() -> None:
         assert "#SBATCH --mem=0\n" in script
     gpu = render(device_kind="gpu", devices_per_node=2, backend_options={"cpus_per_gpu": 1})
     assert "--mem" not in gpu  # a part of a node: the site's DefMemPerCPU/GPU
+
+
+# ---- what Slurm users set on top of a job ------------------------------------------------------
+
+
+def test_request_options_reach_sbatch_as_its_own_options() -> None:
+    spec = JobSpec(backend="slurm", device_kind="gpu", devices_per_node=8,
+                   backend_options={"exclude": "gpu[01-02],gpu07", "reservation": "maint",
+                                    "comment": "lr sweep 3; seed 1", "mail_type": ["END", "FAIL"],
+                                    "mail_user": "ana@example.org", "dependency": "afterok:12:13",
+                                    "cpus_per_gpu": 1},
+                   scheduler_args=["--nice=10"], **BASE).validate()
+    assert backend_problems(spec) == []
+    command = rendered_job(spec).submit_command
+    assert command[4:-1] == ["--exclude=gpu[01-02],gpu07", "--reservation=maint",
+                             "--comment=lr sweep 3; seed 1", "--mail-user=ana@example.org",
+                             "--dependency=afterok:12:13", "--mail-type=END,FAIL", "--nice=10"]
+
+
+@pytest.mark.parametrize(("opts", "message"), [
+    ({"mail_type": "END,SOMETIMES"}, "--opt mail_type 'SOMETIMES' is not one of NONE, BEGIN"),
+    ({"dependency": "after:x"}, "--opt dependency 'after:x' is not TYPE:JOB_ID"),
+    ({"mem": "64 GB"}, "--opt mem '64 GB' is not a size like 64G"),
+    ({"exclude": "-n1"}, "--opt exclude '-n1' is not a node list"),
+    ({"srun_args": "--mpi=pmix,--ntasks=4"},
+     "--opt srun_args '--ntasks=4' is not an srun option the job does not set itself"),
+    ({"srun_args": "-K0"}, "--opt srun_args '-K0' is not an srun option the job does not set"),
+    ({"gpu_type": "a100:8"}, "--opt gpu_type 'a100:8' is not a gres type like a100"),
+])
+def test_request_options_are_checked(opts: dict, message: str) -> None:
+    spec = JobSpec(backend="slurm", device_kind="gpu", devices_per_node=2, backend_options=opts,
+                   **BASE)
+    problems = backend_problems(spec)
+    assert len(problems) == 1 and message in problems[0], problems
+
+
+def test_gpu_type_names_the_gres_type() -> None:
+    script = render(device_kind="gpu", devices_per_node=8,
+                    backend_options={"gpu_type": "a100", "cpus_per_gpu": 1})
+    assert "#SBATCH --gpus-per-node=a100:8\n" in script
+    script = render(device_kind="gpu", devices_per_node=8,
+                    backend_options={"gpu_type": "a100", "gpu_request": "gres", "cpus_per_gpu": 1})
+    assert "#SBATCH --gres=gpu:a100:8\n" in script
+
+
+def test_memory_request() -> None:
+    script = render(device_kind="gpu", devices_per_node=2,
+                    backend_options={"mem": "64G", "cpus_per_gpu": 1})
+    assert "#SBATCH --mem=64G\n" in script
+    script = render(device_kind="ascend", devices_per_node=8, backend_options={"mem": "500G"})
+    assert "#SBATCH --mem=500G\n" in script and "--mem=0" not in script
+
+
+def test_ascend_sites_without_a_gres_get_whole_nodes() -> None:
+    script = render(device_kind="ascend", devices_per_node=8,
+                    backend_options={"ascend_gres": "none"})
+    assert "#SBATCH --exclusive\n" in script and "--gres" not in script
+
+
+def test_srun_arguments_go_to_the_rank_steps() -> None:
+    script = render(device_kind="gpu", devices_per_node=2,
+                    backend_options={"srun_args": ["--mpi=pmix", "--network=sn all"],
+                                     "cpus_per_gpu": 1})
+    (line,) = [x for x in script.splitlines() if x.startswith("srun ")]
+    assert " --wait=120 --mpi=pmix '--network=sn all' bash -c " in line
+    script = render(device_kind="ascend", devices_per_node=8,
+                    backend_options={"srun_args": ["--mpi=pmix"]})
+    (card_step,) = [x for x in script.splitlines() if 'slurm_rank.py" run' in x]
+    assert "--kill-on-bad-exit=1 --mpi=pmix " in card_step
+
+
+def test_setup_lines_run_before_the_ranks_and_a_failing_one_ends_the_job(tmp_path: Path) -> None:
+    script = render(device_kind="gpu", devices_per_node=2, code_dir=str(tmp_path),
+                    backend_options={"cpus_per_gpu": 1,
+                                     "setup": ["export SETUP_SAW=\"$SLURM_JOB_ID x\"",
+                                               "echo \"setup: $SETUP_SAW\" >&2"]})
+    (tmp_path / "ok").mkdir()
+    done, log = run_batch_script(tmp_path / "ok", script, NODE_LINES)
+    assert done.returncode == 0, done.stderr
+    assert "setup: 4242 x" in done.stderr and "msrun" in log
+    script = render(device_kind="gpu", devices_per_node=2, code_dir=str(tmp_path),
+                    backend_options={"cpus_per_gpu": 1, "setup": ["module load nosuchthing"]})
+    (tmp_path / "bad").mkdir()
+    done, log = run_batch_script(tmp_path / "bad", script, NODE_LINES)
+    assert done.returncode == 1
+    assert "rlaunch: setup line 1 failed: module load nosuchthing" in done.stderr
+    assert "msrun" not in log
