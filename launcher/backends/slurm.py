@@ -161,8 +161,8 @@ def scheduler_arg_problems(args: list[str]) -> list[str]:
         else:
             owned = [OWNED_SHORT_OPTIONS[arg[1]]] if arg[1] in OWNED_SHORT_OPTIONS else []
         if owned:
-            out.append(f"--scheduler-arg {arg!r} sets {owned[0]}, which rlaunch sets itself: "
-                       f"{OWNED_SBATCH_OPTIONS[owned[0]]}")
+            out.append(f"--scheduler-arg {arg!r} is {owned[0]}, which the job sets or refuses "
+                       f"itself: {OWNED_SBATCH_OPTIONS[owned[0]]}")
     return out
 
 

@@ -278,7 +278,7 @@ def test_scheduler_args_rlaunch_sets_itself_are_refused(arg: str, pointer: str) 
                    scheduler_args=[arg], **BASE)
     problems = backend_problems(spec)
     assert len(problems) == 1, problems
-    assert repr(arg) in problems[0] and "rlaunch sets itself" in problems[0]
+    assert repr(arg) in problems[0] and "which the job sets or refuses itself" in problems[0]
     assert pointer in problems[0]
 
 
