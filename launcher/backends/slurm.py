@@ -91,6 +91,8 @@ OWNED_SBATCH_OPTIONS: dict[str, str] = {
     "--no-requeue": "use --max-restarts 0", "--parsable": "rlaunch submit passes it",
     "--wait": "rlaunch submit returns at once; follow with rlaunch logs -f",
     "--wrap": "rlaunch renders the batch script", "--test-only": "use --dry-run",
+    "--mem": "use --opt mem", "--mem-per-cpu": "use --opt mem (per node)",
+    "--mem-per-gpu": "use --opt mem (per node)",
 }
 # Their short forms (sbatch.1).
 OWNED_SHORT_OPTIONS: dict[str, str] = {

@@ -272,6 +272,8 @@ def test_container_jobs_make_the_output_dir_before_mounting_it() -> None:
     ("--no-requeue", "--max-restarts 0"),
     ("--partition=gpu", "use --partition"),
     ("--gres=gpu:a100:8", "use --gpus"),
+    ("--mem=64G", "use --opt mem"),
+    ("--mem-per-gpu=80G", "use --opt mem (per node)"),
 ])
 def test_scheduler_args_rlaunch_sets_itself_are_refused(arg: str, pointer: str) -> None:
     spec = JobSpec(backend="slurm", device_kind="gpu", devices_per_node=8,
