@@ -6,7 +6,10 @@ rank and card from its own server's entry of the table. Preemption: `--requeue` 
 `--signal=B:USR1@<signal_seconds>`; the script passes the signal to the ranks (they save and
 exit with the contract's REQUEUE_EXIT_CODE) and requeues itself until `max_restarts`. Paths are
 those of this machine, which is assumed to share its filesystem with the nodes (as Slurm
-clusters do for home and project dirs). With `--image`, the ranks run inside the image through the cluster's container runtime.
+clusters do for home and project dirs); `submit` copies the code into the job dir, so a requeued
+run executes what was submitted. With `--image`, the ranks run inside the image through the
+cluster's container runtime. Nodes are known by the address Slurm reaches them at (NodeAddr),
+never by what their host names resolve to.
 """
 
 from __future__ import annotations
