@@ -70,7 +70,7 @@ def node_address(nodes: dict[str, str], node_name: str) -> str:
         loopback = ipaddress.ip_address(address).is_loopback
     except ValueError:
         raise RankLookupError(f"node {node_name!r} has no IP address ({address!r})") from None
-    if loopback:
+    if loopback and len(nodes) > 1:  # a one-node job talks to itself only
         raise RankLookupError(f"node {node_name!r} has the loopback address {address}; the "
                               "other nodes cannot reach it there")
     return address

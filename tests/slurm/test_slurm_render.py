@@ -354,7 +354,8 @@ awk -v n="$2" '$2 == n { print $1 "  STREAM " n }' "$FAKE_HOSTS"
 
 
 def run_batch_script(tmp_path: Path, script: str, nodes: str, hosts: str = "",
-                     node_name: str = "gpu-a01") -> tuple[subprocess.CompletedProcess, str]:
+                     node_name: str = "gpu-a01",
+                     node_count: int = 2) -> tuple[subprocess.CompletedProcess, str]:
     fake = tmp_path / "bin"
     fake.mkdir()
     for name, text in (("scontrol", FAKE_SCONTROL), ("srun", FAKE_SRUN),
@@ -369,7 +370,7 @@ def run_batch_script(tmp_path: Path, script: str, nodes: str, hosts: str = "",
     env = {"PATH": f"{fake}:/usr/bin:/bin", "FAKE_NODES": str(tmp_path / "nodes"),
            "FAKE_HOSTS": str(tmp_path / "hosts"), "FAKE_LOG": str(tmp_path / "log"),
            "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "gpu-a[01-02]",
-           "SLURM_JOB_NUM_NODES": "2", "SLURMD_NODENAME": node_name}
+           "SLURM_JOB_NUM_NODES": str(node_count), "SLURMD_NODENAME": node_name}
     done = subprocess.run(["bash", "sbatch.sh"], cwd=job_dir, env=env, capture_output=True,
                           text=True, timeout=60, check=False)
     log = (tmp_path / "log").read_text() if (tmp_path / "log").exists() else ""
@@ -417,6 +418,17 @@ def test_a_master_with_only_a_loopback_address_fails_in_one_line(tmp_path: Path)
     assert done.returncode == 1
     assert "rlaunch: no address other nodes can reach for gpu-a01" in done.stderr
     assert "msrun" not in log  # nothing started
+
+
+def test_a_one_node_job_may_use_loopback(tmp_path: Path) -> None:
+    """One node whose name resolves only to 127.0.1.1: msrun's ranks are all local."""
+    nodes = "NodeName=vm Arch=x86_64 NodeAddr=vm NodeHostName=vm State=ALLOCATED\n"
+    script = render(device_kind="gpu", devices_per_node=2, code_dir=str(tmp_path),
+                    backend_options={"cpus_per_gpu": 1})
+    done, log = run_batch_script(tmp_path, script, nodes, hosts="127.0.1.1 vm\n",
+                                 node_name="vm", node_count=1)
+    assert done.returncode == 0, done.stderr
+    assert msrun_flag(log, "master_addr") == "127.0.0.1"
 
 
 def test_master_port_is_below_the_ephemeral_range(tmp_path: Path) -> None:
@@ -498,7 +510,7 @@ def test_table_step_fails_when_a_node_did_not_register(tmp_path: Path) -> None:
 def test_register_refuses_a_loopback_node_address(tmp_path: Path) -> None:
     from launcher.backends.slurm_rank import register
 
-    (tmp_path / "nodes").write_text("n1 127.0.1.1\n")
+    (tmp_path / "nodes").write_text("n1 127.0.1.1\nn2 10.0.0.2\n")
     (tmp_path / "hccn.conf").write_text("address_0=192.168.1.1\n")
     with pytest.raises(RankLookupError, match="loopback address 127.0.1.1"):
         register(tmp_path, tmp_path / "hccn.conf", tmp_path / "nodes", "n1")

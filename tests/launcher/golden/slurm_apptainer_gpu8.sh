@@ -39,13 +39,16 @@ scontrol show node -o "$SLURM_JOB_NODELIST" | awk '{
 }' | while read -r name addr; do
     if ! [[ $addr =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
         addr=$(getent ahostsv4 "$addr" | awk '$1 !~ /^127\./ { print $1; exit }')
+        # A one-node job talks to itself only: loopback will do.
+        if [ -z "$addr" ] && [ "${SLURM_JOB_NUM_NODES:-1}" = 1 ]; then addr=127.0.0.1; fi
     fi
     echo "$name ${addr:-none}"
 done > "$NODES_FILE.tmp" && mv "$NODES_FILE.tmp" "$NODES_FILE"
 # msrun's scheduler runs on this (the batch) host: its port is chosen here.
 MASTER_HOST=$SLURMD_NODENAME
 MASTER_ADDR=$(awk -v node="$MASTER_HOST" '$1 == node { print $2 }' "$NODES_FILE")
-if [ -z "$MASTER_ADDR" ] || [ "$MASTER_ADDR" = none ] || [[ $MASTER_ADDR == 127.* ]]; then
+if [ -z "$MASTER_ADDR" ] || [ "$MASTER_ADDR" = none ] ||
+        { [[ $MASTER_ADDR == 127.* ]] && [ "${SLURM_JOB_NUM_NODES:-1}" != 1 ]; }; then
     echo "rlaunch: no address other nodes can reach for $MASTER_HOST (NodeAddr '${MASTER_ADDR:-}' from scontrol show node)" >&2
     exit 1
 fi
