@@ -6,14 +6,19 @@ rank and card from its own server's entry of the table. Preemption: `--requeue` 
 `--signal=B:USR1@<signal_seconds>`; the script passes the signal to the ranks (they save and
 exit with the contract's REQUEUE_EXIT_CODE) and requeues itself until `max_restarts`. Paths are
 those of this machine, which is assumed to share its filesystem with the nodes (as Slurm
-clusters do for home and project dirs). With `--image`, the ranks run inside the image through the cluster's container runtime.
+clusters do for home and project dirs); `submit` copies the code into the job dir, so a requeued
+run executes what was submitted. With `--image`, the ranks run inside the image through the
+cluster's container runtime. Nodes are known by the address Slurm reaches them at (NodeAddr),
+never by what their host names resolve to.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shlex
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,18 +48,156 @@ GPU_REQUESTS: tuple[str, ...] = ("gpus-per-node", "gres")
 CONTAINER_RUNTIMES: tuple[str, ...] = ("pyxis", "apptainer", "runc")
 # Where the images of docker/ install the code (/opt/venv/resnest is the package).
 IMAGE_CODE_DIR = "/opt/venv"
-# What an Ascend container needs from its host: the driver, the card devices, npu-smi and the
-# device IP file (Ascend's container docs, "mounting the driver"; the same list the Ascend
-# Docker runtime mounts).
+# What an Ascend container needs from its host: the Ascend Docker runtime's own mount list
+# (mind-cluster component/ascend-docker-runtime/build/scripts/base.list), the install info and
+# the device IP file. Apptainer binds /dev whole by default, so the card devices need no bind.
+# Only those present on the node are bound (Apptainer fails the container on a missing one).
 ASCEND_HOST_PATHS: tuple[str, ...] = (
-    "/usr/local/Ascend/driver", "/usr/local/sbin/npu-smi", "/etc/ascend_install.info",
-    "/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc",
+    "/usr/local/Ascend/driver/lib64", "/usr/local/Ascend/driver/include",
+    "/usr/local/Ascend/driver/version.info", "/usr/local/dcmi", "/usr/local/bin/npu-smi",
+    "/usr/local/sbin/npu-smi", "/var/queue_schedule", "/etc/ascend_install.info",
 )
+# Seconds the other nodes' msrun may run on once one node's has ended (srun --wait).
+SURVIVOR_WAIT_SECONDS = 120
+# The package a job runs (code_dir/resnest): copied into the job dir at submit.
+CODE_PACKAGE = "resnest"
+# msrun's wait for every node to join (default 600 s): container jobs start after each node has
+# pulled and unpacked the image, which on one node without a cached copy can take longer.
+CONTAINER_CLUSTER_TIME_OUT = 1800
+# Files the Ascend steps run on the nodes (standard library only): shipped in the job dir.
+NODE_HELPERS: tuple[str, ...] = ("backends/slurm_rank.py", "rank_entry.py")
 
 
-def _run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+# sbatch options the rendered job sets itself (long name -> the rlaunch flag that sets it, or why
+# it cannot be given): a `--scheduler-arg` on the sbatch command line would beat the script's
+# `#SBATCH` line and contradict msrun's world size, the job dir layout or the requeue logic.
+OWNED_SBATCH_OPTIONS: dict[str, str] = {
+    "--nodes": "use --nodes", "--ntasks": "one rank per device: use --gpus/--ascend/--cpus",
+    "--ntasks-per-node": "one rank per device: use --gpus/--ascend/--cpus",
+    "--ntasks-per-socket": "one rank per device: use --gpus/--ascend/--cpus",
+    "--ntasks-per-core": "one rank per device: use --gpus/--ascend/--cpus",
+    "--ntasks-per-gpu": "one rank per device: use --gpus/--ascend/--cpus",
+    "--cpus-per-task": "use --opt cpus_per_gpu", "--cpus-per-gpu": "use --opt cpus_per_gpu",
+    "--gpus": "use --gpus", "--gpus-per-node": "use --gpus",
+    "--gpus-per-task": "use --gpus", "--gpus-per-socket": "use --gpus",
+    "--gres": "use --gpus/--ascend (and --opt gpu_request, --opt ascend_gres)",
+    "--array": "job arrays share one job dir and restart budget: submit one job per setting",
+    "--het-group": "heterogeneous jobs are not supported",
+    "--output": "rlaunch keeps the job's output in its job dir (rlaunch logs)",
+    "--error": "rlaunch keeps the job's output in its job dir (rlaunch logs)",
+    "--input": "the job reads no stdin",
+    "--open-mode": "rlaunch appends every run's output to one file",
+    "--chdir": "the job runs in its job dir", "--job-name": "use --name",
+    "--time": "use --time", "--partition": "use --partition", "--account": "use --account",
+    "--qos": "use --qos", "--constraint": "use --constraint",
+    "--signal": "use --opt signal_seconds", "--requeue": "rlaunch always requeues",
+    "--no-requeue": "use --max-restarts 0", "--parsable": "rlaunch submit passes it",
+    "--wait": "rlaunch submit returns at once; follow with rlaunch logs -f",
+    "--wrap": "rlaunch renders the batch script", "--test-only": "use --dry-run",
+    "--mem": "use --opt mem", "--mem-per-cpu": "use --opt mem (per node)",
+    "--mem-per-gpu": "use --opt mem (per node)",
+}
+# Their short forms (sbatch.1).
+OWNED_SHORT_OPTIONS: dict[str, str] = {
+    "N": "--nodes", "n": "--ntasks", "c": "--cpus-per-task", "G": "--gpus", "a": "--array",
+    "o": "--output", "e": "--error", "i": "--input", "D": "--chdir", "J": "--job-name",
+    "t": "--time", "p": "--partition", "A": "--account", "q": "--qos", "C": "--constraint",
+    "W": "--wait",
+}
+
+
+# sbatch reads SBATCH_* variables over the script's #SBATCH lines (sbatch.1, INPUT ENVIRONMENT
+# VARIABLES). Those that would change what the script sets are left out of sbatch's environment:
+# always for what the job derives, and for the scheduler fields when the spec sets them (else a
+# site's or user's default partition/account still applies).
+DERIVED_SBATCH_ENV: tuple[str, ...] = (
+    "SBATCH_ARRAY_INX", "SBATCH_CPUS_PER_GPU", "SBATCH_DISTRIBUTION", "SBATCH_ERROR",
+    "SBATCH_EXCLUSIVE", "SBATCH_GPUS", "SBATCH_GPUS_PER_NODE", "SBATCH_GPUS_PER_TASK",
+    "SBATCH_GRES", "SBATCH_INPUT", "SBATCH_JOB_NAME", "SBATCH_NO_REQUEUE", "SBATCH_OPEN_MODE",
+    "SBATCH_OUTPUT", "SBATCH_OVERCOMMIT", "SBATCH_REQUEUE", "SBATCH_SIGNAL", "SBATCH_WAIT",
+    "SBATCH_USE_MIN_NODES", "SBATCH_CONTAINER",
+)
+FIELD_SBATCH_ENV: dict[str, str] = {
+    "partition": "SBATCH_PARTITION", "account": "SBATCH_ACCOUNT", "qos": "SBATCH_QOS",
+    "constraint": "SBATCH_CONSTRAINT", "time_limit": "SBATCH_TIMELIMIT",
+}
+
+
+def holds_whole_nodes(spec: JobSpec) -> bool:
+    """Ascend jobs hold whole servers: all 8 cards, or fewer with --exclusive."""
+    return spec.device_kind == "ascend"
+
+
+def sbatch_environment(spec: JobSpec, environ: dict[str, str]) -> dict[str, str]:
+    """`environ` without the SBATCH_* variables that would override the rendered script."""
+    dropped = set(DERIVED_SBATCH_ENV)
+    if holds_whole_nodes(spec) or spec.backend_options.get("mem") is not None:
+        dropped |= {"SBATCH_MEM_PER_NODE", "SBATCH_MEM_PER_CPU", "SBATCH_MEM_PER_GPU"}
+    dropped |= {name for field, name in FIELD_SBATCH_ENV.items() if getattr(spec, field)}
+    return {k: v for k, v in environ.items() if k not in dropped}
+
+
+def snapshot_code(code_dir: Path, dest: Path) -> None:
+    """Copy the job's package (code_dir/resnest, small) into the job dir, where the script runs
+    it: a requeued run must not pick up a checkout changed since submit."""
+    source = code_dir / CODE_PACKAGE
+    if not source.is_dir():
+        raise BackendError(f"code dir {str(code_dir)!r} has no {CODE_PACKAGE}/ package to run")
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        shutil.copytree(source, dest / CODE_PACKAGE,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    except OSError as err:
+        raise BackendError(f"cannot copy {source} into the job dir: {err}") from None
+
+
+def scheduler_arg_problems(args: list[str]) -> list[str]:
+    """One line per `--scheduler-arg` that is no sbatch option or sets what the job sets itself.
+    getopt takes an unambiguous prefix of a long option, so a prefix of an owned one counts."""
+    out = []
+    for arg in args:
+        if not arg.startswith("-") or arg in ("-", "--"):
+            out.append(f"--scheduler-arg {arg!r} must be an sbatch option starting with '-' "
+                       "(one option, its value after '=', e.g. --exclude=node01)")
+            continue
+        if arg.startswith("--"):
+            word = arg.split("=", 1)[0]
+            owned = [name for name in OWNED_SBATCH_OPTIONS if name.startswith(word)]
+            owned = [word] if word in OWNED_SBATCH_OPTIONS else owned
+        else:
+            owned = [OWNED_SHORT_OPTIONS[arg[1]]] if arg[1] in OWNED_SHORT_OPTIONS else []
+        if owned:
+            out.append(f"--scheduler-arg {arg!r} is {owned[0]}, which the job sets or refuses "
+                       f"itself: {OWNED_SBATCH_OPTIONS[owned[0]]}")
+    return out
+
+
+def image_for_runtime(image: str, runtime: str) -> str:
+    """`--image` as the container runtime reads it. pyxis takes enroot's `[REGISTRY#]IMAGE[:TAG]`
+    or a path (pyxis README `--container-image`): without `#`, enroot pulls from Docker Hub, and
+    `host:5000/x` does not parse at all (enroot src/docker.sh), so the registry moves before a
+    `#`. Apptainer reads a bare reference as a file path (apptainer-exec(1)): it needs
+    `docker://`. Paths (.sqsh, .sif, a sandbox or bundle dir) pass unchanged."""
+    if image.startswith("/"):
+        return image
+    registry, sep, rest = image.partition("#")
+    if not sep:
+        first, slash, after = image.partition("/")
+        # Docker's rule (distribution/reference): the first component is a registry when it
+        # has a '.' or ':' or is localhost; otherwise the whole reference is Docker Hub's.
+        if slash and ("." in first or ":" in first or first == "localhost"):
+            registry, rest = first, after
+        else:
+            registry, rest = "", image
+    if runtime == "pyxis":
+        return f"{registry}#{rest}" if registry else rest
+    return f"docker://{registry}/{rest}" if registry else f"docker://{rest}"
+
+
+def _run(argv: list[str], timeout: float = 30,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
+                              env=env)
     except FileNotFoundError:
         raise BackendError(f"{argv[0]} is not installed or not on PATH") from None
     except subprocess.TimeoutExpired:
@@ -78,21 +221,90 @@ def _parse_gres_count(gres: str, name: str) -> int:
 
 def cpus_per_device_from_sinfo(gres: str, partition: str | None) -> int | None:
     """The CPUs each device of gres `gres` can have on the smallest node that has it (the node's
-    CPUs divided by its devices, at least 1); None when sinfo cannot tell."""
-    argv = ["sinfo", "-h", "-N", "-o", "%c|%G"] + (["-p", partition] if partition else [])
+    CPUs divided by its devices, at least 1), in `partition` or else the default partition
+    (sinfo marks it with '*'), where sbatch puts a job that names none; None when sinfo cannot
+    tell. Cores a site reserves (CoreSpecCount) are not subtracted: sinfo does not show them."""
+    argv = ["sinfo", "-h", "-N", "-o", "%c|%G|%P"] + (["-p", partition] if partition else [])
     try:
         result = _run(argv, timeout=10)
     except BackendError:
         return None
     if result.returncode != 0:
         return None
+    rows = [line.strip().split("|") for line in result.stdout.splitlines()]
+    rows = [r for r in rows if len(r) == 3]
+    if not partition and any(r[2].endswith("*") for r in rows):
+        rows = [r for r in rows if r[2].endswith("*")]
     shares = []
-    for line in result.stdout.splitlines():
-        cpus, _, node_gres = line.strip().partition("|")
+    for cpus, node_gres, _ in rows:
         count = _parse_gres_count(node_gres, gres)
         if cpus.isdigit() and count:
             shares.append(max(1, int(cpus) // count))
     return min(shares) if shares else None
+
+
+# ---- what Slurm users set besides the job's shape (the checks of the backend options) -------
+
+MEM_RE = re.compile(r"0|[1-9][0-9]{0,9}[KMGT]?")
+HOSTLIST_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-\[\],]{0,1023}")
+RESERVATION_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,:+@-]{0,255}")
+GPU_TYPE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+MAIL_USER_RE = re.compile(r"[A-Za-z0-9_.+-]{1,64}(@[A-Za-z0-9.-]{1,253})?")
+# sbatch.1 --dependency: TYPE:JOB_ID[:JOB_ID...] or singleton, joined by ',' (all) or '?' (any).
+DEPENDENCY_RE = re.compile(
+    r"(singleton|(after|afterany|afterok|afternotok|aftercorr|afterburstbuffer)"
+    r"(:[0-9]{1,10}(_[0-9]{1,10})?(\+[0-9]{1,6})?)+)"
+    r"([,?](singleton|(after|afterany|afterok|afternotok|aftercorr|afterburstbuffer)"
+    r"(:[0-9]{1,10}(_[0-9]{1,10})?(\+[0-9]{1,6})?)+)){0,63}")
+# sbatch.1 --mail-type.
+MAIL_TYPES: tuple[str, ...] = (
+    "NONE", "BEGIN", "END", "FAIL", "REQUEUE", "ALL", "INVALID_DEPEND", "STAGE_OUT",
+    "TIME_LIMIT", "TIME_LIMIT_90", "TIME_LIMIT_80", "TIME_LIMIT_50", "ARRAY_TASKS",
+)
+# srun options the rank steps set themselves (long name -> short form).
+OWNED_SRUN_OPTIONS: dict[str, str] = {
+    "--nodes": "-N", "--ntasks": "-n", "--ntasks-per-node": "", "--cpus-per-task": "-c",
+    "--kill-on-bad-exit": "-K", "--wait": "-W", "--distribution": "-m", "--output": "-o",
+    "--error": "-e", "--input": "-i", "--chdir": "-D", "--jobid": "", "--label": "-l",
+    "--container-image": "", "--container-mounts": "", "--container-workdir": "",
+    "--container-env": "", "--gpus": "-G", "--gres": "", "--het-group": "",
+}
+
+
+def srun_arg_check(arg: str) -> str | None:
+    """An srun option (value after '=') that the rank steps do not set themselves."""
+    if not arg.startswith("-") or arg in ("-", "--"):
+        return "one srun option starting with '-' (its value after '=')"
+    word = arg.split("=", 1)[0]
+    if arg.startswith("--"):
+        owned = word in OWNED_SRUN_OPTIONS or any(o.startswith(word) for o in OWNED_SRUN_OPTIONS)
+    else:
+        owned = word[:2] in {s for s in OWNED_SRUN_OPTIONS.values() if s}
+    if owned:
+        return ("an srun option the job does not set itself (not --nodes, --ntasks*, "
+                "--cpus-per-task, --kill-on-bad-exit, --wait, --distribution, --output, --error, "
+                "--chdir, --container-*, --gpus, --gres)")
+    return None
+
+
+def setup_line_check(line: str) -> str | None:
+    return None if line.strip() else "a non-empty shell line"
+
+
+def sbatch_request_args(exclude: str | None, reservation: str | None, comment: str | None,
+                        mail_types: list[str], mail_user: str | None,
+                        dependency: str | None) -> list[str]:
+    """The sbatch options a user sets on top of the job (on its command line, where a value
+    with spaces needs no #SBATCH quoting and no SBATCH_* variable overrides it)."""
+    out = []
+    for flag, value in (("--exclude", exclude), ("--reservation", reservation),
+                        ("--comment", comment), ("--mail-user", mail_user),
+                        ("--dependency", dependency)):
+        if value:
+            out.append(f"{flag}={value}")
+    if mail_types:
+        out.append(f"--mail-type={','.join(mail_types)}")
+    return out
 
 
 def _bind_path(value: str) -> str | None:
@@ -113,7 +325,9 @@ class SlurmOptions:
         "Path of hccn.conf (the cards' IP addresses) on the Ascend nodes.", "/etc/hccn.conf",
         kinds=("ascend",), check=_bind_path)
     ascend_gres: str = option(
-        "Gres name of the Ascend cards on this cluster.", "npu", kinds=("ascend",),
+        "Gres name of the Ascend cards on this cluster; none for sites that schedule Ascend "
+        "nodes without a gres (the job then asks for whole nodes, --exclusive).", "npu",
+        kinds=("ascend",),
         check=matches(re.compile(r"[A-Za-z0-9_]{1,64}"), "a plain gres name like npu"))
     cpus_per_gpu: int | None = option(
         "CPUs for each GPU/Ascend rank (sbatch --cpus-per-task is this times the devices of a "
@@ -124,8 +338,41 @@ class SlurmOptions:
         choices=GPU_REQUESTS, kinds=("gpu",))
     container_runtime: str | None = option(
         "With --image: pyxis (srun --container-image), apptainer (apptainer exec) or runc "
-        "(an OCI bundle dir on a shared path).", choices=CONTAINER_RUNTIMES,
+        "(an OCI bundle dir on a shared path; root only).", choices=CONTAINER_RUNTIMES,
         use=only_with_image, default_text="pyxis with --image")
+    mem: str | None = option(
+        "Memory per node (sbatch --mem), e.g. 64G; 0 asks for all of each node's memory.",
+        check=matches(MEM_RE, "a size like 64G or 512000M, or 0 (all of the node's memory)"),
+        default_text="0 for Ascend jobs (whole nodes), else the site's DefMemPerCPU/GPU")
+    gpu_type: str | None = option(
+        "GPU type, the gres type of the site (e.g. a100): --gpus-per-node=TYPE:N.",
+        kinds=("gpu",), check=matches(GPU_TYPE_RE, "a gres type like a100"))
+    exclude: str | None = option(
+        "Nodes to leave out (sbatch --exclude), e.g. node[01-04].",
+        check=matches(HOSTLIST_RE, "a node list like node[01-04],gpu7"))
+    reservation: str | None = option(
+        "Reservation to run in (sbatch --reservation).",
+        check=matches(RESERVATION_RE, "a reservation name (letters, digits, _ . , : + @ -)"))
+    comment: str | None = option(
+        "Comment on the job (sbatch --comment; squeue and sacct show it).",
+        check=lambda text: None if 0 < len(text) <= 1024 else "1 to 1024 characters")
+    mail_type: list[str] = option(
+        "When Slurm mails (sbatch --mail-type), e.g. END,FAIL.", default_factory=list,
+        check=lambda kind: None if kind in MAIL_TYPES else f"one of {', '.join(MAIL_TYPES)}")
+    mail_user: str | None = option(
+        "Who Slurm mails (sbatch --mail-user).",
+        check=matches(MAIL_USER_RE, "a user name or mail address"))
+    dependency: str | None = option(
+        "Start after other jobs (sbatch --dependency), e.g. afterok:1234 or singleton.",
+        check=matches(DEPENDENCY_RE, "TYPE:JOB_ID[:JOB_ID...] (after, afterany, afterok, "
+                                     "afternotok, aftercorr) or singleton, joined by , or ?"))
+    setup: list[str] = option(
+        "Shell lines the batch script runs before the ranks start (module load ..., source "
+        "...); a line that fails ends the job. Lines with commas: give them in a job file.",
+        default_factory=list, check=setup_line_check)
+    srun_args: list[str] = option(
+        "Extra srun options for the rank steps, e.g. --mpi=pmix (not those the job sets "
+        "itself).", default_factory=list, check=srun_arg_check)
 
 
 # What sbatch --parsable prints as an id (a job, or an array task JOB_TASK).
@@ -156,9 +403,7 @@ class SlurmBackend(Backend):
                        f"than {spec.option_label('signal_seconds')} {opts.signal_seconds}: the "
                        "job would be told to checkpoint before it starts; give a longer time or "
                        "a smaller signal_seconds")
-        for arg in spec.scheduler_args:
-            if not str(arg).startswith("-"):
-                out.append(f"scheduler argument {arg!r} must be an sbatch option starting with '-'")
+        out += scheduler_arg_problems([str(a) for a in spec.scheduler_args])
         runtime = opts.container_runtime
         if runtime == "runc" and spec.image and not spec.image.startswith("/"):
             out.append(f"--image {spec.image!r}: with container_runtime=runc, give the absolute "
@@ -175,6 +420,11 @@ class SlurmBackend(Backend):
         if runtime == "pyxis" and spec.device_kind == "ascend":
             out.append("container_runtime=pyxis runs the whole srun task in the image, which "
                        "has no rank table lookup: use apptainer for Ascend jobs")
+        if runtime == "runc" and os.geteuid() != 0:
+            # runc as another user needs rootless mode (a user namespace), and its own cgroup
+            # takes the ranks out of Slurm's step cgroup (Slurm containers.shtml).
+            out.append("container_runtime=runc runs only as root (this project's test "
+                       "clusters); use apptainer or pyxis")
         if runtime == "runc" and spec.device_kind != "cpu":
             out.append("container_runtime=runc passes no GPUs/NPUs: use it for --cpus jobs")
         return out
@@ -219,6 +469,16 @@ class SlurmBackend(Backend):
         python = spec.python or "python"
         code_dir = spec.code_dir or "."
         runtime = opts.container_runtime if spec.image else None
+        # A part of an Ascend server: the cards are named by number (ring 0-3 or 4-7), which only
+        # the whole node guarantees to be ours (a gres count does not say which); and all of its
+        # cards are asked for, since an --exclusive job's steps get only the GRES it asked for
+        # (srun.1 --gres), and ConstrainDevices would hide the named cards from the ranks.
+        part_of_server = ascend and per_node < chip.cards_per_server
+        ascend_request = chip.cards_per_server if part_of_server else per_node
+        gpu_type = f"{opts.gpu_type}:" if opts.gpu_type else ""
+        # Apptainer's image is read-only: the ranks run in a job dir folder, the script by path.
+        work_dir = "$JOB_DIR/work" if runtime == "apptainer" else None
+        script = f"{code_dir}/{spec.script}" if work_dir else spec.script
         return {
             "header": HEADER,
             "name": spec.name,
@@ -226,12 +486,14 @@ class SlurmBackend(Backend):
             "ntasks_per_node": per_node if ascend else 1,
             "cpus_per_task": cpus_per_task,
             "threads_per_rank": cpus_per_device if spec.device_kind != "cpu" else 1,
-            "gpus_per_node": per_node if gpu and not gres_request else None,
-            "gres": (f"{opts.ascend_gres}:{per_node}" if ascend
-                     else f"gpu:{per_node}" if gpu and gres_request else None),
-            # A part of an Ascend server: the cards are named by number (ring 0-3 or 4-7), which
-            # only the whole node guarantees to be ours (a gres count does not say which).
-            "exclusive": ascend and per_node < chip.cards_per_server,
+            "gpus_per_node": f"{gpu_type}{per_node}" if gpu and not gres_request else None,
+            "gres": (f"{opts.ascend_gres}:{ascend_request}" if ascend and opts.ascend_gres != "none"
+                     else f"gpu:{gpu_type}{per_node}" if gpu and gres_request else None),
+            "exclusive": part_of_server or (ascend and opts.ascend_gres == "none"),
+            # A job holding whole nodes asks for all their memory (sbatch.1 --exclusive: the job
+            # "is only allocated as much memory as it requested"; --mem=0 is all of it);
+            # otherwise a site's DefMemPerCPU/GPU applies.
+            "mem": opts.mem if opts.mem is not None else "0" if holds_whole_nodes(spec) else None,
             "time_limit": spec.time_limit,
             "partition": spec.partition,
             "account": spec.account,
@@ -246,13 +508,21 @@ class SlurmBackend(Backend):
             "bin_dir": str(Path(python).parent),
             "python": python,
             "code_dir": code_dir,
+            "code_package": CODE_PACKAGE,
             "device_kind": spec.device_kind,
             "device_ids": spec.visible_device_ids,
             "hccn_conf": opts.hccn_conf,
             "world_size": spec.world_size,
             "local_workers": per_node,
             "master_port": spec.master_port,
-            "script": spec.script,
+            "script": script,
+            "work_dir": work_dir,
+            "survivor_wait_seconds": SURVIVOR_WAIT_SECONDS,
+            "setup_lines": list(opts.setup),
+            "srun_extra_words": shlex.join(opts.srun_args),
+            "cluster_time_out": CONTAINER_CLUSTER_TIME_OUT if runtime else None,
+            # Variables set here reach the ranks over the image's own values.
+            "image_env_prefix": "APPTAINERENV_" if runtime == "apptainer" else None,
             "script_args": spec.script_args(),
             "runtime": runtime,
             "msrun": f"{code_dir}/bin/msrun" if runtime else "msrun",
@@ -267,38 +537,50 @@ class SlurmBackend(Backend):
     def _container_context(spec: JobSpec, opts: SlurmOptions, runtime: str | None, python: str,
                            code_dir: str) -> dict[str, Any]:
         """srun flags and the command prefix that put a rank step inside the image, as shell
-        words (quoted here: each may end in the job dir, "$JOB_DIR", known only at run time)."""
+        words (quoted here: each may end in the job folder as submitted, "$SUBMITTED", known only at run time)."""
         if runtime is None:
-            return {"container_srun_words": "", "container_exec_words": ""}
-        image = str(spec.image)
+            return {"container_srun_words": "", "container_exec_words": "",
+                    "helper_exec_words": "", "host_paths": []}
+        image = image_for_runtime(str(spec.image), runtime)
         # Data, outputs and the job dir (logs, rank table) at the same paths inside.
         binds = [p for p in (spec.data_dir, spec.output_dir, spec.config) if p]
         ascend = spec.device_kind == "ascend"
-        host_paths = [*ASCEND_HOST_PATHS, opts.hccn_conf] if ascend else []
-        cards = [f"/dev/davinci{i}" for i in spec.visible_device_ids] if ascend else []
+        hccn = opts.hccn_conf
+        none = {"container_srun_words": "", "container_exec_words": "", "helper_exec_words": "",
+                "host_paths": []}
         if runtime == "pyxis":
-            # pyxis (NVIDIA/pyxis): srun --container-image/--container-mounts SRC:DST[,...];
-            # enroot's hooks pass in the GPUs Slurm gave the step.
-            mounts = ",".join(f"{p}:{p}" for p in [*binds, *host_paths, *cards])
+            # pyxis (NVIDIA/pyxis README): srun --container-image/--container-mounts SRC:DST[,...];
+            # enroot's hooks pass in the GPUs Slurm gave the step. --container-env: the job's
+            # --env values win over the image's (otherwise the image's own value is kept).
+            mounts = ",".join(f"{p}:{p}" for p in binds)
             words = [shlex.quote(f"--container-image={image}"),
-                     shlex.quote(f"--container-mounts={mounts},") + '"$JOB_DIR:$JOB_DIR"',
+                     shlex.quote(f"--container-mounts={mounts},") + '"$SUBMITTED:$SUBMITTED"',
                      shlex.quote(f"--container-workdir={code_dir}")]
-            return {"container_srun_words": " ".join(words), "container_exec_words": ""}
+            if spec.env:
+                words.append(shlex.quote(f"--container-env={','.join(spec.env)}"))
+            return {**none, "container_srun_words": " ".join(words)}
         if runtime == "apptainer":
             # apptainer exec --nv (GPUs) --bind SRC[,SRC...] (Apptainer user guide, "Bind
-            # paths and mounts"); the paths are the same inside.
+            # paths and mounts"); the paths are the same inside. Ascend: the host paths of the
+            # node that exist ($host_binds, from the batch script) and hccn.conf.
             argv = ["apptainer", "exec", *(["--nv"] if spec.device_kind == "gpu" else [])]
-            bind = shlex.quote(",".join([*binds, *host_paths, *cards]) + ",") + '"$JOB_DIR"'
-            words = [shlex.join(argv), "--bind", bind, shlex.join(["--pwd", code_dir, image])]
-            return {"container_srun_words": "", "container_exec_words": " ".join(words)}
+            bind_list = [*binds, hccn] if ascend else binds
+            bind = shlex.quote(",".join(bind_list) + ",") + '"$SUBMITTED' + (
+                '$host_binds"' if ascend else '"')
+            words = [shlex.join(argv), "--bind", bind, '--pwd "$JOB_DIR/work"',
+                     shlex.quote(image)]
+            exec_words = " ".join(words)
+            return {**none, "container_exec_words": exec_words,
+                    "helper_exec_words": exec_words if ascend else "",
+                    "host_paths": list(ASCEND_HOST_PATHS) if ascend else []}
         # runc: an OCI bundle (config.json + rootfs/), run in the node's own network and pid
         # namespaces so msrun's ranks reach each other and slurmstepd tracks and signals them.
         argv = [python, "-m", "launcher.backends.slurm_container", "runc", "--bundle", image,
                 "--cwd", code_dir]
         for path in binds:
             argv += ["--bind", path]
-        words = [shlex.join(argv), '--bind "$JOB_DIR"', "--"]
-        return {"container_srun_words": "", "container_exec_words": " ".join(words)}
+        words = [shlex.join(argv), '--bind "$SUBMITTED"', "--"]
+        return {**none, "container_exec_words": " ".join(words)}
 
     def render(self, spec: JobSpec, opts: SlurmOptions) -> RenderedJob:
         context = self.template_context(spec, opts)
@@ -308,14 +590,23 @@ class SlurmBackend(Backend):
             "--parsable",
             f"--chdir={JOB_DIR_PLACEHOLDER}",
             f"--output={JOB_DIR_PLACEHOLDER}/slurm-%j.out",
+            *sbatch_request_args(opts.exclude, opts.reservation, opts.comment,
+                                 list(opts.mail_type), opts.mail_user, opts.dependency),
             *[str(a) for a in spec.scheduler_args],
             f"{JOB_DIR_PLACEHOLDER}/sbatch.sh",
         ]
-        return RenderedJob(files={"sbatch.sh": script}, submit_command=command)
+        files = {"sbatch.sh": script}
+        if spec.device_kind == "ascend":
+            package = Path(__file__).resolve().parent.parent
+            for helper in NODE_HELPERS:
+                files[Path(helper).name] = (package / helper).read_text(encoding="utf-8")
+        return RenderedJob(files=files, submit_command=command)
 
     def submit(self, spec: JobSpec, rendered: RenderedJob, job_dir: Path) -> str:
+        if not (spec.image and spec.backend_options.get("container_runtime")):
+            snapshot_code(Path(spec.code_dir or "."), job_dir / "code")
         argv = [a.replace(JOB_DIR_PLACEHOLDER, str(job_dir)) for a in rendered.submit_command]
-        result = _run(argv, timeout=60)
+        result = _run(argv, timeout=60, env=sbatch_environment(spec, dict(os.environ)))
         if result.returncode != 0:
             raise BackendError(f"sbatch refused the job: {_first_line(result.stderr)}")
         job_id = result.stdout.strip().split(";")[0]

@@ -84,6 +84,10 @@ def run_runc(bundle: Path, cwd: str, binds: list[str], command: list[str]) -> in
     except (OSError, ValueError) as err:
         print(f"rlaunch: {bundle} is not an OCI bundle (config.json: {err})", file=sys.stderr)
         return 1
+    if os.geteuid() != 0:
+        print("rlaunch: container_runtime=runc runs only as root (rootless runc would leave "
+              "Slurm's cgroup); use apptainer or pyxis", file=sys.stderr)
+        return 1
     rootfs = bundle / str(bundle_config.get("root", {}).get("path", "rootfs"))
     missing = [path for path in binds if not os.path.exists(path)]
     if missing:  # a bind of nothing would leave the ranks writing into the container's /tmp

@@ -61,7 +61,7 @@ def test_rendered_script_matches_golden(name: str) -> None:
     if spec.backend != "local":  # local checks that /data exists on this machine
         assert backend.problems(spec, opts) == []
     rendered = backend.render(spec, opts)
-    (script,) = rendered.files.values()
+    script = rendered.files["sbatch.sh" if spec.backend == "slurm" else "run.sh"]
     check_golden(name, script)
 
 

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from launcher.backends import get_backend
+from launcher.backends.slurm import snapshot_code
 from launcher.spec import JobSpec
 
 from .conftest import HOSTILE, rlaunch
@@ -35,6 +36,8 @@ SLURM_NODEID=0 SLURM_PROCID=0 SLURM_LOCALID=0 exec "$@"
 """
 FAKE_SCONTROL = """#!/bin/bash
 [ "$1 $2" = "show hostnames" ] && echo node0
+[ "$1 $2" = "show node" ] && echo "NodeName=node0 Arch=x86_64 NodeAddr=10.0.0.1 State=ALLOCATED"
+exit 0
 """
 
 
@@ -116,15 +119,16 @@ def test_sbatch_script_passes_hostile_values_verbatim(tmp_path: Path, kind: str)
     ).validate()
     (tmp_path / "hccn.conf").write_text("address_0=192.168.0.1\naddress_1=192.168.0.2\n")
     backend = get_backend("slurm")
-    script = backend.render(spec, backend.options_of(spec)).files["sbatch.sh"]
     job_dir = tmp_path / "job dir"
-    job_dir.mkdir()
-    (job_dir / "sbatch.sh").write_text(script)
+    backend.render(spec, backend.options_of(spec)).write(job_dir)
     if kind == "ascend":  # the per-card processes are `python train.py`: record them instead
         (tmp_path / "resnest").mkdir()
         (tmp_path / "resnest" / "train.py").write_text(RECORDER.format(python=sys.executable))
+    (tmp_path / "resnest").mkdir(exist_ok=True)
+    snapshot_code(tmp_path, job_dir / "code")  # what `submit` does
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD_TO": str(record_to),
-           "SLURM_JOB_ID": "123", "SLURM_JOB_NODELIST": "node0", "PYTHONPATH": os.getcwd()}
+           "SLURM_JOB_ID": "123", "SLURM_JOB_NODELIST": "node0", "SLURM_JOB_NUM_NODES": "1",
+           "SLURMD_NODENAME": "node0", "PYTHONPATH": os.getcwd()}
     done = subprocess.run(["bash", "sbatch.sh"], cwd=job_dir, env=env, capture_output=True, check=False,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from launcher.backends import get_backend
 from launcher.backends.k8s import SERVICE_NAME_RE
-from launcher.backends.slurm import SlurmBackend
+from launcher.backends.slurm import SlurmBackend, snapshot_code
 from launcher.backends.slurm_array import render_array
 from launcher.cli import cli
 from launcher.spec import JobSpec
@@ -210,8 +210,11 @@ def test_array_task_reads_its_trial_without_shell_parsing(tmp_path: Path) -> Non
     values arrive as separate words, byte for byte, and nothing hostile runs."""
     bin_dir = fake_bin(tmp_path)
     record_to = tmp_path / "calls.jsonl"
+    code_dir = tmp_path / "checkout"
+    (code_dir / "resnest").mkdir(parents=True)
+    (code_dir / "resnest" / "train.py").write_text("")
     spec = JobSpec(backend="slurm", device_kind="cpu", devices_per_node=1, data_dir="/d",
-                   output_dir="/o", python=str(bin_dir / "python"), code_dir=str(tmp_path),
+                   output_dir="/o", python=str(bin_dir / "python"), code_dir=str(code_dir),
                    job_id="sw-abcdef").validate()
     hostile = [h for h in HOSTILE if "\n" not in h]
     document = json.dumps({"trials": [
@@ -222,9 +225,10 @@ def test_array_task_reads_its_trial_without_shell_parsing(tmp_path: Path) -> Non
     rendered = render_array(backend, spec, backend.options_of(spec), document, len(hostile), 2)
     job_dir = tmp_path / "sweep dir"
     rendered.write(job_dir)
+    snapshot_code(code_dir, job_dir / "code")  # what `submit` does
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD_TO": str(record_to),
            "SLURM_JOB_ID": "124", "SLURM_ARRAY_JOB_ID": "124", "SLURM_ARRAY_TASK_ID": "1",
-           "SLURM_JOB_NODELIST": "node0",
+           "SLURM_JOB_NODELIST": "node0", "SLURMD_NODENAME": "node0",
            "PYTHONPATH": os.getcwd()}
     done = subprocess.run(["bash", "sbatch.sh"], cwd=job_dir, env=env, capture_output=True,
                           text=True, timeout=60, check=False)

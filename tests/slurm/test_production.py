@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slurm_production]
 
 # Per node, for two tiny MindSpore ranks and msrun's scheduler process (the cluster's default,
 # DefMemPerCPU=64 MB, is what a job that asks for nothing gets).
-TRAINING_MEMORY = "--scheduler-arg=--mem=2500M"
+TRAINING_MEMORY = "--opt=mem=2500M"
 SLOW_CHECKPOINTS = ("--env", "RESNEST_FAULT_CKPT_WRITE_DELAY_S=3")
 
 DEVICE_PROBE = textwrap.dedent("""\

@@ -7,11 +7,14 @@
 #SBATCH --ntasks-per-node=8
 #SBATCH --cpus-per-task=4
 #SBATCH --gres=npu:8
+#SBATCH --mem=0
 #SBATCH --requeue
 #SBATCH --open-mode=append
 #SBATCH --signal=B:USR1@120
 set -uo pipefail
 
+# What submit wrote (the code snapshot, the rank helper); a sweep's task keeps its own JOB_DIR.
+SUBMITTED=$PWD
 JOB_DIR=$PWD
 RESTARTS=${SLURM_RESTART_COUNT:-0}
 MAX_RESTARTS=3
@@ -19,15 +22,48 @@ LOG_DIR="$JOB_DIR/logs/restart-$RESTARTS"
 mkdir -p "$LOG_DIR"
 export PATH=/opt/venv/bin:"$PATH"
 export RLAUNCH_DEVICE_KIND=ascend
-# Each srun step gets the CPUs asked for above: since Slurm 22.05 srun no longer inherits
-# --cpus-per-task from the allocation (it would bind every rank of a node to one CPU).
+# Each srun step gets the CPUs asked for above: Slurm 22.05 to 23.02 srun does not inherit
+# --cpus-per-task from the allocation (it would bind every rank of a node to one CPU) but reads
+# SRUN_CPUS_PER_TASK; 23.11 reads SLURM_CPUS_PER_TASK again. Every srun also passes -c itself.
 export SRUN_CPUS_PER_TASK=4
 export OMP_NUM_THREADS=4
-MASTER_HOST=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-# msrun's scheduler address as an IP (the workers on other nodes connect to it).
-MASTER_ADDR=$(getent ahostsv4 "$MASTER_HOST" | awk 'NR == 1 { print $1 }')
-MASTER_ADDR=${MASTER_ADDR:-$MASTER_HOST}
-MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))
+# The user's ~/.local site-packages stay out of the ranks' Python (the job's venv or the image's).
+export PYTHONNOUSERSITE=1
+# Every node's address as Slurm reaches it (NodeAddr): a node name need not be a host name, and
+# Debian's /etc/hosts maps a host name to 127.0.1.1, where no other node can reach it.
+NODES_FILE="$JOB_DIR/nodes-$RESTARTS"
+scontrol show node -o "$SLURM_JOB_NODELIST" | awk '{
+    name = addr = ""
+    for (i = 1; i <= NF; i++) {
+        if ($i ~ /^NodeName=/) name = substr($i, 10)
+        if ($i ~ /^NodeAddr=/) addr = substr($i, 10)
+    }
+    if (name != "") print name, addr
+}' | while read -r name addr; do
+    if ! [[ $addr =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
+        addr=$(getent ahostsv4 "$addr" | awk '$1 !~ /^127\./ { print $1; exit }')
+        # A one-node job talks to itself only: loopback will do.
+        if [ -z "$addr" ] && [ "${SLURM_JOB_NUM_NODES:-1}" = 1 ]; then addr=127.0.0.1; fi
+    fi
+    echo "$name ${addr:-none}"
+done > "$NODES_FILE.tmp" && mv "$NODES_FILE.tmp" "$NODES_FILE"
+# msrun's scheduler runs on this (the batch) host: its port is chosen here.
+MASTER_HOST=$SLURMD_NODENAME
+MASTER_ADDR=$(awk -v node="$MASTER_HOST" '$1 == node { print $2 }' "$NODES_FILE")
+if [ -z "$MASTER_ADDR" ] || [ "$MASTER_ADDR" = none ] ||
+        { [[ $MASTER_ADDR == 127.* ]] && [ "${SLURM_JOB_NUM_NODES:-1}" != 1 ]; }; then
+    echo "rlaunch: no address other nodes can reach for $MASTER_HOST (NodeAddr '${MASTER_ADDR:-}' from scontrol show node)" >&2
+    exit 1
+fi
+# Below the ephemeral port range (where NCCL's and the data loaders' sockets land), and not in
+# use on this host.
+{ read -r ephemeral_low _ < /proc/sys/net/ipv4/ip_local_port_range; } 2>/dev/null || ephemeral_low=32768
+span=$(( ephemeral_low > 21024 ? ephemeral_low - 20000 : 1024 ))
+MASTER_PORT=$(( 20000 + SLURM_JOB_ID % span ))
+for _ in $(seq 100); do
+    ss -Htln "sport = :$MASTER_PORT" 2>/dev/null | grep -q . || break
+    MASTER_PORT=$(( 20000 + (MASTER_PORT - 20000 + 1) % span ))
+done
 echo "rlaunch: job $SLURM_JOB_ID restart $RESTARTS/$MAX_RESTARTS on $SLURM_JOB_NODELIST, master $MASTER_ADDR:$MASTER_PORT" >&2
 
 # Rank 0 creates this file once every rank has saved its checkpoint after a stop: it, not the
@@ -47,16 +83,20 @@ on_signal() {
 trap 'on_signal USR1' USR1
 trap 'on_signal TERM' TERM
 
-cd /opt/rlaunch || exit 1
-# Ascend: each node registers its device IPs (hccn.conf), the rank table is built from them,
-# then one process per card. Each takes RANK_ID and DEVICE_ID from its own server's entry of
-# the table (the table's server order need not be Slurm's node order); one failing card ends
-# the step (--kill-on-bad-exit) instead of leaving the others blocked in HCCL.
+# The code as it was at submit (`rlaunch submit` copied /opt/rlaunch/resnest here), so
+# that a requeued run resumes with what was submitted, not with what the checkout holds now.
+cd "$SUBMITTED/code" || exit 1
+export PYTHONPATH="$SUBMITTED/code${PYTHONPATH:+:$PYTHONPATH}"
+# Ascend: each node registers its device IPs (hccn.conf) under its address, the rank table is
+# built from them, then one process per card. Each takes RANK_ID and DEVICE_ID from its own
+# server's entry of the table (the table's server order need not be Slurm's node order); one
+# failing card ends the step (--kill-on-bad-exit) instead of leaving the others blocked in HCCL.
+# These steps run the job dir's copy of slurm_rank.py with the Python of the ranks.
 mkdir -p "$JOB_DIR/hccn-$RESTARTS"
-srun --ntasks-per-node=1 --cpus-per-task=1 /opt/venv/bin/python -m launcher.ranktable register "$JOB_DIR/hccn-$RESTARTS" /etc/hccn.conf || exit 1
-/opt/venv/bin/python -m launcher.cli ranktable --hccn-dir "$JOB_DIR/hccn-$RESTARTS" --devices 0,1,2,3,4,5,6,7 -o "$JOB_DIR/rank_table.json" || exit 1
+srun --ntasks-per-node=1 --cpus-per-task=1 /opt/venv/bin/python "$SUBMITTED/slurm_rank.py" register "$JOB_DIR/hccn-$RESTARTS" /etc/hccn.conf "$NODES_FILE" || exit 1
+/opt/venv/bin/python "$SUBMITTED/slurm_rank.py" table "$JOB_DIR/hccn-$RESTARTS" 0,1,2,3,4,5,6,7 "$SLURM_JOB_NUM_NODES" "$JOB_DIR/rank_table.json" || exit 1
 export RANK_TABLE_FILE="$JOB_DIR/rank_table.json" RANK_SIZE=16 LOG_DIR
-srun --ntasks-per-node=8 --cpus-per-task=4 --kill-on-bad-exit=1 /opt/venv/bin/python -m launcher.backends.slurm_rank "$RANK_TABLE_FILE" "$LOG_DIR" -- /opt/venv/bin/python resnest/train.py --data-dir /data/imagenet --output-dir '/scratch/run 1' --set epochs=270 --set net_name=resnest50 &
+srun --ntasks-per-node=8 --cpus-per-task=4 --distribution=block:block --kill-on-bad-exit=1 /opt/venv/bin/python "$SUBMITTED/slurm_rank.py" run "$RANK_TABLE_FILE" "$LOG_DIR" "$NODES_FILE" -- /opt/venv/bin/python resnest/train.py --data-dir /data/imagenet --output-dir '/scratch/run 1' --set epochs=270 --set net_name=resnest50 &
 step=$!
 wait "$step"; rc=$?
 # `wait` returns early when a trapped signal arrives: keep waiting for the step to finish.
