@@ -1,0 +1,139 @@
+"""`rlaunch submit --backend k8s` on a real Kubernetes: a JobSet of two pods, on two kubelets,
+trains resnest14d with MindSpore's dynamic cluster across the pods (rank discovery through the
+headless Service's DNS names, CoreDNS), and status, logs, gather and cancel work against the
+real API server, scheduler, kubelet and JobSet controller."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from resnest.contract import EVENT_STEP, metrics_file, read_events
+from tests.launcher.conftest import TINY_TRAIN_SETS, VENV_BIN, rlaunch, wait_for
+
+from .conftest import Namespace, job_status, pods_of
+
+pytestmark = [pytest.mark.integration, pytest.mark.realk8s, pytest.mark.timeout(1800)]
+
+VAL_IMAGES = 12  # tests/launcher/conftest.py synthetic_data: 4 classes x 3 val images
+
+
+def submit(ns: Namespace, image: str, name: str, *extra: str, sets: list[str] | None = None) -> str:
+    sets = [a for s in (sets or TINY_TRAIN_SETS) for a in ("--set", s)]
+    done = rlaunch("submit", "--backend", "k8s", "--nodes", "2", "--image", image, "--name", name,
+                   "--data-dir", "/data", "--output-dir", "/output", *ns.opts(), *extra, *sets,
+                   env=ns.env)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def step_events(ns: Namespace, rank: int) -> list[dict]:
+    """Rank `rank`'s training steps so far, from its metrics file on the output claim."""
+    jobs = [d for d in ns.output_root.iterdir() if d.is_dir()]
+    return [e for e in read_events(jobs[0] / metrics_file(rank)) if e.get("event") == EVENT_STEP] \
+        if jobs else []
+
+
+class StatusWatch:
+    """Polls `rlaunch status --json` in the background and records each state change."""
+
+    def __init__(self, job_id: str, env: dict[str, str]) -> None:
+        self.states: list[str] = []
+        self.last: dict = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(job_id, env), daemon=True)
+        self._thread.start()
+
+    def _run(self, job_id: str, env: dict[str, str]) -> None:
+        while not self._stop.is_set():
+            self.last = job_status(job_id, env)
+            if not self.states or self.states[-1] != self.last["state"]:
+                self.states.append(self.last["state"])
+            if self.last["state"] in ("COMPLETED", "FAILED", "CANCELLED"):
+                return
+            time.sleep(1)
+
+    def wait(self, timeout: float) -> dict:
+        self._thread.join(timeout)
+        self._stop.set()
+        return self.last
+
+
+def test_two_pod_jobset_trains_and_is_followed_and_gathered(
+    namespace: Namespace, cpu_image: str, core, tmp_path: Path
+) -> None:
+    job_id = submit(namespace, cpu_image, "rk-train", "--cpus", "2")
+    watch = StatusWatch(job_id, namespace.env)
+    followed = subprocess.run([str(VENV_BIN / "rlaunch"), "logs", "-f", job_id],
+                              capture_output=True, text=True, env={**os.environ, **namespace.env},
+                              timeout=1500, check=False)
+    final = watch.wait(600)
+    assert followed.returncode == 0, followed.stderr[-2000:]
+    assert final["state"] == "COMPLETED", json.dumps(final)
+    # The first state seen may already be RUNNING when the pods start fast; PENDING comes
+    # first whenever it is seen, and the job passes through RUNNING.
+    assert watch.states[-2:] == ["RUNNING", "COMPLETED"], watch.states
+    assert watch.states[0] in ("PENDING", "RUNNING"), watch.states
+    # Two pods, one per node (the real scheduler honoured the anti-affinity), ranks 0-3.
+    pods = pods_of(core, namespace.name, job_id)
+    assert {p.spec.node_name for p in pods} == {"rlk8s-node1", "rlk8s-node2"}
+    for rank in range(4):
+        assert f"[rank {rank}] " in followed.stdout, followed.stdout[-3000:]
+    assert "training finished" in followed.stdout
+    # The eval's counts were allreduced over the four ranks: together they saw the whole set.
+    assert f"tot={VAL_IMAGES}" in followed.stdout, followed.stdout[-3000:]
+
+    gathered = rlaunch("gather", job_id, "--dest", str(tmp_path / "g"), env=namespace.env).stdout
+    assert "allreduced accuracy: top-1" in gathered
+    summary = json.loads((tmp_path / "g" / "summary.json").read_text())
+    assert summary["state"] == "COMPLETED" and summary["final"]["total"] == VAL_IMAGES
+    assert (tmp_path / "g" / "curves.png").stat().st_size > 1000
+    assert (tmp_path / "g" / "checkpoints" / "last.ckpt").is_file()
+    for rank in range(4):
+        assert (tmp_path / "g" / "metrics" / f"rank{rank}.jsonl").is_file()
+    # The non-root image wrote its outputs itself, on the claim, as uid 1000.
+    job_dir = next(d for d in namespace.output_root.iterdir() if d.is_dir())
+    checkpoint = job_dir / "checkpoints" / "last.ckpt"
+    assert checkpoint.is_file() and checkpoint.stat().st_uid == 1000
+
+
+def test_cancel_stops_every_pod_with_its_grace_and_leaves_nothing(
+    namespace: Namespace, cpu_image: str, core
+) -> None:
+    job_id = submit(namespace, cpu_image, "rk-cancel", "--cpus", "1", "--env",
+                    "RESNEST_FAULT_CKPT_WRITE_DELAY_S=3",
+                    sets=[*TINY_TRAIN_SETS, "epochs=50", "batch_size=1"])
+    follower = subprocess.Popen([str(VENV_BIN / "rlaunch"), "logs", "-f", job_id],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, **namespace.env})
+    try:
+        wait_for(lambda: all(step_events(namespace, rank) for rank in (0, 1)), 900,
+                 "a training step on both pods")
+        rlaunch("cancel", job_id, env=namespace.env)
+        assert job_status(job_id, namespace.env)["state"] == "CANCELLED"
+        wait_for(lambda: not pods_of(core, namespace.name, job_id), 300, "the pods to go")
+        followed, _ = follower.communicate(timeout=120)
+    finally:
+        follower.kill()
+    # Each pod's entrypoint got SIGTERM and passed it on; the ranks saved within the grace.
+    stops = [line for line in followed.splitlines() if "SIGTERM: asking the processes" in line]
+    assert len({line.split("]")[0] for line in stops}) == 2, followed[-3000:]
+    assert followed.count("stopping on SIGTERM") >= 2, followed[-3000:]
+    job_dir = next(d for d in namespace.output_root.iterdir() if d.is_dir())
+    assert (job_dir / "checkpoints" / "last.ckpt").is_file()
+    # Nothing of the job is left: workload, its Jobs, pods, Services, ConfigMaps.
+    from kubernetes import client
+
+    selector = f"rlaunch.dev/job={job_id}"
+    assert not core.list_namespaced_service(namespace.name, label_selector=selector).items
+    assert not core.list_namespaced_config_map(namespace.name, label_selector=selector).items
+    custom = client.CustomObjectsApi(core.api_client)
+    assert not custom.list_namespaced_custom_object("jobset.x-k8s.io", "v1alpha2",
+                                                    namespace.name, "jobsets")["items"]
+    assert not client.BatchV1Api(core.api_client).list_namespaced_job(namespace.name).items
+    assert not core.list_namespaced_pod(namespace.name).items
