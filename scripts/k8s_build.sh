@@ -30,13 +30,12 @@ KEY=$(printf '%s\n' "$K8S_VERSION" "$COREDNS_VERSION" "$JOBSET_VERSION" "$GO_VER
     | cat - scripts/k8s_coredns_main.go | sha256sum | cut -c1-12)
 OUT=$CACHE_ROOT/$K8S_VERSION-$KEY
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy etcd coredns jobset-manager)
-complete() { for b in "${BINARIES[@]}"; do [ -x "$OUT/bin/$b" ] || return 1; done; [ -s "$OUT/crds/jobset.yaml" ]; }
-if complete && "$OUT/bin/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes $K8S_VERSION"; then
-    echo "$OUT"; exit 0
-fi
+binaries_present() { for b in "${BINARIES[@]}"; do [ -x "$OUT/bin/$b" ] || return 1; done; }
+complete() { binaries_present && manifests_present; }
+manifests_present() { [ -s "$OUT/crds/jobset.yaml" ] && [ -s "$OUT/crds/jobset-webhook/kustomization.yaml" ]; }
 
 mkdir -p "$OUT/bin" "$OUT/crds" "$OUT/src"
-log=$OUT/build.log; : > "$log"
+log=$OUT/build.log
 step() { echo "k8s_build: $*" >&2; }
 run() { "$@" >>"$log" 2>&1 || die "'$*' failed; the last lines of $log:
 $(tail -n 15 "$log")"; }
@@ -48,6 +47,23 @@ d=json.loads(sys.argv[1] or "{}")
 if d.get("Error") or not d.get(sys.argv[2]): sys.exit("the Go module proxy does not serve " + sys.argv[3] + ": " + (d.get("Error") or "no answer").splitlines()[0])
 print(d[sys.argv[2]])' "$json" "${2:-GoMod}" "$1" || exit 1
 }
+
+# JobSet's CRD and webhook configuration (its kustomize component: manifests and patches), read
+# from the module zip at build time, never copied into this repository.
+copy_jobset_manifests() {
+    local dir
+    dir=$(module_file "sigs.k8s.io/jobset@$JOBSET_VERSION" Dir) || die "$(module_file "sigs.k8s.io/jobset@$JOBSET_VERSION" Dir 2>&1 | tail -1)"
+    cp "$dir/config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml" "$OUT/crds/jobset.yaml"
+    rm -rf "$OUT/crds/jobset-webhook"
+    cp -r "$dir/config/components/webhook" "$OUT/crds/jobset-webhook"
+    chmod -R u+w "$OUT/crds"
+}
+
+if binaries_present && "$OUT/bin/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes $K8S_VERSION"; then
+    manifests_present || copy_jobset_manifests
+    echo "$OUT"; exit 0
+fi
+: > "$log"
 
 # 1. The core wrapper: k8s.io/kubernetes with every staging module pinned, and etcd at k/k's pin.
 step "reading k8s.io/kubernetes@$K8S_VERSION's go.mod"
@@ -93,8 +109,7 @@ js=$OUT/src/jobset; mkdir -p "$js"
 printf 'module rlaunch.invalid/jobset\n%s\nrequire sigs.k8s.io/jobset %s\n' "$(grep -m1 '^go ' "$jobset_dir/go.mod")" "$JOBSET_VERSION" > "$js/go.mod"
 printf 'package tools\n' > "$js/tools.go"
 (cd "$js" && run go build -trimpath -ldflags "-s -w" -o "$OUT/bin/jobset-manager" sigs.k8s.io/jobset)
-cp "$jobset_dir/config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml" "$OUT/crds/jobset.yaml"
-chmod u+w "$OUT/crds/jobset.yaml"
+copy_jobset_manifests
 
 complete || die "the build ended without every program in $OUT/bin"
 step "built into $OUT ($(du -sh "$OUT/bin" | cut -f1) of programs)"

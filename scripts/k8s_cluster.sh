@@ -260,8 +260,12 @@ cgroup_make() {  # relative path under /rlk8s, in every hierarchy
 start() {  # name cgroup netns-or-pid command... : a daemon in our cgroup and the given namespaces
     local name=$1 group=$2 where=$3; shift 3
     local enter
-    if [[ $where == pid:* ]]; then enter=(nsenter -t "${where#pid:}" -m -n --)
-    else enter=(ip netns exec "$where"); fi
+    case $where in
+        pid:*) enter=(nsenter -t "${where#pid:}" -m -n --) ;;
+        # The host's /sys (cgroup mounts included): `ip netns exec` would mount a fresh sysfs.
+        net:*) enter=(nsenter "--net=/run/netns/${where#net:}" --) ;;
+        *) enter=(ip netns exec "$where") ;;
+    esac
     (
         for m in $(cgroup_mounts); do echo "$BASHPID" > "$m/$CGROUP/$group/cgroup.procs"; done
         exec "${enter[@]}" setsid "$@" </dev/null >>"$DIR/log/$name.log" 2>&1
@@ -328,13 +332,18 @@ EOF
 }
 
 start_jobset() {
-    # The manager writes its webhook certificates to a fixed /tmp path: give it a private /tmp.
     "$PY" scripts/k8s_cluster_api.py --kubeconfig "$DIR/ctl/admin.kubeconfig" jobset-objects \
         "$CRDS/jobset.yaml" "$CRDS/jobset-webhook" "$CTL_IP" || die "could not create JobSet's objects"
-    start jobset-manager control "$CTL_NS" unshare -m --propagation private sh -c \
-        'mount -t tmpfs -o size=16m tmpfs /tmp && exec "$@"' jobset-manager \
-        "$BIN/jobset-manager" --kubeconfig "$DIR/ctl/admin.kubeconfig" \
-        --metrics-bind-address 0 --health-probe-bind-address 127.0.0.1:8081 --zap-log-level info
+    # The manager reads its webhook certificates from a fixed /tmp path, where a pod has its
+    # Secret mounted: a private /tmp here, and the Secret kept there as files.
+    start jobset-manager control "$CTL_NS" unshare -m --propagation private sh -c '
+        mount -t tmpfs -o size=16m tmpfs /tmp || exit 1
+        "$1" "$2" --kubeconfig "$3" sync-secret jobset-system jobset-webhook-server-cert \
+            /tmp/k8s-webhook-server/serving-certs &
+        exec "$4" --kubeconfig "$3" --leader-elect=false --metrics-bind-address 0 \
+            --health-probe-bind-address 127.0.0.1:8081 --zap-log-level info' \
+        jobset-manager "$PY" "$REPO/scripts/k8s_cluster_api.py" "$DIR/ctl/admin.kubeconfig" \
+        "$BIN/jobset-manager"
 }
 
 pause_image() {  # an OCI archive of busybox-static: the sandbox image and a tiny tool image
@@ -404,7 +413,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   path = "$nd/containerd/opt"
 EOF
     # The node's mount namespace: / rshared inside only, its own /run and /var/log.
-    start "holder-node$n" "node$n-system" "$ns" unshare -m --propagation unchanged sh -c \
+    start "holder-node$n" "node$n-system" "net:$ns" unshare -m --propagation unchanged sh -c \
         'mount --make-rshared / && mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/rlk8s &&
          mount --bind "$1" /var/log && exec sleep 2147483647' holder "$nd/varlog"
     local holder
@@ -437,6 +446,7 @@ authorization: {mode: AlwaysAllow}
 tlsCertFile: "$DIR/pki/kubelet-node$n.crt"
 tlsPrivateKeyFile: "$DIR/pki/kubelet-node$n.key"
 serializeImagePulls: false
+volumePluginDir: "$nd/volume-plugins"
 EOF
     start "kubelet-node$n" "node$n-system" "pid:$holder" "$BIN/kubelet" --config "$nd/kubelet.yaml" \
         --kubeconfig "$nd/kubelet.kubeconfig" --hostname-override "rlk8s-node$n" \

@@ -133,6 +133,33 @@ def nodes_ready(kubeconfig: str, count: int, timeout: float) -> None:
     raise Failure("the nodes did not show the extended resources as allocatable")
 
 
+def sync_secret(kubeconfig: str, namespace: str, name: str, directory: Path) -> None:
+    """Keep `directory` holding the Secret's keys as files, as a kubelet's secret volume does for
+    a pod (the JobSet manager runs as a process and waits for its certificates to appear there)."""
+    import base64
+
+    from kubernetes import client
+
+    api, _ = clients(kubeconfig)
+    core = client.CoreV1Api(api)
+    directory.mkdir(parents=True, exist_ok=True)
+    written: dict[str, bytes] = {}
+    while True:
+        try:
+            data = core.read_namespaced_secret(name, namespace).data or {}
+        except Exception:  # noqa: BLE001 - the API is briefly away: try again
+            data = {}
+        for key, value in data.items():
+            raw = base64.b64decode(value)
+            if written.get(key) != raw:
+                tmp = directory / f".{key}.tmp"
+                tmp.write_bytes(raw)
+                tmp.chmod(0o600)
+                tmp.replace(directory / key)
+                written[key] = raw
+        time.sleep(2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kubeconfig", required=True)
@@ -144,9 +171,15 @@ def main() -> int:
     nr = sub.add_parser("nodes-ready")
     nr.add_argument("--nodes", type=int, required=True)
     nr.add_argument("--timeout", type=float, default=180)
+    ss = sub.add_parser("sync-secret")
+    ss.add_argument("namespace")
+    ss.add_argument("name")
+    ss.add_argument("directory", type=Path)
     args = parser.parse_args()
     try:
-        if args.step == "jobset-objects":
+        if args.step == "sync-secret":
+            sync_secret(args.kubeconfig, args.namespace, args.name, args.directory)
+        elif args.step == "jobset-objects":
             jobset_objects(args.kubeconfig, args.crd, args.webhooks, args.manager_address)
         else:
             nodes_ready(args.kubeconfig, args.nodes, args.timeout)

@@ -21,7 +21,13 @@ from pathlib import Path
 import pytest
 
 from launcher.build import BUILDAH_DEFAULT_ENV, PROJECT_ROOT, local_base_name, plan_build
-from tests.launcher.conftest import VENV_BIN, rlaunch, wait_for
+from tests.launcher.conftest import (  # noqa: F401 - fixtures shared with the launcher tests
+    VENV_BIN,
+    rlaunch,
+    state_dir,
+    synthetic_data,
+    wait_for,
+)
 from tests.serve.conftest import tiny_model  # noqa: F401 - the served model, for test_chart
 
 CLUSTER = PROJECT_ROOT / "scripts" / "k8s_cluster.sh"
@@ -35,9 +41,10 @@ def cluster_script(*args: str, timeout: float) -> subprocess.CompletedProcess[st
                           timeout=timeout, check=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kubeconfig() -> Iterator[Path]:
-    """The cluster, up for the whole session (a cold first run builds it: up to an hour)."""
+    """The cluster, up while this package's tests run (a cold first run builds it: up to an
+    hour); down before the rest of the suite runs."""
     if os.geteuid() != 0:
         pytest.fail("the real Kubernetes cluster needs root (namespaces, cgroups, containerd)")
     done = cluster_script("up", timeout=5400)
@@ -55,14 +62,14 @@ def kubeconfig() -> Iterator[Path]:
         assert down.returncode == 0, down.stderr
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def core(kubeconfig: Path):
     from kubernetes import client, config
 
     return client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cpu_image(kubeconfig: Path) -> str:
     """The checkout's cpu image, in both nodes' containerd under its exact tag."""
     tag = plan_build("cpu", "buildah", PROJECT_ROOT, base_image=local_base_name(),
@@ -115,8 +122,8 @@ def host_path_claim(core, namespace: str, claim: str, path: Path, read_only: boo
 
 
 @pytest.fixture
-def namespace(core, kubeconfig: Path, synthetic_data: Path, tmp_path: Path,
-              state_dir: Path) -> Iterator[Namespace]:
+def namespace(core, kubeconfig: Path, synthetic_data: Path,  # noqa: F811
+              tmp_path: Path, state_dir: Path) -> Iterator[Namespace]:  # noqa: F811
     name = f"t-{secrets.token_hex(3)}"
     core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     # What an administrator provides for a non-root image: a shared directory it may write.

@@ -5,8 +5,10 @@ real API server, scheduler, kubelet and JobSet controller."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -137,3 +139,56 @@ def test_cancel_stops_every_pod_with_its_grace_and_leaves_nothing(
                                                     namespace.name, "jobsets")["items"]
     assert not client.BatchV1Api(core.api_client).list_namespaced_job(namespace.name).items
     assert not core.list_namespaced_pod(namespace.name).items
+
+
+def kill_pod_processes(pod) -> int:
+    """SIGKILL every process of the pod's containers on its node, as the OOM killer would:
+    they are in the pod's cgroup under the node's cgroupRoot (/rlk8s/<node>)."""
+    killed = 0
+    root = Path("/sys/fs/cgroup/pids/rlk8s")
+    for procs in root.glob(f"*/kubepods*/**/pod{pod.metadata.uid}/*/cgroup.procs"):
+        for pid in procs.read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+                killed += 1
+    return killed
+
+
+def test_a_killed_pod_restarts_the_group_once_and_training_resumes(
+    namespace: Namespace, cpu_image: str, core
+) -> None:
+    job_id = submit(namespace, cpu_image, "rk-restart", "--cpus", "1", "--max-restarts", "1",
+                    sets=[*TINY_TRAIN_SETS, "epochs=3"])
+    # Kill one pod once the first epoch's checkpoint is on the claim.
+    wait_for(lambda: [d for d in namespace.output_root.iterdir()
+                      if (d / "checkpoints" / "last.ckpt").is_file()], 900, "a checkpoint")
+    victim = next(p for p in pods_of(core, namespace.name, job_id)
+                  if p.metadata.labels.get("batch.kubernetes.io/job-completion-index") == "1")
+    assert kill_pod_processes(victim) > 0
+    final = wait_for(lambda: (s := job_status(job_id, namespace.env))["state"]
+                     in ("COMPLETED", "FAILED") and s, 1200, "the job to end")
+    logs = rlaunch("logs", job_id, env=namespace.env).stdout
+    assert final["state"] == "COMPLETED", json.dumps(final) + logs[-3000:]
+    assert final["restarts"] == 1
+    # The second attempt's pods (new names) resumed from the checkpoint of the first.
+    assert "resumed from" in logs, logs[-3000:]
+
+
+def test_gpu_jobset_is_placed_on_the_advertised_gpus(
+    namespace: Namespace, cpu_image: str, core
+) -> None:
+    # The nodes advertise nvidia.com/gpu: 8 (status patch); no device exists, so the ranks opt
+    # in to CPU standing in for it.
+    job_id = submit(namespace, cpu_image, "rk-gpu", "--gpus", "2", "--env",
+                    "RESNEST_CPU_STANDS_IN_FOR_DEVICES=1")
+    final = wait_for(lambda: (s := job_status(job_id, namespace.env))["state"]
+                     in ("COMPLETED", "FAILED") and s, 1200, "the job to end")
+    logs = rlaunch("logs", job_id, env=namespace.env).stdout
+    assert final["state"] == "COMPLETED", json.dumps(final) + logs[-3000:]
+    pods = pods_of(core, namespace.name, job_id)
+    assert {p.spec.node_name for p in pods} == {"rlk8s-node1", "rlk8s-node2"}
+    for pod in pods:
+        assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "2"
+    for rank in range(4):
+        assert f"[rank {rank}] " in logs
+    assert f"tot={VAL_IMAGES}" in logs
