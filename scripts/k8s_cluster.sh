@@ -503,13 +503,17 @@ load_image() {  # REF from buildah's storage -> both nodes' containerd, as REF
     healthy || die "the cluster is not up (run: bash scripts/k8s_cluster.sh up)"
     local name=${ref%:*} tag=${ref##*:}
     [ "$name" != "$ref" ] || die "image '$ref' has no tag: pods of a local image need an exact tag"
+    local n missing=()
+    for n in "${NODES[@]}"; do
+        node_ctr "$n" images ls -q 2>/dev/null | grep -qxF "$ref" || missing+=("$n")
+    done
+    if ((${#missing[@]} == 0)); then log "$ref is already on every node"; return 0; fi
     mkdir -p "$DIR/images"
     local tar=$DIR/images/load.tar
     rm -f "$tar"
     buildah push --quiet --disable-compression "$ref" "oci-archive:$tar:$tag" >/dev/null 2>"$DIR/images/load.err" \
         || die "buildah cannot push '$ref': $(tail -n 1 "$DIR/images/load.err")"
-    local n
-    for n in "${NODES[@]}"; do
+    for n in "${missing[@]}"; do
         node_ctr "$n" images import --base-name "$name" "$tar" >/dev/null 2>"$DIR/images/load.err" \
             || die "could not import '$ref' into node$n: $(tail -n 1 "$DIR/images/load.err")"
     done

@@ -84,9 +84,13 @@ def test_two_pod_jobset_trains_and_is_followed_and_gathered(
     # Two pods, one per node (the real scheduler honoured the anti-affinity), ranks 0-3.
     pods = pods_of(core, namespace.name, job_id)
     assert {p.spec.node_name for p in pods} == {"rlk8s-node1", "rlk8s-node2"}
-    for rank in range(4):
-        assert f"[rank {rank}] " in followed.stdout, followed.stdout[-3000:]
-    assert "training finished" in followed.stdout
+    # `logs -f` streamed both pods (ranks 0-1 and 2-3) to their ends: every line of each.
+    followed_lines = set(followed.stdout.splitlines())
+    for pod in pods:
+        own = [line for line in core.read_namespaced_pod_log(pod.metadata.name,
+                                                             namespace.name).splitlines() if line]
+        assert own and set(own) <= followed_lines, pod.metadata.name
+    assert "[rank 0] training finished" in followed.stdout
     # The eval's counts were allreduced over the four ranks: together they saw the whole set.
     assert f"tot={VAL_IMAGES}" in followed.stdout, followed.stdout[-3000:]
 
@@ -95,7 +99,13 @@ def test_two_pod_jobset_trains_and_is_followed_and_gathered(
     summary = json.loads((tmp_path / "g" / "summary.json").read_text())
     assert summary["state"] == "COMPLETED" and summary["final"]["total"] == VAL_IMAGES
     assert (tmp_path / "g" / "curves.png").stat().st_size > 1000
-    assert (tmp_path / "g" / "checkpoints" / "last.ckpt").is_file()
+    # resnest14d's checkpoints (tens of MB) are above what travels through a pod log: gather
+    # lists them as left on the claim, where they are.
+    remote = (tmp_path / "g" / "outputs" / "remote-checkpoints.txt").read_text()
+    assert "last.ckpt" in remote, remote
+    assert (tmp_path / "g" / "outputs" / "eval.json").is_file()
+    for node in (0, 1):
+        assert (tmp_path / "g" / "logs" / f"node{node}.log").stat().st_size > 0
     for rank in range(4):
         assert (tmp_path / "g" / "metrics" / f"rank{rank}.jsonl").is_file()
     # The non-root image wrote its outputs itself, on the claim, as uid 1000.
