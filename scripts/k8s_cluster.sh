@@ -133,7 +133,7 @@ check_machine() {
         || die "missing a static /bin/busybox for the pause image (package busybox-static)"
     # Our addresses must not collide with anything the host routes already.
     local clash
-    clash=$(ip -4 route show | grep -E '^10\.233\.' | grep -v 'rlk8s-' || true)
+    clash=$(ip -4 route show | grep -E '(^|[[:space:]])10\.233\.' | grep -v 'rlk8s-' | paste -sd';' - || true)
     [ -z "$clash" ] || die "the host already routes $SUBNET ($clash): the cluster's subnet is taken"
 }
 
