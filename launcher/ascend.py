@@ -7,14 +7,14 @@ mindspore-ai/models utils/hccl_tools/README.md). Ascend 910B/910C servers connec
 all-to-all (HCCS full mesh) and have no ring rule; servers hold 8 or 16 cards
 (MindX DL node label `accelerator-type: module-910b-8` / `module-910b-16`).
 
-The chip is an Ascend fact, not a scheduler's: a backend that knows it (k8s `--opt chip=`) puts
-it in `backend_options["chip"]`; without it the stricter 910 rules apply.
+The chip is an Ascend fact, not a scheduler's: it is the job spec's `ascend_chip`
+(`--ascend-chip`), which every backend and `rlaunch ranktable` read; a backend may default it
+(k8s: the chip our image targets), and without one the stricter 910 rules apply.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -43,35 +43,30 @@ CHIPS: dict[str, Chip] = {
 }
 # Our Ascend image is built on a 910B CANN base (docker/), so Kubernetes jobs default to it.
 IMAGE_CHIP = "910b"
-# Without a chip (Slurm, local): the rules that hold on every generation's 8-card servers.
+# A job that names no chip (and whose backend gives none) gets the rules that hold on every
+# generation's 8-card servers.
 STRICT_CHIP = "910"
 # The device plugin's resource for every 910 generation (MindX DL ascend-device-plugin).
 RESOURCE_NAME = "huawei.com/Ascend910"
 
 
-def chip_of(backend_options: dict[str, Any]) -> Chip:
-    """The chip a spec names in `backend_options["chip"]`, else the strict 910 rules."""
-    name = backend_options.get("chip") if isinstance(backend_options, dict) else None
-    if isinstance(name, bool) or not isinstance(name, (str, int)):
-        name = STRICT_CHIP
-    return CHIPS.get(str(name), CHIPS[STRICT_CHIP])
-
-
-def placement_problems(devices_per_node: int, device_ids: list[int], chip: Chip) -> list[str]:
-    """Why `device_ids` (one server's cards) cannot hold a job on `chip`; empty when they can."""
+def placement_problems(devices_per_node: int, device_ids: list[int], chip: Chip,
+                       count_label: str = "--ascend", ids_label: str = "device_ids") -> list[str]:
+    """Why `device_ids` (one server's cards) cannot hold a job on `chip`; empty when they can.
+    The labels name the count and the card list as the user gave them."""
     n = devices_per_node
     if n not in chip.allowed_counts:
         counts = ", ".join(str(c) for c in chip.allowed_counts[:-1])
-        return [(f"--ascend {n} is not allowed: devices per node must be {counts} or "
+        return [(f"{count_label} {n} is not allowed: devices per node must be {counts} or "
                 f"{chip.allowed_counts[-1]} on Ascend {chip.name}")]
     if len(device_ids) != n or len(set(device_ids)) != n:
-        return [f"device_ids {device_ids} must be {n} distinct card numbers"]
+        return [f"{ids_label} {device_ids} must be {n} distinct card numbers"]
     top = chip.cards_per_server - 1
     if any(not isinstance(i, int) or isinstance(i, bool) or not 0 <= i <= top for i in device_ids):
-        return [f"device_ids {device_ids} must be within 0-{top}"]
+        return [f"{ids_label} {device_ids} must be within 0-{top} on Ascend {chip.name}"]
     if chip.rings and n < chip.cards_per_server and not any(
             set(device_ids) <= set(ring) for ring in chip.rings):
         rings = " or ".join(f"{r.start}-{r.stop - 1}" for r in chip.rings)
-        return [(f"device_ids {device_ids}: a {n}-card Ascend {chip.name} job must sit within "
+        return [(f"{ids_label} {device_ids}: a {n}-card Ascend {chip.name} job must sit within "
                 f"devices {rings}")]
     return []

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "gather": "launcher.commands.gather:gather",
     "ranktable": "launcher.commands.ranktable:ranktable",
     "build": "launcher.commands.build:build",
+    "options": "launcher.commands.options:options",
 }
 
 # One-line summaries shown by `rlaunch --help` without importing the commands.
@@ -30,6 +31,7 @@ SUMMARIES: dict[str, str] = {
     "gather": "Copy a job's checkpoints and logs, report accuracy, plot curves.",
     "ranktable": "Write or check an HCCL rank table for Ascend.",
     "build": "Build the training/serving container images.",
+    "options": "List a backend's --opt options: name, type, default, help.",
 }
 
 

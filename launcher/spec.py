@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Union
 
+from launcher.ascend import CHIPS, STRICT_CHIP, placement_problems
 from resnest.contract import DEVICE_KIND_ENV, DEVICE_KINDS
 
 TASKS: tuple[str, ...] = ("train", "eval", "export")
@@ -54,7 +55,8 @@ IMAGE_REF_RE = re.compile(
 )
 CARD_RANGE_RE = re.compile(r"([0-9]{1,100})(?:-([0-9]{1,100}))?")
 # Per device kind, the most devices one node can have (Ascend: the chip's rules, launcher/ascend.py).
-MAX_DEVICES_PER_NODE: dict[str, int] = {"gpu": 16, "cpu": 1024, "ascend": 8}
+MAX_DEVICES_PER_NODE: dict[str, int] = {
+    "gpu": 16, "cpu": 1024, "ascend": max(c.cards_per_server for c in CHIPS.values())}
 MAX_NODES = 100_000
 MAX_RESTARTS = 1000
 # Environment variables the launcher sets itself: `--env` must not contradict them.
@@ -95,7 +97,7 @@ def _cli(flag: str, help: str, **kw: Any) -> dict[str, Flag]:
 DEVICE_FLAGS: dict[str, str] = {"--gpus": "gpu", "--ascend": "ascend", "--cpus": "cpu"}
 DEVICE_FLAG_HELP: dict[str, str] = {
     "--gpus": "GPUs per node (one rank each), 1-16.",
-    "--ascend": "Ascend cards per node: 1, 2, 4 or 8.",
+    "--ascend": "Ascend cards per node: 1, 2, 4 or 8 (16 with --ascend-chip 910b).",
     "--cpus": "CPU ranks per node (local default: 1).",
 }
 
@@ -124,6 +126,11 @@ class JobSpec:
     # Ascend only: which cards of each server (default 0..devices_per_node-1).
     device_ids: list[int] | None = field(default=None, metadata=_cli(
         "--ascend-devices", "Which Ascend cards, e.g. 4-7 (default 0..N-1).", metavar="CARDS"))
+    # Ascend only: the chip generation, which decides the card rules (launcher/ascend.py).
+    # None: the backend's default (k8s: the image's chip), else the strict 910 rules.
+    ascend_chip: str | None = field(default=None, metadata=_cli(
+        "--ascend-chip", "Ascend chip: 910 (rings of 4 cards) or 910b (8- or 16-card servers); "
+        "default: k8s 910b, else the 910 rules.", choices=tuple(CHIPS)))
     image: str | None = field(default=None, metadata=_cli(
         "--image", "Container image (container backends)."))
     data_dir: str | None = field(default=None, metadata=_cli(
@@ -210,6 +217,14 @@ class JobSpec:
         if source.startswith("-"):
             return source
         return f"{source}: {name}"
+
+    def option_label(self, key: str) -> str:
+        """How messages name backend option `key`: `--opt key`, or `FILE: backend_options.key`
+        when a job file set it."""
+        source = self.origin.get(f"backend_options.{key}", self.origin.get("backend_options"))
+        if source is None or source.startswith("-"):
+            return f"--opt {key}"
+        return f"{source}: backend_options.{key}"
 
     def type_problems(self) -> list[str]:
         """Fields whose value has the wrong type (checked before any value is looked at)."""
@@ -367,7 +382,11 @@ def _type_problems(label: str, value: Any, hint: Any) -> list[str]:
             out += _type_problems(f"{label} {key}", item, args[1])
         return out
     ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
-    return [] if ok else [f"{label} must be {_type_name(hint)}, not {describe(value)}"]
+    if ok:
+        return []
+    # YAML reads an unquoted 910, 0x1f or yes as a number or boolean.
+    quote = " (quote it in YAML)" if hint is str and isinstance(value, (int, float)) else ""
+    return [f"{label} must be {_type_name(hint)}, not {describe(value)}{quote}"]
 
 
 # ---- fields: value checks (types are right by now) -----------------------------------------
@@ -433,10 +452,9 @@ def _no_nul(spec: JobSpec, label: str, values: list[str]) -> list[str]:
 
 def _devices_per_node(spec: JobSpec, label: str, value: int) -> list[str]:
     if spec.device_kind == "ascend":  # the card and ring rules depend on the chip
-        from launcher import ascend
-
-        return ascend.placement_problems(value, spec.visible_device_ids,
-                                         ascend.chip_of(spec.backend_options))
+        chip = CHIPS[spec.ascend_chip if spec.ascend_chip in CHIPS else STRICT_CHIP]
+        return placement_problems(value, spec.visible_device_ids, chip, label,
+                                         spec.label("device_ids"))
     most = MAX_DEVICES_PER_NODE.get(spec.device_kind)
     if most is None or 1 <= value <= most:
         return []
@@ -448,6 +466,14 @@ def _device_ids(spec: JobSpec, label: str, value: list[int] | None) -> list[str]
     if value is not None and spec.device_kind != "ascend":
         return [f"{label} is only for Ascend jobs (--ascend)"]
     return []
+
+
+def _ascend_chip(spec: JobSpec, label: str, value: str | None) -> list[str]:
+    if value is None:
+        return []
+    if spec.device_kind != "ascend":
+        return [f"{label} is only for Ascend jobs (--ascend)"]
+    return _one_of(tuple(CHIPS))(spec, label, value)
 
 
 def _env(spec: JobSpec, label: str, value: dict[str, str]) -> list[str]:
@@ -489,6 +515,7 @@ _FIELD_CHECKS: dict[str, FieldCheck] = {
     "device_kind": _one_of(DEVICE_KINDS),
     "devices_per_node": _devices_per_node,
     "device_ids": _device_ids,
+    "ascend_chip": _ascend_chip,
     "max_restarts": _int_range(0, MAX_RESTARTS),
     "master_port": _int_range(1024, 65535),
     "time_limit": _pattern(TIME_LIMIT_RE, "is not a Slurm time: use minutes, MM:SS, HH:MM:SS "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-time (idempotent) set-up on a fresh Debian 12 machine with Python 3.11:
 # system packages, the project venv (.venv) and the PyTorch reference venv (.venv-ref)
-# used only by the equivalence tests and benchmarks.
+# used only by the equivalence tests and benchmarks (cached outside the clone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,13 +37,23 @@ if [ "$(cat .venv/.rlaunch-stamp 2>/dev/null)" != "$(stamp)" ]; then
     stamp > .venv/.rlaunch-stamp
 fi
 
-# Official PyTorch ResNeSt, in its own venv: its top-level module is also called `resnest`.
-if [ ! -x .venv-ref/bin/python ]; then
-    "$PYTHON" -m venv .venv-ref
+# Official PyTorch ResNeSt, in its own venv: its top-level module is also called `resnest`. PyPI's
+# torch wheel for Linux is the CUDA build (about 5 GB with its nvidia-* wheels; it runs on the CPU),
+# so the venv lives in a cache outside the clone, keyed by its own requirements only: a fresh clone
+# (CI) links it instead of unpacking it again.
+REF_REQUIREMENTS="torch==2.13.0 numpy safetensors | --no-deps resnest==0.0.5"
+ref_key=$(printf '%s %s' "$("$PYTHON" -c 'import sys; print(sys.version)')" "$REF_REQUIREMENTS" | sha256sum | cut -c1-12)
+ref_dir=${RLAUNCH_CACHE:-/var/cache/rlaunch}/venv-ref-$ref_key
+if [ ! -f "$ref_dir/.rlaunch-complete" ]; then
+    echo "setup: installing the PyTorch reference into $ref_dir" >&2
+    rm -rf "$ref_dir"
+    mkdir -p "$(dirname "$ref_dir")"
+    "$PYTHON" -m venv "$ref_dir"
+    "$ref_dir/bin/pip" install -q --disable-pip-version-check ${REF_REQUIREMENTS%%|*}
+    "$ref_dir/bin/pip" install -q --disable-pip-version-check ${REF_REQUIREMENTS##*|}
+    touch "$ref_dir/.rlaunch-complete"
 fi
-if [ "$(cat .venv-ref/.rlaunch-stamp 2>/dev/null)" != "$(stamp)" ]; then
-    echo "setup: installing the PyTorch reference into .venv-ref" >&2
-    .venv-ref/bin/pip install -q --disable-pip-version-check torch==2.13.0 numpy safetensors
-    .venv-ref/bin/pip install -q --disable-pip-version-check --no-deps resnest==0.0.5
-    stamp > .venv-ref/.rlaunch-stamp
+if [ "$(readlink .venv-ref 2>/dev/null)" != "$ref_dir" ]; then
+    rm -rf .venv-ref
+    ln -s "$ref_dir" .venv-ref
 fi

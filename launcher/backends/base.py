@@ -13,7 +13,9 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from launcher.options import LocalOptions
 
 if TYPE_CHECKING:
     from launcher.spec import JobSpec
@@ -90,22 +92,31 @@ class Backend(abc.ABC):
     """A place jobs run. One module per backend; see `launcher.backends.BACKENDS`."""
 
     name: ClassVar[str]
-    # Keys this backend understands in `JobSpec.backend_options` (`--opt KEY=VALUE`), with help.
-    options: ClassVar[dict[str, str]] = {}
+    # The dataclass declaring this backend's `--opt` options (launcher/options.py).
+    options_type: ClassVar[type] = LocalOptions
     # JobSpec fields this backend ignores: setting one to anything but its default is an error
     # naming the backend, not silence. `unused_reasons` may say why (shown in parentheses).
     unused_fields: ClassVar[tuple[str, ...]] = ()
     unused_reasons: ClassVar[dict[str, str]] = {}
 
-    def problems(self, spec: JobSpec) -> list[str]:
-        """Backend-specific validation, one line per problem (the spec checks itself first)."""
-        unknown = sorted(set(spec.backend_options) - set(self.options))
-        allowed = ", ".join(sorted(self.options)) or "none"
-        out = [
-            f"--opt {key!r} is not an option of the {self.name} backend (allowed: {allowed})"
-            for key in unknown
-        ]
-        return out + self.unused_field_problems(spec)
+    def parse_options(self, spec: JobSpec) -> tuple[Any, list[str]]:
+        """`spec.backend_options` as this backend's typed options, and every problem with them."""
+        from launcher.options import parse_options
+
+        return parse_options(self.options_type, spec, self.name)
+
+    def options_of(self, spec: JobSpec) -> Any:
+        """The typed options of a spec that was checked at submit (a stored job's): a problem
+        now means the record was changed since, which is a `BackendError`."""
+        opts, problems = self.parse_options(spec)
+        if problems:
+            raise BackendError(f"the job's backend options are not valid: {problems[0]}")
+        return opts
+
+    def problems(self, spec: JobSpec, opts: Any) -> list[str]:
+        """Backend-specific validation, one line per problem (the spec and the options' own
+        declarations are checked first)."""
+        return self.unused_field_problems(spec)
 
     def unused_field_problems(self, spec: JobSpec) -> list[str]:
         """One line per field in `unused_fields` that the spec sets (non-default value)."""
@@ -123,12 +134,12 @@ class Backend(abc.ABC):
                        + (f" ({reason})" if reason else ""))
         return out
 
-    def prepare(self, spec: JobSpec) -> JobSpec:
+    def prepare(self, spec: JobSpec, opts: Any) -> tuple[JobSpec, Any]:
         """Fill in machine-dependent defaults (paths, ports) before `render`. Default: none."""
-        return spec
+        return spec, opts
 
     @abc.abstractmethod
-    def render(self, spec: JobSpec) -> RenderedJob:
+    def render(self, spec: JobSpec, opts: Any) -> RenderedJob:
         """Pure: the files and command that would submit `spec`. No side effects."""
 
     @abc.abstractmethod

@@ -21,17 +21,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from launcher.ascend import CHIPS, RESOURCE_NAME
+from launcher.ascend import CHIPS, IMAGE_CHIP, RESOURCE_NAME
 from launcher.backends.base import Backend, BackendError, JobStatus, RenderedJob
 from launcher.backends.k8s_names import (
     JOB_LABEL,
     NODE_TASK,
-    WORKLOADS_FOR_KIND,
     JobNames,
     names_for,
 )
-from launcher.backends.k8s_options import OPTION_HELP, K8sOptions, OptionError, load_rank_table
-from launcher.backends.k8s_options import parse_options as parse_k8s_options
+from launcher.backends.k8s_options import (
+    K8sOptions,
+    OptionError,
+    load_rank_table,
+    option_problems,
+    toleration_manifest,
+    workload_of,
+)
 from resnest.contract import DEVICE_KIND_ENV, REQUEUE_EXIT_CODE
 
 if TYPE_CHECKING:
@@ -108,14 +113,8 @@ class Volume:
     sub_path: str | None = None
 
 
-def workload_of(spec: JobSpec, opts: K8sOptions) -> str:
-    """The workload key: `--opt workload=` or the device kind's default."""
-    return opts.workload or WORKLOADS_FOR_KIND[spec.device_kind][0]
-
-
-def job_names(spec: JobSpec) -> JobNames:
+def job_names(spec: JobSpec, opts: K8sOptions) -> JobNames:
     """Names of the objects of `spec`, after its job id (submit sets it before rendering)."""
-    opts = parse_k8s_options(spec.backend_options)
     return names_for(spec.job_id or spec.name, workload_of(spec, opts))
 
 
@@ -175,7 +174,7 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
     operator_table = ascend and rank_table is None and workload == "vcjob"
     labels = {"app.kubernetes.io/name": "resnest", "app.kubernetes.io/managed-by": "rlaunch",
               "app.kubernetes.io/component": spec.task, JOB_LABEL: names.job}
-    chip = CHIPS[opts.chip]
+    chip = CHIPS[spec.ascend_chip or IMAGE_CHIP]
     job_labels = dict(labels)
     if ascend:
         job_labels["ring-controller.atlas"] = chip.ring_label
@@ -204,7 +203,7 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
         "image_pull_secrets": [{"name": s} for s in opts.image_pull_secrets],
         "node_selector": node_selector,
         "tolerations": ([GPU_TOLERATION] if spec.device_kind == "gpu" else [])
-        + [t.to_manifest() for t in opts.tolerations],
+        + [toleration_manifest(t) for t in opts.tolerations],
         "affinity": _affinity(spec, {JOB_LABEL: names.job, ROLE_LABEL: NODE_TASK},
                               _table_hosts(rank_table)),
         "grace_seconds": opts.grace_seconds,
@@ -293,36 +292,24 @@ class KubernetesBackend(Backend):
     """AscendJobs / Volcano Jobs / JobSets on Kubernetes (MindX DL for Ascend, NVIDIA GPUs)."""
 
     name = "k8s"
-    options = OPTION_HELP
+    options_type = K8sOptions
     # Slurm words with no Kubernetes meaning: an error, not silence (launcher/backends/base.py).
     unused_fields: ClassVar[tuple[str, ...]] = (
         "partition", "account", "qos", "constraint", "scheduler_args")
 
-    def problems(self, spec: JobSpec) -> list[str]:
-        out = super().problems(spec)
-        try:
-            opts = parse_k8s_options(spec.backend_options)
-        except OptionError as err:
-            return out + err.problems
+    def problems(self, spec: JobSpec, opts: K8sOptions) -> list[str]:
+        out = super().problems(spec, opts) + option_problems(spec, opts)
         if not SERVICE_NAME_RE.fullmatch(spec.job_id or spec.name):
             out.append(f"name {spec.name!r}: Kubernetes jobs need a name starting with a letter")
-        allowed = WORKLOADS_FOR_KIND.get(spec.device_kind, ())
-        if opts.workload and opts.workload not in allowed:
-            out.append(f"--opt workload={opts.workload} cannot run {spec.device_kind} jobs "
-                       f"(allowed: {', '.join(allowed)})")
         if spec.image and (spec.image.startswith("/") or "#" in spec.image):
             out.append(f"--image {spec.image!r} is a file path or an enroot URI: Kubernetes "
                        "pulls images by reference ([registry/]name[:tag])")
-        if "chip" in spec.backend_options and spec.device_kind != "ascend":
-            out.append("--opt chip is only for Ascend jobs (--ascend N)")
         for label, path, pvc in (("--data-dir", spec.data_dir, opts.data_pvc),
                                  ("--output-dir", spec.output_dir, opts.output_pvc)):
             if pvc and not (path and path.startswith("/")):
                 out.append(f"{label} {path!r} must be an absolute path inside the pod to mount "
                            f"the PVC {pvc!r} there")
-        if (opts.rank_table or opts.device_ips) and spec.device_kind != "ascend":
-            out.append("--opt rank_table/device_ips are only for Ascend jobs (--ascend N)")
-        elif spec.device_kind == "ascend":
+        if spec.device_kind == "ascend" and not (opts.rank_table and opts.device_ips):
             out += self._rank_table_problems(spec, opts)
         return out
 
@@ -342,8 +329,9 @@ class KubernetesBackend(Backend):
             return [f"the rank table does not list {spec.devices_per_node} devices on every server"]
         return []
 
-    def prepare(self, spec: JobSpec) -> JobSpec:
-        """In-pod defaults (port, paths), and the workload and chip written down in the spec."""
+    def prepare(self, spec: JobSpec, opts: K8sOptions) -> tuple[JobSpec, K8sOptions]:
+        """In-pod defaults (port, paths), and the chip our image targets written down in the
+        spec (it decides the placement rules JobSpec.problems applies, launcher/ascend.py)."""
         changes: dict[str, Any] = {}
         if not spec.master_port:
             changes["master_port"] = DEFAULT_SCHEDULER_PORT
@@ -353,17 +341,12 @@ class KubernetesBackend(Backend):
             changes["data_dir"] = DEFAULT_DATA_DIR
         if not spec.output_dir and spec.task in ("train", "eval"):
             changes["output_dir"] = DEFAULT_OUTPUT_DIR
-        options = dict(spec.backend_options)
-        if spec.device_kind == "ascend":
-            # The chip decides the placement rules JobSpec.problems applies (launcher/ascend.py).
-            options.setdefault("chip", K8sOptions.chip)
-        if options != spec.backend_options:
-            changes["backend_options"] = options
-        return spec.replace(**changes) if changes else spec
+        if spec.device_kind == "ascend" and spec.ascend_chip is None:
+            changes["ascend_chip"] = IMAGE_CHIP
+        return (spec.replace(**changes) if changes else spec), opts
 
-    def render(self, spec: JobSpec) -> RenderedJob:
+    def render(self, spec: JobSpec, opts: K8sOptions) -> RenderedJob:
         try:
-            opts = parse_k8s_options(spec.backend_options)
             _, stream, entrypoint = render_manifests(spec, opts)
         except OptionError as err:
             raise BackendError(str(err)) from err
@@ -375,26 +358,26 @@ class KubernetesBackend(Backend):
 
     # ---- cluster operations (kubernetes client imported lazily in k8s_api) ---------------
 
-    def _cluster(self, spec: JobSpec, namespace: str | None = None) -> Any:
+    def _cluster(self, opts: K8sOptions, namespace: str | None = None) -> Any:
         from launcher.backends.k8s_api import Cluster
 
-        opts = parse_k8s_options(spec.backend_options)
         return Cluster.connect(context=opts.context, namespace=namespace or opts.namespace)
 
     def _record_target(self, record: JobRecord) -> tuple[Any, JobNames]:
         spec = record.job_spec
         namespace, name = split_backend_id(record.backend_id or spec.job_id or spec.name)
-        opts = parse_k8s_options(spec.backend_options)
-        return self._cluster(spec, namespace), names_for(name, workload_of(spec, opts))
+        opts = self.options_of(spec)
+        return self._cluster(opts, namespace), names_for(name, workload_of(spec, opts))
 
     def submit(self, spec: JobSpec, rendered: RenderedJob, job_dir: Path) -> str:
         """Create exactly the objects `render` returned (and `--dry-run` printed), in order."""
         import yaml
 
         objects = [doc for doc in yaml.safe_load_all(rendered.files[MANIFEST_FILE]) if doc]
-        cluster = self._cluster(spec)
+        opts = self.options_of(spec)
+        cluster = self._cluster(opts)
         cluster.create_all(objects)
-        return f"{cluster.namespace}/{job_names(spec).job}"
+        return f"{cluster.namespace}/{job_names(spec, opts).job}"
 
     def status(self, record: JobRecord) -> JobStatus:
         cluster, names = self._record_target(record)
@@ -420,7 +403,7 @@ class KubernetesBackend(Backend):
 
     def fetch_outputs(self, record: JobRecord, dest: Path) -> Path:
         spec = record.job_spec
-        opts = parse_k8s_options(spec.backend_options)
+        opts = self.options_of(spec)
         if not opts.output_pvc or not spec.output_dir:
             # Outputs lived in the pods' emptyDir; the logs (accuracy lines) are all there is.
             dest.mkdir(parents=True, exist_ok=True)
@@ -434,7 +417,7 @@ class KubernetesBackend(Backend):
             image=spec.image or DEFAULT_IMAGES[spec.device_kind],
             image_pull_secrets=opts.image_pull_secrets,
             node_selector=opts.node_selector,
-            tolerations=[t.to_manifest() for t in opts.tolerations],
+            tolerations=[toleration_manifest(t) for t in opts.tolerations],
         )
         return dest
 

@@ -1,223 +1,159 @@
-"""Kubernetes-only job settings, parsed from `JobSpec.backend_options` (`--opt KEY=VALUE`).
+"""Kubernetes-only job settings: the k8s backend's `--opt` options, declared once.
 
 The job spec stays scheduler-neutral; what only Kubernetes needs (namespace, PVCs, pull secrets,
-Volcano...) lives here, declared once in `OPTION_HELP` (the backend's `options`, so `--opt` help
-and validation come from the same place). Values come as strings from the command line or as
-YAML values from a job file; both are accepted.
+Volcano...) is a field of `K8sOptions` here. launcher/options.py derives the parsing, the checks,
+the messages, `rlaunch options --backend k8s` and the table in docs/kubernetes.md from these
+declarations.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-OPTION_HELP: dict[str, str] = {
-    "namespace": "namespace of the job (default: the kubeconfig context's, else 'default')",
-    "context": "kubeconfig context (default: the current one; in a pod: in-cluster config)",
-    "data_pvc": "PersistentVolumeClaim with the data set, mounted read-only at --data-dir",
-    "output_pvc": "PersistentVolumeClaim for outputs, mounted at --output-dir",
-    "image_pull_secrets": "comma-separated Secret names for pulling the image",
-    "service_account": "ServiceAccount the pods run as",
-    "node_selector": "comma-separated KEY=VALUE node labels the pods require",
-    "tolerations": "comma-separated KEY[=VALUE][:EFFECT] taints the pods tolerate",
-    "priority_class": "PriorityClass of the pods",
-    "workload": "what runs the pods: acjob (MindX DL AscendJob, Ascend default), vcjob (Volcano "
-    "Job), jobset (JobSet, GPU/CPU default)",
-    "chip": "Ascend chip generation: 910 or 910b (default 910b, what the Ascend image targets)",
-    "volcano_queue": "Volcano queue of the job (acjob, vcjob)",
-    "rank_table": "Ascend: HCCL rank table JSON file (e.g. from `rlaunch ranktable`) to ship "
-    "in a ConfigMap, pods pinned to its servers; without it (or device_ips) the MindX DL "
-    "operator writes rings-config-<job>",
-    "device_ips": "Ascend: YAML/JSON file {node IP: [device IP per card]} to build the rank "
-    "table from",
-    "rank_table_timeout": "Ascend operator mode: seconds to wait for the rank table (default 600)",
-    "ascend_driver_mounts": "true: mount the host's Ascend driver (no Ascend Docker Runtime)",
-    "cpu": "CPU request and limit per pod (e.g. 32)",
-    "memory": "memory request and limit per pod (e.g. 256Gi)",
-    "shm_size": "size limit of the memory-backed /dev/shm (default 16Gi)",
-    "ttl_after_finished": "seconds Kubernetes keeps a finished Job and its pods (default 86400)",
-    "grace_seconds": "seconds between SIGTERM and SIGKILL, for the final checkpoint (default 120)",
-}
+from launcher.backends.k8s_names import WORKLOADS, WORKLOADS_FOR_KIND
+from launcher.options import int_range, matches, option
 
-DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+if TYPE_CHECKING:
+    from launcher.spec import JobSpec
+
+DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+DNS_SUBDOMAIN_RE = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 # Label keys: optional DNS prefix + '/' + name; values: up to 63 of [A-Za-z0-9_.-].
-LABEL_NAME_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+LABEL_NAME_RE = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+LABEL_VALUE_RE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+QUANTITY_RE = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-STRING_KEYS = ("namespace", "context", "data_pvc", "output_pvc", "service_account",
-               "priority_class", "workload", "volcano_queue", "rank_table", "device_ips")
-SECONDS_KEYS = ("rank_table_timeout", "ttl_after_finished", "grace_seconds")
-WORKLOAD_KEYS = ("acjob", "vcjob", "jobset")
-CHIP_KEYS = ("910", "910b")
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off", "")
-
-
-@dataclass
-class Toleration:
-    """One pod toleration; `value=None` means operator Exists."""
-
-    key: str
-    value: str | None = None
-    effect: str | None = None
-
-    def to_manifest(self) -> dict[str, str]:
-        out = {"key": self.key, "operator": "Exists" if self.value is None else "Equal"}
-        if self.value is not None:
-            out["value"] = self.value
-        if self.effect:
-            out["effect"] = self.effect
-        return out
-
-
-@dataclass
-class K8sOptions:
-    """The parsed `--opt` values of the k8s backend."""
-
-    namespace: str | None = None
-    context: str | None = None
-    data_pvc: str | None = None
-    output_pvc: str | None = None
-    image_pull_secrets: list[str] = field(default_factory=list)
-    service_account: str | None = None
-    node_selector: dict[str, str] = field(default_factory=dict)
-    tolerations: list[Toleration] = field(default_factory=list)
-    priority_class: str | None = None
-    workload: str | None = None
-    chip: str = "910b"
-    volcano_queue: str | None = None
-    rank_table: str | None = None
-    device_ips: str | None = None
-    rank_table_timeout: int = 600
-    ascend_driver_mounts: bool = False
-    cpu: str | None = None
-    memory: str | None = None
-    shm_size: str = "16Gi"
-    ttl_after_finished: int = 86400
-    grace_seconds: int = 120
+KUBERNETES_NAME = "a Kubernetes name (lowercase letters, digits, '-', '.')"
+QUANTITY = "a Kubernetes quantity such as 32, 500m, 256Gi"
+SECONDS = int_range(0, 10**8)
 
 
 class OptionError(ValueError):
-    """Bad `--opt` values, one line per problem."""
+    """Bad `--opt` values (or the files they name), one line per problem."""
 
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
 
 
-def _words(value: Any) -> list[str]:
-    """A list from YAML or a comma-separated string."""
-    if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [w.strip() for w in str(value).split(",") if w.strip()]
+def _context_name(value: str) -> str | None:
+    return None if value.strip() and value == value.strip() else "a kubeconfig context name"
 
 
-def parse_options(raw: dict[str, Any]) -> K8sOptions:
-    """Parse and check every option; raise `OptionError` listing all problems."""
-    opts = K8sOptions()
-    problems: list[str] = []
+def _node_label(item: tuple[str, str]) -> str | None:
+    key, value = item
+    if LABEL_NAME_RE.fullmatch(key) and LABEL_VALUE_RE.fullmatch(value):
+        return None
+    return "a node label KEY=VALUE"
 
-    def bad(key: str, value: Any, allowed: str) -> None:
-        problems.append(f"--opt {key}={value!r} is not valid: {allowed}")
 
-    for key, value in raw.items():
-        if key not in OPTION_HELP:
-            continue  # the Backend base class reports unknown keys
-        # Types before values: `volcano_queue: null` or a list is not a name, a bool is not a
-        # number of seconds. Integers pass as text: `--opt data_pvc=2024` reaches us as YAML 2024.
-        if key in STRING_KEYS and (isinstance(value, bool) or not isinstance(value, (str, int))):
-            bad(key, value, f"a string, not {type(value).__name__}")
-            continue
-        if key in SECONDS_KEYS and (isinstance(value, bool) or not isinstance(value, (int, str))):
-            bad(key, value, "a whole number of seconds")
-            continue
-        if key in ("namespace", "service_account", "priority_class", "volcano_queue",
-                   "data_pvc", "output_pvc"):
-            text = str(value)
-            rule = DNS_LABEL_RE if key == "namespace" else DNS_SUBDOMAIN_RE
-            if not rule.fullmatch(text):
-                bad(key, value, "a Kubernetes name (lowercase letters, digits, '-', '.')")
-            else:
-                setattr(opts, key, text)
-        elif key == "context":
-            text = str(value)
-            if not text or any(c in text for c in "\n\r\0"):
-                bad(key, value, "a kubeconfig context name")
-            else:
-                opts.context = text
-        elif key == "image_pull_secrets":
-            names = _words(value)
-            for name in names:
-                if not DNS_SUBDOMAIN_RE.fullmatch(name):
-                    bad(key, name, "comma-separated Secret names")
-            opts.image_pull_secrets = names
-        elif key == "node_selector":
-            items = list(value.items()) if isinstance(value, dict) else [
-                (w.partition("=")[0], w.partition("=")[2] if "=" in w else None)
-                for w in _words(value)]
-            for label, label_value in items:
-                label = str(label)
-                if (label_value is None or not LABEL_NAME_RE.fullmatch(label)
-                        or not LABEL_VALUE_RE.fullmatch(str(label_value))):
-                    shown = label if label_value is None else f"{label}={label_value}"
-                    bad(key, shown, "comma-separated KEY=VALUE node labels")
-                else:
-                    opts.node_selector[label] = str(label_value)
-        elif key == "tolerations":
-            for word in _words(value):
-                rest, _, effect = word.partition(":")
-                taint_key, sep, taint_value = rest.partition("=")
-                if (not LABEL_NAME_RE.fullmatch(taint_key)
-                        or (sep and not LABEL_VALUE_RE.fullmatch(taint_value))
-                        or (effect and effect not in TAINT_EFFECTS)):
-                    bad(key, word, f"KEY[=VALUE][:EFFECT] with EFFECT one of {', '.join(TAINT_EFFECTS)}")
-                else:
-                    opts.tolerations.append(
-                        Toleration(taint_key, taint_value if sep else None, effect or None))
-        elif key == "workload":
-            if value not in WORKLOAD_KEYS:
-                bad(key, value, f"one of {', '.join(WORKLOAD_KEYS)}")
-            else:
-                opts.workload = value
-        elif key == "chip":
-            # `--opt chip=910` arrives as the YAML integer 910.
-            text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) \
-                else None
-            if text not in CHIP_KEYS:
-                bad(key, value, f"one of {', '.join(CHIP_KEYS)}")
-            else:
-                opts.chip = text
-        elif key == "ascend_driver_mounts":
-            word = str(value).strip().lower()
-            if word not in TRUE_WORDS + FALSE_WORDS:
-                bad(key, value, "true or false")
-            else:
-                setattr(opts, key, word in TRUE_WORDS)
-        elif key in ("rank_table_timeout", "ttl_after_finished", "grace_seconds"):
-            text = str(value)
-            number = int(text) if text.isdigit() and len(text) < 10 else -1
-            if not 0 <= number <= 10**8:
-                bad(key, value, "a whole number of seconds")
-            else:
-                setattr(opts, key, number)
-        elif key in ("cpu", "memory", "shm_size"):
-            text = str(value)
-            if not QUANTITY_RE.fullmatch(text):
-                bad(key, value, "a Kubernetes quantity such as 32, 500m, 256Gi")
-            else:
-                setattr(opts, key, text)
-        elif key in ("rank_table", "device_ips"):
-            setattr(opts, key, str(value))
+def _toleration(word: str) -> str | None:
+    rest, _, effect = word.partition(":")
+    key, sep, value = rest.partition("=")
+    if (LABEL_NAME_RE.fullmatch(key) and (not sep or LABEL_VALUE_RE.fullmatch(value))
+            and (not effect or effect in TAINT_EFFECTS)):
+        return None
+    return f"KEY[=VALUE][:EFFECT] with EFFECT one of {', '.join(TAINT_EFFECTS)}"
+
+
+def toleration_manifest(word: str) -> dict[str, str]:
+    """One pod toleration from `KEY[=VALUE][:EFFECT]` (no VALUE: operator Exists)."""
+    rest, _, effect = word.partition(":")
+    key, sep, value = rest.partition("=")
+    out = {"key": key, "operator": "Equal" if sep else "Exists"}
+    if sep:
+        out["value"] = value
+    if effect:
+        out["effect"] = effect
+    return out
+
+
+def workload_of(spec: JobSpec, opts: K8sOptions) -> str:
+    """The workload key: `--opt workload=` or the device kind's default."""
+    return opts.workload or WORKLOADS_FOR_KIND[spec.device_kind][0]
+
+
+def _volcano_workload(spec: JobSpec, opts: K8sOptions) -> str | None:
+    workload = workload_of(spec, opts)
+    return None if workload in ("acjob", "vcjob") else f"a {workload} is not queued by Volcano"
+
+
+@dataclass(frozen=True)
+class K8sOptions:
+    """The k8s backend's `--opt` options (launcher/options.py reads these declarations)."""
+
+    namespace: str | None = option(
+        "Namespace of the job.", check=matches(DNS_LABEL_RE, "a Kubernetes namespace name "
+                                               "(lowercase letters, digits, '-')"),
+        default_text="the kubeconfig context's, else default")
+    context: str | None = option(
+        "Kubeconfig context.", check=_context_name,
+        default_text="the current one; in a pod, in-cluster config")
+    data_pvc: str | None = option(
+        "PersistentVolumeClaim with the data set, mounted read-only at --data-dir.",
+        check=matches(DNS_SUBDOMAIN_RE, KUBERNETES_NAME))
+    output_pvc: str | None = option(
+        "PersistentVolumeClaim for outputs, mounted at --output-dir (rlaunch gather reads it).",
+        check=matches(DNS_SUBDOMAIN_RE, KUBERNETES_NAME))
+    image_pull_secrets: list[str] = option(
+        "Secret names for pulling the image.", default_factory=list,
+        check=matches(DNS_SUBDOMAIN_RE, KUBERNETES_NAME))
+    service_account: str | None = option(
+        "ServiceAccount the pods run as.", check=matches(DNS_SUBDOMAIN_RE, KUBERNETES_NAME))
+    node_selector: dict[str, str] = option(
+        "Node labels the pods require.", default_factory=dict, check=_node_label)
+    tolerations: list[str] = option(
+        "Taints the pods tolerate, each KEY[=VALUE][:EFFECT].", default_factory=list,
+        check=_toleration)
+    priority_class: str | None = option(
+        "PriorityClass of the pods.", check=matches(DNS_SUBDOMAIN_RE, KUBERNETES_NAME))
+    workload: str | None = option(
+        "What runs the pods: acjob (MindX DL AscendJob; Ascend), vcjob (Volcano Job; any), "
+        "jobset (JobSet; GPU, CPU).", choices=tuple(WORKLOADS),
+        default_text="acjob for Ascend, else jobset")
+    volcano_queue: str | None = option(
+        "Volcano queue of the job (acjob, vcjob).",
+        check=matches(DNS_SUBDOMAIN_RE, KUBERNETES_NAME), use=_volcano_workload)
+    rank_table: str | None = option(
+        "HCCL rank table JSON file (e.g. from rlaunch ranktable) to ship in a ConfigMap, pods "
+        "pinned to its servers; without it or device_ips the MindX DL operator writes "
+        "rings-config-<job>.", kinds=("ascend",))
+    device_ips: str | None = option(
+        "YAML/JSON file {node IP: [device IP per card]} to build the rank table from.",
+        kinds=("ascend",))
+    rank_table_timeout: int = option(
+        "Seconds to wait for the operator's rank table.", 600, kinds=("ascend",),
+        check=SECONDS)
+    ascend_driver_mounts: bool = option(
+        "Mount the host's Ascend driver (clusters without the Ascend Docker Runtime).", False,
+        kinds=("ascend",))
+    cpu: str | None = option("CPU request and limit per pod (e.g. 32).",
+                             check=matches(QUANTITY_RE, QUANTITY))
+    memory: str | None = option("Memory request and limit per pod (e.g. 256Gi).",
+                                check=matches(QUANTITY_RE, QUANTITY))
+    shm_size: str = option("Size limit of the memory-backed /dev/shm.", "16Gi",
+                           check=matches(QUANTITY_RE, QUANTITY))
+    ttl_after_finished: int = option(
+        "Seconds Kubernetes keeps a finished job and its pods.", 86400, check=SECONDS)
+    grace_seconds: int = option(
+        "Seconds between SIGTERM and SIGKILL, for the final checkpoint.", 120, check=SECONDS)
+
+
+def option_problems(spec: JobSpec, opts: K8sOptions) -> list[str]:
+    """Rules between options and the job that no single declaration states."""
+    out = []
+    allowed = WORKLOADS_FOR_KIND.get(spec.device_kind, ())
+    if opts.workload and opts.workload not in allowed:
+        out.append(f"{spec.option_label('workload')} {opts.workload} cannot run "
+                   f"{spec.device_kind} jobs (allowed: {', '.join(allowed)})")
     if opts.rank_table and opts.device_ips:
-        problems.append("--opt rank_table and --opt device_ips exclude each other: give one")
-    if problems:
-        raise OptionError(problems)
-    return opts
+        out.append(f"{spec.option_label('rank_table')} and {spec.option_label('device_ips')} "
+                   "exclude each other: give one")
+    return out
 
 
 def load_rank_table(opts: K8sOptions, device_ids: list[int]) -> str | None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from launcher.backends import base
 from launcher.backends.base import Backend, BackendError, JobStatus, RenderedJob
+from launcher.options import LocalOptions
 from launcher.rank_logs import iter_rank_logs, job_messages
 from launcher.spec import JobSpec
 from launcher.templating import render_template
@@ -95,8 +96,8 @@ class LocalBackend(Backend):
         "max_restarts": "it does not requeue; rerun the job to resume from its checkpoint",
     }
 
-    def problems(self, spec: JobSpec) -> list[str]:
-        out = super().problems(spec)
+    def problems(self, spec: JobSpec, opts: LocalOptions) -> list[str]:
+        out = super().problems(spec, opts)
         if spec.nodes != 1:
             out.append(f"{spec.label('nodes')} {spec.nodes}: the local backend runs on this one "
                        "machine")
@@ -109,9 +110,9 @@ class LocalBackend(Backend):
             out.append(f"{spec.label('config')} {spec.config!r} does not exist on this machine")
         return out
 
-    def prepare(self, spec: JobSpec) -> JobSpec:
+    def prepare(self, spec: JobSpec, opts: LocalOptions) -> tuple[JobSpec, LocalOptions]:
         spec = base.with_paths_of_this_machine(spec)
-        return spec if spec.master_port else spec.replace(master_port=free_port())
+        return (spec if spec.master_port else spec.replace(master_port=free_port())), opts
 
     def template_context(self, spec: JobSpec) -> dict[str, Any]:
         return {
@@ -127,7 +128,7 @@ class LocalBackend(Backend):
             "script_args": spec.script_args(),
         }
 
-    def render(self, spec: JobSpec) -> RenderedJob:
+    def render(self, spec: JobSpec, opts: LocalOptions) -> RenderedJob:
         script = render_template("local/run.sh.j2", **self.template_context(spec))
         return RenderedJob(files={"run.sh": script}, submit_command=["setsid", "bash", "run.sh"])
 

@@ -11,15 +11,19 @@ clusters do for home and project dirs). With `--image`, the ranks run inside the
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
+from launcher.ascend import CHIPS, STRICT_CHIP
 from launcher.backends import base
 from launcher.backends.base import Backend, BackendError, JobStatus, RenderedJob
+from launcher.options import int_range, matches, only_with_image, option
 from launcher.rank_logs import iter_rank_logs, job_messages
 from launcher.spec import JobSpec
 from launcher.templating import render_template
@@ -112,44 +116,51 @@ def cpus_per_device_from_sinfo(gres: str, partition: str | None) -> int | None:
     return min(shares) if shares else None
 
 
+def _bind_path(value: str) -> str | None:
+    """hccn.conf is bind-mounted into containers: mount lists split on ',' and ':'."""
+    if value.startswith("/") and not any(c in value for c in ",:"):
+        return None
+    return "an absolute path without ',' or ':'"
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """The Slurm backend's `--opt` options (launcher/options.py reads these declarations)."""
+
+    signal_seconds: int = option(
+        "Seconds before the time limit to checkpoint and requeue.", 120,
+        check=int_range(1, 65535))
+    hccn_conf: str = option(
+        "Path of hccn.conf (the cards' IP addresses) on the Ascend nodes.", "/etc/hccn.conf",
+        kinds=("ascend",), check=_bind_path)
+    ascend_gres: str = option(
+        "Gres name of the Ascend cards on this cluster.", "npu", kinds=("ascend",),
+        check=matches(re.compile(r"[A-Za-z0-9_]{1,64}"), "a plain gres name like npu"))
+    cpus_per_gpu: int | None = option(
+        "CPUs for each GPU/Ascend rank (sbatch --cpus-per-task is this times the devices of a "
+        "msrun task).", kinds=("gpu", "ascend"), check=int_range(1, 1024),
+        default_text=f"node CPUs / devices from sinfo, else {DEFAULT_CPUS_PER_DEVICE}")
+    gpu_request: str = option(
+        "How GPUs are asked for: gpus-per-node (select/cons_tres) or gres.", "gpus-per-node",
+        choices=GPU_REQUESTS, kinds=("gpu",))
+    container_runtime: str | None = option(
+        "With --image: pyxis (srun --container-image), apptainer (apptainer exec) or runc "
+        "(an OCI bundle dir on a shared path).", choices=CONTAINER_RUNTIMES,
+        use=only_with_image, default_text="pyxis with --image")
+
+
 class SlurmBackend(Backend):
     """Submit to the Slurm cluster this machine is a login node of."""
 
     name = "slurm"
-    options: ClassVar[dict[str, str]] = {
-        "signal_seconds": "seconds before the time limit to checkpoint and requeue (default 120)",
-        "hccn_conf": "path of hccn.conf on Ascend nodes (default /etc/hccn.conf)",
-        "ascend_gres": "gres name of Ascend cards on this cluster (default npu)",
-        "cpus_per_gpu": "CPUs for each GPU/Ascend rank (default: the node's CPUs / its devices "
-                        f"from sinfo, else {DEFAULT_CPUS_PER_DEVICE})",
-        "gpu_request": "how GPUs are asked for: gpus-per-node (cons_tres, default) or gres",
-        "container_runtime": "with --image: pyxis (srun --container-image), apptainer "
-                             "(apptainer exec) or runc (an OCI bundle dir on a shared path)",
-    }
+    options_type = SlurmOptions
 
-    def problems(self, spec: JobSpec) -> list[str]:
-        out = super().problems(spec)
-        seconds = spec.backend_options.get("signal_seconds", 120)
-        if not isinstance(seconds, int) or not 1 <= seconds <= 65535:
-            out.append(f"--opt signal_seconds={seconds!r} must be an integer from 1 to 65535")
-        gres = str(spec.backend_options.get("ascend_gres", "npu"))
-        if not re.fullmatch(r"[A-Za-z0-9_]+", gres):
-            out.append(f"--opt ascend_gres={gres!r} must be a plain gres name like npu")
+    def problems(self, spec: JobSpec, opts: SlurmOptions) -> list[str]:
+        out = super().problems(spec, opts)
         for arg in spec.scheduler_args:
             if not str(arg).startswith("-"):
                 out.append(f"scheduler argument {arg!r} must be an sbatch option starting with '-'")
-        cpus = spec.backend_options.get("cpus_per_gpu", DEFAULT_CPUS_PER_DEVICE)
-        if not isinstance(cpus, int) or isinstance(cpus, bool) or not 1 <= cpus <= 1024:
-            out.append(f"--opt cpus_per_gpu={cpus!r} must be an integer from 1 to 1024")
-        request = spec.backend_options.get("gpu_request", "gpus-per-node")
-        if request not in GPU_REQUESTS:
-            out.append(f"--opt gpu_request={request!r} is not one of {', '.join(GPU_REQUESTS)}")
-        runtime = spec.backend_options.get("container_runtime")
-        if runtime is not None and runtime not in CONTAINER_RUNTIMES:
-            out.append(f"--opt container_runtime={runtime!r} is not one of "
-                       f"{', '.join(CONTAINER_RUNTIMES)}")
-        if runtime is not None and not spec.image:
-            out.append("--opt container_runtime needs --image")
+        runtime = opts.container_runtime
         if runtime == "runc" and spec.image and not spec.image.startswith("/"):
             out.append(f"--image {spec.image!r}: with container_runtime=runc, give the absolute "
                        "path of an OCI bundle (a dir with config.json and rootfs/)")
@@ -169,32 +180,33 @@ class SlurmBackend(Backend):
             out.append("container_runtime=runc passes no GPUs/NPUs: use it for --cpus jobs")
         return out
 
-    def prepare(self, spec: JobSpec) -> JobSpec:
+    def prepare(self, spec: JobSpec, opts: SlurmOptions) -> tuple[JobSpec, SlurmOptions]:
         """This machine's paths (the nodes share its filesystem), the CPUs per device that the
-        cluster's nodes can give, and the image's own code path for container jobs."""
-        options = dict(spec.backend_options)
-        if spec.image and "container_runtime" not in options:
-            options["container_runtime"] = "pyxis"
-        if spec.device_kind != "cpu" and "cpus_per_gpu" not in options:
-            gres = "gpu" if spec.device_kind == "gpu" else str(options.get("ascend_gres", "npu"))
+        cluster's nodes can give, and the image's own code path for container jobs. What is
+        filled in is written into the spec's options too, so the job record shows it."""
+        changes: dict[str, Any] = {}
+        if spec.image and opts.container_runtime is None:
+            changes["container_runtime"] = "pyxis"
+        if spec.device_kind != "cpu" and opts.cpus_per_gpu is None:
+            gres = "gpu" if spec.device_kind == "gpu" else opts.ascend_gres
             found = cpus_per_device_from_sinfo(gres, spec.partition)
-            if found is not None:
-                options["cpus_per_gpu"] = found
-        spec = spec.replace(backend_options=options)
-        if options.get("container_runtime") and spec.image:
+            changes["cpus_per_gpu"] = DEFAULT_CPUS_PER_DEVICE if found is None else found
+        if changes:
+            opts = dataclasses.replace(opts, **changes)
+            spec = spec.replace(backend_options={**spec.backend_options, **changes})
+        if opts.container_runtime and spec.image:
             # The ranks run the image's code (code_dir); `python` stays this machine's, for the
             # steps that run on the nodes outside the image (rank table, runc's bundle).
-            return base.with_paths_of_this_machine(
-                spec.replace(code_dir=spec.code_dir or IMAGE_CODE_DIR))
-        return base.with_paths_of_this_machine(spec)
+            spec = spec.replace(code_dir=spec.code_dir or IMAGE_CODE_DIR)
+        return base.with_paths_of_this_machine(spec), opts
 
-    def template_context(self, spec: JobSpec) -> dict[str, Any]:
+    def template_context(self, spec: JobSpec, opts: SlurmOptions) -> dict[str, Any]:
         """The data the sbatch template receives (no logic left for the template)."""
-        opts = spec.backend_options
         ascend = spec.device_kind == "ascend"
         gpu = spec.device_kind == "gpu"
         per_node = spec.devices_per_node
-        cpus_per_device = int(opts.get("cpus_per_gpu", DEFAULT_CPUS_PER_DEVICE))
+        chip = CHIPS[spec.ascend_chip or STRICT_CHIP]
+        cpus_per_device = opts.cpus_per_gpu or DEFAULT_CPUS_PER_DEVICE
         # The msrun step is one task per node holding every CPU of its ranks (a CPU job's ranks
         # are one CPU each); Ascend runs one task per card. srun is told the same count: since
         # Slurm 22.05 it no longer inherits --cpus-per-task from the allocation.
@@ -204,10 +216,10 @@ class SlurmBackend(Backend):
             cpus_per_task = cpus_per_device * per_node
         else:
             cpus_per_task = per_node
-        gres_request = opts.get("gpu_request", "gpus-per-node") == "gres"
+        gres_request = opts.gpu_request == "gres"
         python = spec.python or "python"
         code_dir = spec.code_dir or "."
-        runtime = opts.get("container_runtime") if spec.image else None
+        runtime = opts.container_runtime if spec.image else None
         return {
             "header": HEADER,
             "name": spec.name,
@@ -216,17 +228,17 @@ class SlurmBackend(Backend):
             "cpus_per_task": cpus_per_task,
             "threads_per_rank": cpus_per_device if spec.device_kind != "cpu" else 1,
             "gpus_per_node": per_node if gpu and not gres_request else None,
-            "gres": (f"{opts.get('ascend_gres', 'npu')}:{per_node}" if ascend
+            "gres": (f"{opts.ascend_gres}:{per_node}" if ascend
                      else f"gpu:{per_node}" if gpu and gres_request else None),
             # A part of an Ascend server: the cards are named by number (ring 0-3 or 4-7), which
             # only the whole node guarantees to be ours (a gres count does not say which).
-            "exclusive": ascend and per_node < 8,
+            "exclusive": ascend and per_node < chip.cards_per_server,
             "time_limit": spec.time_limit,
             "partition": spec.partition,
             "account": spec.account,
             "qos": spec.qos,
             "constraint": spec.constraint,
-            "signal_seconds": int(opts.get("signal_seconds", 120)),
+            "signal_seconds": opts.signal_seconds,
             "max_restarts": spec.max_restarts,
             "requeue_exit_code": REQUEUE_EXIT_CODE,
             "device_kind_env": DEVICE_KIND_ENV,
@@ -236,7 +248,7 @@ class SlurmBackend(Backend):
             "code_dir": code_dir,
             "device_kind": spec.device_kind,
             "device_ids": spec.visible_device_ids,
-            "hccn_conf": str(opts.get("hccn_conf", "/etc/hccn.conf")),
+            "hccn_conf": opts.hccn_conf,
             "world_size": spec.world_size,
             "local_workers": per_node,
             "master_port": spec.master_port,
@@ -248,11 +260,11 @@ class SlurmBackend(Backend):
             # Mount sources must exist before the container starts (the trainer would make it
             # inside, where nobody sees it).
             "make_dirs": [spec.output_dir] if runtime and spec.output_dir else [],
-            **self._container_context(spec, runtime, python, code_dir),
+            **self._container_context(spec, opts, runtime, python, code_dir),
         }
 
     @staticmethod
-    def _container_context(spec: JobSpec, runtime: str | None, python: str,
+    def _container_context(spec: JobSpec, opts: SlurmOptions, runtime: str | None, python: str,
                            code_dir: str) -> dict[str, Any]:
         """srun flags and the command prefix that put a rank step inside the image, as shell
         words (quoted here: each may end in the job dir, "$JOB_DIR", known only at run time)."""
@@ -262,8 +274,7 @@ class SlurmBackend(Backend):
         # Data, outputs and the job dir (logs, rank table) at the same paths inside.
         binds = [p for p in (spec.data_dir, spec.output_dir, spec.config) if p]
         ascend = spec.device_kind == "ascend"
-        hccn = str(spec.backend_options.get("hccn_conf", "/etc/hccn.conf"))
-        host_paths = [*ASCEND_HOST_PATHS, hccn] if ascend else []
+        host_paths = [*ASCEND_HOST_PATHS, opts.hccn_conf] if ascend else []
         cards = [f"/dev/davinci{i}" for i in spec.visible_device_ids] if ascend else []
         if runtime == "pyxis":
             # pyxis (NVIDIA/pyxis): srun --container-image/--container-mounts SRC:DST[,...];
@@ -289,8 +300,8 @@ class SlurmBackend(Backend):
         words = [shlex.join(argv), '--bind "$JOB_DIR"', "--"]
         return {"container_srun_words": "", "container_exec_words": " ".join(words)}
 
-    def render(self, spec: JobSpec) -> RenderedJob:
-        context = self.template_context(spec)
+    def render(self, spec: JobSpec, opts: SlurmOptions) -> RenderedJob:
+        context = self.template_context(spec, opts)
         script = render_template("slurm/sbatch.sh.j2", **context)
         command = [
             "sbatch",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from launcher.ascend import CHIPS, STRICT_CHIP, placement_problems
 from launcher.commands import user_errors
 from launcher.ranktable import (
     RankTableError,
@@ -87,6 +88,8 @@ def collect_device_ips(
 @click.command()
 @click.option("--server", "servers", multiple=True, help="Server IP (repeat per server).")
 @click.option("--devices", default="0-7", show_default=True, help="Cards used on each server.")
+@click.option("--ascend-chip", type=click.Choice(tuple(CHIPS)), default=STRICT_CHIP,
+              show_default=True, help="Chip generation: 910b servers hold up to 16 cards.")
 @click.option("--device-ips", "device_ip_files", multiple=True, type=click.Path(dir_okay=False),
               help="hccn.conf (one per --server, in order) or a YAML/JSON {server: [ips]} file.")
 @click.option("--hccn-dir", type=click.Path(file_okay=False),
@@ -98,6 +101,7 @@ def collect_device_ips(
 def ranktable(
     servers: tuple[str, ...],
     devices: str,
+    ascend_chip: str,
     device_ip_files: tuple[str, ...],
     hccn_dir: str | None,
     output: str | None,
@@ -126,7 +130,12 @@ def ranktable(
     if not hccn_dir and not device_ip_files:
         raise click.UsageError("give --device-ips FILE (with --server IP) or --hccn-dir DIR")
     servers = checked_servers(servers, hccn_dir)
-    cards = parse_card_list(devices, "--devices")
+    chip = CHIPS[ascend_chip]
+    cards = parse_card_list(devices, "--devices", chip.cards_per_server - 1)
+    misplaced = placement_problems(len(cards), cards, chip, "--devices: a count of",
+                                   "--devices")
+    if misplaced:
+        raise click.UsageError(misplaced[0])
     table = build_rank_table(collect_device_ips(servers, device_ip_files, hccn_dir), cards)
     text = table.render()
     if output:

@@ -13,7 +13,7 @@ import json
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -30,6 +30,9 @@ from launcher.spec import (
     parse_card_list,
 )
 
+if TYPE_CHECKING:
+    from launcher.backends.base import Backend
+
 
 def parse_pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
     """`KEY=VALUE` strings -> dict, with one clear error for a value without `=`."""
@@ -42,17 +45,6 @@ def parse_pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
             raise click.BadParameter(f"{key!r} is given twice", param_hint=flag)
         pairs[key] = value
     return pairs
-
-
-def parse_option_value(text: str) -> Any:
-    """`--opt` values: YAML scalars/lists (60 -> int, true -> bool), anything else a string."""
-    import yaml
-
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return value if isinstance(value, (int, float, bool, list)) else text
 
 
 def _param(flag: str) -> str:
@@ -115,9 +107,11 @@ def build_spec(params: dict[str, Any]) -> JobSpec:
         elif name == "env":
             value = {**spec.env, **parse_pairs(value, meta.flag)}
         elif name == "backend_options":
+            # Kept as text: the backend's declarations say what each value is (no YAML guess).
             parsed = parse_pairs(value, meta.flag)
-            value = {**spec.backend_options,
-                     **{k: parse_option_value(v) for k, v in parsed.items()}}
+            origin.update({f"backend_options.{key}": meta.flag for key in parsed})
+            origin["backend_options"] = spec.origin.get("backend_options", meta.flag)
+            value = {**spec.backend_options, **parsed}
         elif isinstance(value, tuple):  # repeated flags add to the job file's list
             value = [*getattr(spec, name), *value]
         changes[name] = value
@@ -145,9 +139,10 @@ def config_problems(spec: JobSpec) -> list[str]:
     return []
 
 
-def checked_spec(params: dict[str, Any]) -> JobSpec:
-    """Build, prepare and check the spec; SpecError with every problem of the first failing
-    stage (types, then values, then backend rules, then the training config)."""
+def checked_spec(params: dict[str, Any]) -> tuple[JobSpec, Backend, Any]:
+    """Build, prepare and check the spec, and parse its backend's options once; SpecError with
+    every problem of the first failing stage (types, then values, then the backend's options,
+    then its rules, then the training config)."""
     from launcher.backends import get_backend
 
     spec = build_spec(params)
@@ -156,14 +151,17 @@ def checked_spec(params: dict[str, Any]) -> JobSpec:
         if problems:
             raise SpecError(problems)
     backend = get_backend(spec.backend)
+    opts, problems = backend.parse_options(spec)
+    if problems:
+        raise SpecError(problems)
     # prepare() first: backends fill in defaults (e.g. k8s in-pod data/output paths).
-    spec = backend.prepare(spec)
-    problems = spec.problems() + backend.problems(spec)
+    spec, opts = backend.prepare(spec, opts)
+    problems = spec.problems() + backend.problems(spec, opts)
     if not problems:
         problems = config_problems(spec)
     if problems:
         raise SpecError(problems)
-    return spec
+    return spec, backend, opts
 
 
 @click.command()
@@ -174,16 +172,14 @@ def checked_spec(params: dict[str, Any]) -> JobSpec:
 @user_errors
 def submit(**params: Any) -> None:
     """Submit a job; the job id is the last line of stdout (messages go to stderr)."""
-    from launcher.backends import get_backend
     from launcher.backends.base import BackendError
     from launcher.store import JobStore
 
     store = JobStore()
-    spec = checked_spec(params)
-    backend = get_backend(spec.backend)
+    spec, backend, opts = checked_spec(params)
     # The id before rendering: a backend renders once, with the names it will submit under.
     spec = spec.replace(job_id=store.new_job_id(spec.name))
-    rendered = backend.render(spec)
+    rendered = backend.render(spec, opts)
     if params["dry_run"]:
         click.echo(rendered.dry_run_text(), nl=False)
         return

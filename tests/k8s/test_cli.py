@@ -28,7 +28,8 @@ def runner() -> CliRunner:
 
 @pytest.mark.parametrize(("devices", "kind"), [
     (["--ascend", "8", "--nodes", "2"], "AscendJob"),
-    (["--ascend", "8", "--nodes", "2", "--opt", "chip=910"], "AscendJob"),
+    (["--ascend", "8", "--nodes", "2", "--ascend-chip", "910"], "AscendJob"),
+    (["--ascend", "16", "--ascend-chip", "910b"], "AscendJob"),
     (["--ascend", "8", "--nodes", "2", "--opt", "workload=vcjob"], "Job"),
     (["--gpus", "8", "--nodes", "2"], "JobSet"),
 ])
@@ -68,7 +69,7 @@ def test_opt_flags_reach_the_manifests(runner: CliRunner) -> None:
         "--opt", "workload=vcjob", "--opt", "namespace=team-a", "--opt", "data_pvc=imagenet",
         "--opt", "output_pvc=runs", "--opt", "image_pull_secrets=regcred,mirror",
         "--opt", "service_account=trainer", "--opt", "priority_class=high",
-        "--opt", "rank_table_timeout=60", "--dry-run"])
+        "--dry-run"])
     assert result.exit_code == 0, result.output
     docs = {d["kind"]: d for d in yaml.safe_load_all(result.stdout) if d}
     assert docs["Job"]["metadata"]["namespace"] == "team-a"
@@ -83,7 +84,7 @@ def test_bad_opt_is_one_line_and_exit_2(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["submit", "--backend", "k8s", "--gpus", "8", "--data-dir", "/d",
                                  "--output-dir", "/o", "--opt", "workload=acjob", "--dry-run"])
     assert result.exit_code == 2
-    assert "--opt workload=acjob cannot run gpu jobs (allowed: jobset, vcjob)" in result.output
+    assert "--opt workload acjob cannot run gpu jobs (allowed: jobset, vcjob)" in result.output
 
 
 def test_job_life_through_the_cli(runner: CliRunner, kube: KubeServer) -> None:

@@ -49,9 +49,10 @@ def render_entrypoint(spec: JobSpec) -> tuple[str, dict[str, Any]]:
     """The entrypoint script and the ConfigMap that carries it."""
     backend = KubernetesBackend()
     # The image's code dir does not exist here; the scripts run from /tmp.
-    spec = backend.prepare(spec.replace(code_dir=spec.code_dir or "/tmp"))
-    assert spec.problems() + backend.problems(spec) == []
-    docs = [d for d in yaml.safe_load_all(backend.render(spec).files["manifests.yaml"]) if d]
+    spec = spec.replace(code_dir=spec.code_dir or "/tmp")
+    spec, opts = backend.prepare(spec, backend.options_of(spec))
+    assert spec.problems() + backend.problems(spec, opts) == []
+    docs = [d for d in yaml.safe_load_all(backend.render(spec, opts).files["manifests.yaml"]) if d]
     config = next(d for d in docs if d["metadata"]["name"].endswith("-rlaunch"))
     return config["data"]["entrypoint.sh"], config
 
@@ -64,13 +65,14 @@ def fake(tmp_path: Path) -> Path:
     return path
 
 
-def ascend_spec(tmp_path: Path, fake: Path, **options: Any) -> JobSpec:
+def ascend_spec(tmp_path: Path, fake: Path, chip: str | None = None,
+                **options: Any) -> JobSpec:
     ips = tmp_path / "ips.yaml"
     ips.write_text(yaml.safe_dump({f"10.0.0.{s}": [f"192.168.{s}.{c}" for c in range(8)]
                                    for s in (1, 2)}))
     return JobSpec(name="resnest", backend="k8s", device_kind="ascend", devices_per_node=8,
                    nodes=2, data_dir="/data", output_dir="/out", python=str(fake),
-                   backend_options={"device_ips": str(ips), **options}).validate()
+                   ascend_chip=chip, backend_options={"device_ips": str(ips), **options}).validate()
 
 
 def prepare_script(script: str, tmp_path: Path, table: str | None,

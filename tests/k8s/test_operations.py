@@ -56,8 +56,9 @@ def submit(spec: JobSpec, tmp_path: Path, job_id: str = JOB) -> str:
     """Submit as `rlaunch submit` does: id first, render once, write the files, submit them."""
     backend = KubernetesBackend()
     spec = spec.replace(job_id=job_id)
-    assert backend.problems(spec) == []
-    rendered = backend.render(spec)
+    opts = backend.options_of(spec)
+    assert backend.problems(spec, opts) == []
+    rendered = backend.render(spec, opts)
     job_dir = tmp_path / job_id
     rendered.write(job_dir)
     return backend.submit(spec, rendered, job_dir)
@@ -504,7 +505,8 @@ def test_follow_moves_on_to_the_retried_pod_of_an_index(kube: KubeServer, tmp_pa
     submit(spec, tmp_path)
     kube.put("pods", pod("resnest-0-first", 0, "Failed", exit_code=75))
     serve_log(kube, "resnest-0-first", b"[rank 0] saved, requeue me\n")
-    lines = Cluster.connect().job_logs(job_names(spec), 1, follow=True, poll_seconds=0.1)
+    opts = KubernetesBackend().options_of(spec)
+    lines = Cluster.connect().job_logs(job_names(spec, opts), 1, follow=True, poll_seconds=0.1)
     assert next(lines) == "[rank 0] saved, requeue me"
     # The JobSet restarts: a new pod for index 0; the stream continues with it.
     kube.put("pods", pod("resnest-0-second", 0, "Running", created="2026-01-01T01:00:00Z"))

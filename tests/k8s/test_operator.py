@@ -37,11 +37,12 @@ NODES = ["10.0.0.9", "10.0.0.10"]
 
 def submit(tmp_path: Path, **fields: Any) -> JobRecord:
     backend = KubernetesBackend()
-    spec = backend.prepare(JobSpec(
+    spec = JobSpec(
         name="resnest", job_id=JOB, backend="k8s", data_dir="/data", output_dir="/out",
-        code_dir="/tmp", python=str(tmp_path / "fake-train"), **fields))
-    assert spec.problems() + backend.problems(spec) == []
-    rendered = backend.render(spec)
+        code_dir="/tmp", python=str(tmp_path / "fake-train"), **fields)
+    spec, opts = backend.prepare(spec, backend.options_of(spec))
+    assert spec.problems() + backend.problems(spec, opts) == []
+    rendered = backend.render(spec, opts)
     rendered.write(tmp_path / JOB)
     backend_id = backend.submit(spec, rendered, tmp_path / JOB)
     assert backend_id == f"{NAMESPACE}/{JOB}"
@@ -73,7 +74,7 @@ def node_pods(cluster: Cluster, prefix: str) -> list[str]:
 def test_volcano_job_gets_the_operators_table_and_each_pod_finds_its_ranks(
         kube: KubeServer, tmp_path: Path, chip: str, server_id: str) -> None:
     rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2,
-                 backend_options={"chip": chip, "workload": "vcjob"})
+                 ascend_chip=chip, backend_options={"workload": "vcjob"})
     assert set(kube.objects(*VCJOBS)) == {JOB}
     cluster = Cluster(kube, DevicePlugin(NODES, server_id=server_id))
     cluster.reconcile()
@@ -99,7 +100,7 @@ def test_volcano_job_gets_the_operators_table_and_each_pod_finds_its_ranks(
 def test_ascendjob_pods_take_their_ranks_from_the_operator(kube: KubeServer, tmp_path: Path,
                                                            chip: str) -> None:
     rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2,
-                 backend_options={"chip": chip})
+                 ascend_chip=chip)
     assert set(kube.objects(*ACJOBS)) == {JOB}
     assert f"rings-config-{JOB}" not in kube.objects("configmaps")  # "without ranktable"
     cluster = Cluster(kube, DevicePlugin(NODES))

@@ -49,7 +49,8 @@ def spec_for(case: str, tmp_path: Path) -> JobSpec:
     options: dict[str, Any] = {"data_pvc": "imagenet", "output_pvc": "runs", "namespace": "ml"}
     if case == "ascend910-2x8":
         base.update(device_kind="ascend", image="registry.example/rn:ascend")
-        options.update(chip="910", volcano_queue="training")
+        base.update(ascend_chip="910")
+        options.update(volcano_queue="training")
     elif case == "ascend910b-2x8":
         base.update(device_kind="ascend", image="registry.example/rn:ascend")
     elif case == "ascend910b-2x8-vcjob":
@@ -58,7 +59,8 @@ def spec_for(case: str, tmp_path: Path) -> JobSpec:
     elif case == "ascend910-4cards-4to7-vcjob":
         base.update(device_kind="ascend", devices_per_node=4, device_ids=[4, 5, 6, 7],
                     image="registry.example/rn:ascend")
-        options.update(chip="910", workload="vcjob", device_ips=device_ips_file(tmp_path),
+        base.update(ascend_chip="910")
+        options.update(workload="vcjob", device_ips=device_ips_file(tmp_path),
                        ascend_driver_mounts=True)
     elif case == "gpu-2x8":
         base.update(device_kind="gpu", image="registry.example/rn:gpu")
@@ -69,7 +71,8 @@ def spec_for(case: str, tmp_path: Path) -> JobSpec:
                        node_selector="pool=a100", tolerations="dedicated=ml:NoSchedule",
                        cpu="64", memory="512Gi")
     backend = KubernetesBackend()
-    return backend.prepare(JobSpec(**base, backend_options=options)).validate()
+    spec = JobSpec(**base, backend_options=options)
+    return backend.prepare(spec, backend.options_of(spec))[0].validate()
 
 
 CASES = ("ascend910-2x8", "ascend910b-2x8", "ascend910b-2x8-vcjob", "ascend910-4cards-4to7-vcjob",
@@ -78,8 +81,9 @@ CASES = ("ascend910-2x8", "ascend910b-2x8", "ascend910b-2x8-vcjob", "ascend910-4
 
 def render(spec: JobSpec) -> str:
     backend = KubernetesBackend()
-    assert backend.problems(spec) == []
-    return backend.render(spec).dry_run_text()
+    opts = backend.options_of(spec)
+    assert backend.problems(spec, opts) == []
+    return backend.render(spec, opts).dry_run_text()
 
 
 def docs_of(text: str) -> dict[str, dict[str, Any]]:
@@ -311,33 +315,58 @@ def test_hostile_values_are_serialized_not_pasted(tmp_path: Path) -> None:
     assert words == ["python3", "resnest/train.py", *spec.script_args()]
 
 
+def backend_problems(spec: JobSpec) -> list[str]:
+    """What `rlaunch submit` reports at the backend's stages: its options, then its rules."""
+    backend = KubernetesBackend()
+    opts, problems = backend.parse_options(spec)
+    return problems or backend.problems(spec, opts)
+
+
 @pytest.mark.parametrize(("options", "message"), [
-    ({"namespace": "Bad_NS"}, "--opt namespace='Bad_NS' is not valid"),
-    ({"workload": "job"}, "--opt workload='job' is not valid: one of acjob, vcjob, jobset"),
-    ({"workload": "jobset"}, "--opt workload=jobset cannot run ascend jobs (allowed: acjob, vcjob)"),
-    ({"chip": "310"}, "--opt chip='310' is not valid: one of 910, 910b"),
+    ({"namespace": "Bad_NS"}, "--opt namespace 'Bad_NS' is not a Kubernetes namespace name"),
+    ({"namespace": 31}, "--opt namespace must be a string, not an integer (31)"),
+    ({"workload": "job"}, "--opt workload 'job' is not one of acjob, vcjob, jobset"),
+    ({"workload": "jobset"}, "--opt workload jobset cannot run ascend jobs (allowed: acjob, vcjob)"),
+    ({"chip": "910"}, "--opt chip is not an option of the k8s backend"),
     ({"tolerations": "a:Sometimes"}, "EFFECT one of NoSchedule"),
     ({"memory": "lots"}, "a Kubernetes quantity"),
-    ({"node_selector": "novalue"}, "--opt node_selector='novalue' is not valid"),
-    ({"gpus": "8"}, "--opt 'gpus' is not an option of the k8s backend"),
+    ({"node_selector": "novalue"}, "--opt node_selector 'novalue' is not comma-separated KEY=VALUE"),
+    ({"namspace": "ml"}, "--opt namspace is not an option of the k8s backend (did you mean"),
+    ({"rank_table_timeout": "017"}, "--opt rank_table_timeout '017' is not a whole number"),
     ({"rank_table": "/nonexistent.json"}, "cannot be read as JSON"),
+    ({"volcano_queue": "q", "workload": "acjob", "rank_table": "/a", "device_ips": "/b"},
+     "--opt rank_table and --opt device_ips exclude each other"),
 ])
 def test_bad_options_are_one_clear_line(options: dict[str, Any], message: str) -> None:
     spec = JobSpec(name="resnest", backend="k8s", device_kind="ascend", devices_per_node=8,
                    data_dir="/d", output_dir="/o", backend_options=options)
-    problems = KubernetesBackend().problems(spec)
-    assert len(problems) == 1
+    problems = backend_problems(spec)
+    assert len(problems) == 1, problems
     assert message in problems[0]
+
+
+@pytest.mark.parametrize(("kind", "options", "message"), [
+    ("gpu", {"rank_table": "/t.json"}, "--opt rank_table is not used by gpu jobs (only by ascend"),
+    ("gpu", {"ascend_driver_mounts": "true"}, "--opt ascend_driver_mounts is not used by gpu jobs"),
+    ("gpu", {"volcano_queue": "training"},
+     "--opt volcano_queue is not used by this job: a jobset is not queued by Volcano"),
+])
+def test_options_the_job_does_not_use_are_refused(kind: str, options: dict[str, Any],
+                                                  message: str) -> None:
+    spec = JobSpec(name="resnest", backend="k8s", device_kind=kind, devices_per_node=8,
+                   data_dir="/d", output_dir="/o", backend_options=options)
+    problems = backend_problems(spec)
+    assert len(problems) == 1 and problems[0].startswith(message), problems
 
 
 def test_chip_decides_the_placement_rules() -> None:
     backend = KubernetesBackend()
 
-    def problems(devices: int, ids: list[int] | None, **options: str) -> list[str]:
-        spec = backend.prepare(JobSpec(
-            name="resnest", backend="k8s", device_kind="ascend", devices_per_node=devices,
-            device_ids=ids, backend_options=options))
-        return spec.problems() + backend.problems(spec)
+    def problems(devices: int, ids: list[int] | None, chip: str | None = None) -> list[str]:
+        spec = JobSpec(name="resnest", backend="k8s", device_kind="ascend",
+                       devices_per_node=devices, device_ids=ids, ascend_chip=chip)
+        spec, opts = backend.prepare(spec, backend.options_of(spec))
+        return spec.problems() + backend.problems(spec, opts)
 
     # 910: two HCCS rings of four; 910B (the default): no ring rule, 16-card servers exist.
     assert "must sit within devices 0-3 or 4-7" in problems(4, [2, 3, 4, 5], chip="910")[0]
@@ -350,11 +379,11 @@ def test_chip_decides_the_placement_rules() -> None:
 def test_relative_dirs_cannot_hold_a_pvc() -> None:
     spec = JobSpec(name="resnest", backend="k8s", device_kind="gpu", devices_per_node=1,
                    data_dir="data", output_dir="/o", backend_options={"data_pvc": "x"})
-    assert KubernetesBackend().problems(spec) == [
+    assert backend_problems(spec) == [
         "--data-dir 'data' must be an absolute path inside the pod to mount the PVC 'x' there"]
 
 
 def test_rank_table_must_match_the_job(tmp_path: Path) -> None:
     spec = spec_for("ascend910-4cards-4to7-vcjob", tmp_path).replace(nodes=3)
-    assert KubernetesBackend().problems(spec) == [
+    assert backend_problems(spec) == [
         "the rank table lists 2 servers but the job has --nodes 3"]

@@ -102,7 +102,7 @@ CASES: dict[str, Case] = {
                              "--gpus and --ascend cannot be used together"),
     # ---- card ranges are parsed without building them -------------------------------------
     "ascend-devices-huge": Case(slurm("--ascend", "8", "--ascend-devices", "0-99999999999"), 2,
-                                "card 99999999999 is out of range 0-7"),
+                                "card 99999999999 is out of range 0-15"),
     "ascend-devices-backwards": Case(slurm("--ascend", "2", "--ascend-devices", "7-6"), 2,
                                      "range 7-6 runs backwards"),
     "ascend-devices-word": Case(slurm("--ascend", "2", "--ascend-devices", "x"), 2,
@@ -112,11 +112,121 @@ CASES: dict[str, Case] = {
     # ---- choices and backends ---------------------------------------------------------------
     "backend-unknown": Case(["submit", "--backend", "nope", "--dry-run"], 2, "'nope' is not one of"),
     "task-unknown": Case(slurm("--task", "fit"), 2, "'fit' is not one of"),
-    "opt-unknown-slurm": Case(slurm("--opt", "nope=1"), 2, "--opt 'nope' is not an option of the slurm"),
+    "opt-unknown-slurm": Case(slurm("--opt", "nope=1"), 2, "--opt nope is not an option of the slurm"),
     "opt-no-equals": Case(slurm("--opt", "nope"), 2, "'nope' must look like KEY=VALUE"),
     "opt-namespace-newline": Case(k8s("--opt", "namespace=ns\n"), 2, "--opt namespace='ns\\n' contains"),
     "scheduler-arg-not-option": Case(slurm("--scheduler-arg", "script.sh"), 2,
                                      "must be an sbatch option starting with '-'"),
+    # ---- --opt values are read as their declared type, never re-typed by YAML -------------
+    **{f"opt-seconds-{name}": Case(slurm("--opt", f"signal_seconds={text}"), 2,
+                                   f"--opt signal_seconds {text!r} is not a whole number")
+       for name, text in (("octal", "017"), ("sexagesimal", "1:30"), ("fullwidth", "１２０"),
+                          ("superscript", "²"), ("arabic", "٣"), ("underscore", "1_0"),
+                          ("float", "1.5"), ("negative", "-5"), ("hex", "0x10"), ("exp", "1e3"),
+                          ("empty", ""), ("space", " 60"), ("trailing-space", "60 "),
+                          ("plus", "+60"), ("inf", "inf"), ("nan", "nan"))},
+    "opt-seconds-zero": Case(slurm("--opt", "signal_seconds=0"), 2,
+                             "--opt signal_seconds 0 is not an integer from 1 to 65535"),
+    "opt-seconds-huge": Case(slurm("--opt", "signal_seconds=65536"), 2,
+                             "--opt signal_seconds 65536 is not an integer from 1 to 65535"),
+    "opt-cpus-per-gpu-zero": Case(slurm("--gpus", "1", "--opt", "cpus_per_gpu=0"), 2,
+                                  "--opt cpus_per_gpu 0 is not an integer from 1 to 1024"),
+    "opt-cpus-per-gpu-octal": Case(slurm("--gpus", "1", "--opt", "cpus_per_gpu=010"), 2,
+                                   "--opt cpus_per_gpu '010' is not a whole number"),
+    "opt-gres-space": Case(slurm("--ascend", "1", "--opt", "ascend_gres=n pu"), 2,
+                           "--opt ascend_gres 'n pu' is not a plain gres name"),
+    "opt-gpu-request-word": Case(slurm("--gpus", "1", "--opt", "gpu_request=gpus"), 2,
+                                 "--opt gpu_request 'gpus' is not one of gpus-per-node, gres"),
+    "opt-runtime-docker": Case(slurm("--image", "a:1", "--opt", "container_runtime=docker"), 2,
+                               "--opt container_runtime 'docker' is not one of pyxis"),
+    **{f"opt-hccn-{name}": Case(slurm("--ascend", "1", "--opt", f"hccn_conf={path}"), 2,
+                                f"--opt hccn_conf {path!r} is not an absolute path without")
+       for name, path in (("comma", "/etc/hccn.conf,/etc/shadow"), ("colon", "/etc/a:/b"),
+                          ("relative", "hccn.conf"))},
+    "opt-typo-suggests": Case(slurm("--opt", "signal_second=60"), 2,
+                              "--opt signal_second is not an option of the slurm backend (did "
+                              "you mean signal_seconds?"),
+    "opt-local-has-none": Case(local("--opt", "x=1"), 2,
+                               "--opt x is not an option of the local backend (it has none)"),
+    "k8s-opt-typo-suggests": Case(k8s("--opt", "namspace=ml"), 2, "(did you mean namespace?"),
+    "k8s-opt-chip-moved": Case(k8s("--ascend", "8", "--opt", "chip=910"), 2,
+                               "--opt chip is not an option of the k8s backend"),
+    "k8s-opt-bool-word": Case(k8s("--ascend", "8", "--opt", "ascend_driver_mounts=maybe"), 2,
+                              "--opt ascend_driver_mounts 'maybe' is not true or false"),
+    **{f"k8s-opt-seconds-{name}": Case(k8s("--opt", f"ttl_after_finished={text}"), 2,
+                                       f"--opt ttl_after_finished {text!r} is not a whole number")
+       for name, text in (("exp", "1e3"), ("negative", "-1"), ("arabic", "٣"),
+                          ("octal", "0600"), ("float", "86400.0"))},
+    "k8s-opt-seconds-huge": Case(k8s("--opt", "grace_seconds=100000001"), 2,
+                                 "--opt grace_seconds 100000001 is not an integer from 0 to"),
+    "k8s-opt-namespace-upper": Case(k8s("--opt", "namespace=ML"), 2,
+                                    "--opt namespace 'ML' is not a Kubernetes namespace name"),
+    "k8s-opt-workload-case": Case(k8s("--opt", "workload=JobSet"), 2,
+                                  "--opt workload 'JobSet' is not one of acjob, vcjob, jobset"),
+    "k8s-opt-node-selector": Case(k8s("--opt", "node_selector=novalue"), 2,
+                                  "--opt node_selector 'novalue' is not comma-separated KEY=VALUE"),
+    "k8s-opt-node-selector-value": Case(k8s("--opt", "node_selector=a=b c"), 2,
+                                        "--opt node_selector 'a=b c' is not a node label"),
+    "k8s-opt-toleration-effect": Case(k8s("--opt", "tolerations=a:Sometimes"), 2,
+                                      "--opt tolerations 'a:Sometimes' is not KEY[=VALUE][:EFFECT]"),
+    "k8s-opt-pull-secret": Case(k8s("--opt", "image_pull_secrets=ok,Not_Ok"), 2,
+                                "--opt image_pull_secrets 'Not_Ok' is not a Kubernetes name"),
+    **{f"k8s-opt-{key}-quantity": Case(k8s("--opt", f"{key}={value}"), 2,
+                                       f"--opt {key} {value!r} is not a Kubernetes quantity")
+       for key, value in (("cpu", "lots"), ("memory", "1.5.5Gi"), ("shm_size", "16 GB"))},
+    # ---- options this job does not use: another device kind, workload or no image ---------
+    "opt-hccn-on-gpu": Case(slurm("--gpus", "1", "--opt", "hccn_conf=/etc/hccn.conf"), 2,
+                            "--opt hccn_conf is not used by gpu jobs (only by ascend jobs)"),
+    "opt-gres-on-cpu": Case(slurm("--cpus", "2", "--opt", "ascend_gres=npu"), 2,
+                            "--opt ascend_gres is not used by cpu jobs"),
+    "opt-cpus-per-gpu-on-cpu": Case(slurm("--cpus", "2", "--opt", "cpus_per_gpu=4"), 2,
+                                    "--opt cpus_per_gpu is not used by cpu jobs"),
+    "opt-gpu-request-on-ascend": Case(slurm("--ascend", "1", "--opt", "gpu_request=gres"), 2,
+                                      "--opt gpu_request is not used by ascend jobs"),
+    "opt-runtime-without-image": Case(slurm("--opt", "container_runtime=pyxis"), 2,
+                                      "--opt container_runtime is not used by this job: it only "
+                                      "applies with --image"),
+    "k8s-volcano-queue-jobset": Case(k8s("--gpus", "1", "--opt", "volcano_queue=q"), 2,
+                                     "--opt volcano_queue is not used by this job: a jobset is "
+                                     "not queued by Volcano"),
+    "k8s-rank-table-on-gpu": Case(k8s("--gpus", "1", "--opt", "rank_table=/t.json"), 2,
+                                  "--opt rank_table is not used by gpu jobs"),
+    "k8s-device-ips-on-cpu": Case(k8s("--opt", "device_ips=/ips.yaml"), 2,
+                                  "--opt device_ips is not used by cpu jobs"),
+    "k8s-driver-mounts-on-gpu": Case(k8s("--gpus", "1", "--opt", "ascend_driver_mounts=true"), 2,
+                                     "--opt ascend_driver_mounts is not used by gpu jobs"),
+    "k8s-workload-acjob-gpu": Case(k8s("--gpus", "1", "--opt", "workload=acjob"), 2,
+                                   "--opt workload acjob cannot run gpu jobs"),
+    # ---- the Ascend chip is a job spec field --------------------------------------------------
+    "ascend-chip-on-gpu": Case(slurm("--gpus", "1", "--ascend-chip", "910b"), 2,
+                               "--ascend-chip is only for Ascend jobs"),
+    "ascend-chip-unknown": Case(slurm("--ascend", "1", "--ascend-chip", "310"), 2,
+                                "'310' is not one of '910', '910b'"),
+    "ascend-16-on-910": Case(slurm("--ascend", "16", "--ascend-chip", "910"), 2,
+                             "--ascend 16 is not allowed: devices per node must be 1, 2, 4 or 8 "
+                             "on Ascend 910"),
+    "ascend-16-no-chip": Case(slurm("--ascend", "16"), 2, "--ascend 16 is not allowed"),
+    "ascend-upper-cards-on-910": Case(slurm("--ascend", "8", "--ascend-devices", "8-15"), 2,
+                                      "--ascend-devices [8, 9, 10, 11, 12, 13, 14, 15] must be "
+                                      "within 0-7 on Ascend 910"),
+    "ascend-card-16-on-910b": Case(slurm("--ascend", "1", "--ascend-devices", "16",
+                                         "--ascend-chip", "910b"), 2,
+                                   "card 16 is out of range 0-15"),
+    "k8s-ascend-32": Case(k8s("--ascend", "32"), 2, "--ascend 32 is not allowed"),
+    "file-ascend-chip-int": from_file("ascend_chip: 910\ndevice_kind: ascend\n"),
+    "file-opt-namespace-hex": from_file("backend: k8s\ndata_dir: /d\noutput_dir: /o\n"
+                                        "backend_options: {namespace: 0x1f}\n"),
+    "file-opt-seconds-octal": from_file("backend: slurm\ndata_dir: /d\noutput_dir: /o\n"
+                                        "backend_options: {signal_seconds: '017'}\n"),
+    "file-opt-seconds-bool": from_file("backend: slurm\ndata_dir: /d\noutput_dir: /o\n"
+                                       "backend_options: {signal_seconds: true}\n"),
+    "file-opt-seconds-float": from_file("backend: slurm\ndata_dir: /d\noutput_dir: /o\n"
+                                        "backend_options: {signal_seconds: 60.0}\n"),
+    "file-opt-unknown": from_file("backend: slurm\ndata_dir: /d\noutput_dir: /o\n"
+                                  "backend_options: {signal_secs: 60}\n"),
+    "file-opt-pull-secrets-int": from_file("backend: k8s\ndata_dir: /d\noutput_dir: /o\n"
+                                           "backend_options: "
+                                           "{image_pull_secrets: [a, 5]}\n"),
     # ---- flags a backend does not use are errors naming it ----------------------------------
     "local-image": Case(local("--image", "img:1"), 2, "--image is not used by the local backend"),
     "local-partition": Case(local("--partition", "gpu"), 2, "--partition is not used by the local"),
@@ -218,6 +328,16 @@ CASES: dict[str, Case] = {
                                     "device IP file '{work}/hccn/10.0.0.1.conf' is not UTF-8 text",
                                     {"hccn/10.0.0.1.conf": b"address_0=\xff\n"}),
     "ranktable-no-input": Case(["ranktable"], 2, "give --device-ips FILE"),
+    "ranktable-upper-cards-910": Case(["ranktable", "--hccn-dir", "{work}", "--devices", "8-15"],
+                                      2, "card 15 is out of range 0-7"),
+    "ranktable-card-16-910b": Case(["ranktable", "--hccn-dir", "{work}", "--ascend-chip", "910b",
+                                    "--devices", "0-16"], 2, "card 16 is out of range 0-15"),
+    "ranktable-ring-910": Case(["ranktable", "--hccn-dir", "{work}", "--devices", "2-5"], 2,
+                               "a 4-card Ascend 910 job must sit within devices 0-3 or 4-7"),
+    "ranktable-three-cards": Case(["ranktable", "--hccn-dir", "{work}", "--devices", "0-2"], 2,
+                                  "a count of 3 is not allowed"),
+    "ranktable-chip-unknown": Case(["ranktable", "--hccn-dir", "{work}", "--ascend-chip", "310"],
+                                   2, "'310' is not one of '910', '910b'"),
     "ranktable-empty-hccn-dir": Case(["ranktable", "--hccn-dir", "{work}"], 2,
                                      "holds no <server IP>.conf files"),
     "ranktable-check-not-json": Case(["ranktable", "--check", "{work}/t.json"], 1,
@@ -272,6 +392,20 @@ FILE_MESSAGES = {
     "file-empty-config": "job.yaml: config is empty",
     "file-nodes-zero": "job.yaml: nodes 0 must be 1-100000",
     "file-time-newline": "job.yaml: time_limit '10\\n' is not a Slurm time",
+    "file-ascend-chip-int": "job.yaml: ascend_chip must be a string, not an integer (910) "
+                            "(quote it in YAML)",
+    "file-opt-namespace-hex": "job.yaml: backend_options.namespace must be a string, not an "
+                              "integer (31) (quote it in YAML)",
+    "file-opt-seconds-octal": "job.yaml: backend_options.signal_seconds '017' is not a whole "
+                              "number",
+    "file-opt-seconds-bool": "job.yaml: backend_options.signal_seconds must be an integer, not a "
+                             "boolean (True)",
+    "file-opt-seconds-float": "job.yaml: backend_options.signal_seconds must be an integer, not "
+                              "a number (60.0)",
+    "file-opt-unknown": "job.yaml: backend_options.signal_secs is not an option of the slurm "
+                        "backend (did you mean signal_seconds?",
+    "file-opt-pull-secrets-int": "job.yaml: backend_options.image_pull_secrets[1] must be a "
+                                 "string, not an integer (5)",
 }
 for _name, _says in FILE_MESSAGES.items():
     CASES[_name].says = _says

@@ -65,7 +65,7 @@ def test_submit_dry_run_prints_script_and_writes_nothing(runner: CliRunner, stat
         (["--backend", "local", "--data-dir", "/nonexistent/x"], "--data-dir '/nonexistent/x' does not exist"),
         (["--backend", "local", "--nodes", "2"], "the local backend runs on this one machine"),
         (["--env", "NOEQUALS"], "'NOEQUALS' must look like KEY=VALUE"),
-        (["--opt", "nope=1"], "--opt 'nope' is not an option of the slurm backend"),
+        (["--opt", "nope=1"], "--opt nope is not an option of the slurm backend"),
         (["--scheduler-arg", "script.sh"], "must be an sbatch option starting with '-'"),
         (["--time", "$(reboot)"], "is not a Slurm time"),
     ],

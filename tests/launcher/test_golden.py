@@ -57,9 +57,10 @@ def check_golden(name: str, text: str) -> None:
 def test_rendered_script_matches_golden(name: str) -> None:
     spec = CASES[name].validate()
     backend = get_backend(spec.backend)
+    opts = backend.options_of(spec)
     if spec.backend != "local":  # local checks that /data exists on this machine
-        assert backend.problems(spec) == []
-    rendered = backend.render(spec)
+        assert backend.problems(spec, opts) == []
+    rendered = backend.render(spec, opts)
     (script,) = rendered.files.values()
     check_golden(name, script)
 
@@ -67,7 +68,8 @@ def test_rendered_script_matches_golden(name: str) -> None:
 def test_render_is_pure_and_repeatable() -> None:
     spec = CASES["slurm_gpu8.sh"]
     backend = get_backend("slurm")
-    assert backend.render(spec).files == backend.render(spec).files
+    opts = backend.options_of(spec)
+    assert backend.render(spec, opts).files == backend.render(spec, opts).files
 
 
 def test_rank_table_two_servers_matches_golden() -> None:

@@ -106,10 +106,12 @@ def test_sbatch_script_passes_hostile_values_verbatim(tmp_path: Path, kind: str)
         backend="slurm", device_kind=kind, devices_per_node=2, data_dir=hostile_path,
         output_dir=hostile_path + "/o", overrides=[f"k={HOSTILE[0]}"], args=HOSTILE,
         env={"H": HOSTILE[2] + HOSTILE[6]}, python=str(bin_dir / "python"),
-        code_dir=str(tmp_path), backend_options={"hccn_conf": str(tmp_path / "hccn.conf")},
+        code_dir=str(tmp_path),
+        backend_options={"hccn_conf": str(tmp_path / "hccn.conf")} if kind == "ascend" else {},
     ).validate()
     (tmp_path / "hccn.conf").write_text("address_0=192.168.0.1\naddress_1=192.168.0.2\n")
-    script = get_backend("slurm").render(spec).files["sbatch.sh"]
+    backend = get_backend("slurm")
+    script = backend.render(spec, backend.options_of(spec)).files["sbatch.sh"]
     job_dir = tmp_path / "job dir"
     job_dir.mkdir()
     (job_dir / "sbatch.sh").write_text(script)

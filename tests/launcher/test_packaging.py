@@ -44,7 +44,8 @@ def test_non_editable_install_renders_templates(tmp_path: Path) -> None:
         "spec = JobSpec(backend='slurm', device_kind='gpu', devices_per_node=8, data_dir='/d',"
         " output_dir='/o', code_dir='/c', python='/p/bin/python')\n"
         "print(launcher.__file__)\nprint(templates_dir())\n"
-        "print(get_backend('slurm').render(spec).files['sbatch.sh'].count('#SBATCH'))\n"
+        "slurm = get_backend('slurm')\n"
+        "print(slurm.render(spec, slurm.options_of(spec)).files['sbatch.sh'].count('#SBATCH'))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True,

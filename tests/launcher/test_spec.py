@@ -28,7 +28,7 @@ def test_ascend_allowed_counts(n: int) -> None:
 @pytest.mark.parametrize("n", [3, 5, 6, 7, 16])
 def test_ascend_other_counts_rejected(n: int) -> None:
     (line,) = problems(device_kind="ascend", devices_per_node=n)
-    assert f"--ascend {n} is not allowed" in line and "1, 2, 4 or 8" in line
+    assert f"devices_per_node {n} is not allowed" in line and "1, 2, 4 or 8" in line
 
 
 @pytest.mark.parametrize("ids", [[4, 5, 6, 7], [0, 1], [6, 7], [2]])

@@ -47,16 +47,18 @@ CONTAINER_CASES = {
 def test_container_rendering_matches_golden(name: str) -> None:
     spec = CONTAINER_CASES[name].validate()
     backend = get_backend("slurm")
-    assert backend.problems(spec) == []
-    (script,) = backend.render(spec).files.values()
+    opts = backend.options_of(spec)
+    assert backend.problems(spec, opts) == []
+    (script,) = backend.render(spec, opts).files.values()
     check_golden(name, script)
 
 
 def render(**fields) -> str:
     spec = JobSpec(backend="slurm", **{**BASE, **fields}).validate()
     backend = get_backend("slurm")
-    assert backend.problems(spec) == []
-    return backend.render(spec).files["sbatch.sh"]
+    opts = backend.options_of(spec)
+    assert backend.problems(spec, opts) == []
+    return backend.render(spec, opts).files["sbatch.sh"]
 
 
 def test_gpu_job_asks_cpus_per_gpu_and_hands_them_to_srun() -> None:
@@ -109,31 +111,45 @@ def test_cpus_per_device_from_sinfo_takes_the_smallest_node(monkeypatch) -> None
     assert cpus_per_device_from_sinfo("npu", None) is None
 
 
-@pytest.mark.parametrize(("opts", "message"), [
-    ({"cpus_per_gpu": 0}, "cpus_per_gpu=0 must be an integer from 1 to 1024"),
-    ({"cpus_per_gpu": "many"}, "cpus_per_gpu='many' must be an integer"),
-    ({"gpu_request": "gpus"}, "gpu_request='gpus' is not one of gpus-per-node, gres"),
-    ({"container_runtime": "docker"}, ("container_runtime='docker' is not one of pyxis, "
-                                      "apptainer, runc")),
-    ({"container_runtime": "pyxis"}, "--opt container_runtime needs --image"),
+def backend_problems(spec: JobSpec) -> list[str]:
+    """What `rlaunch submit` reports at the backend's stages: its options, then its rules."""
+    backend = get_backend("slurm")
+    opts, problems = backend.parse_options(spec)
+    return problems or backend.problems(spec, opts)
+
+
+@pytest.mark.parametrize(("kind", "opts", "message"), [
+    ("gpu", {"cpus_per_gpu": 0}, "--opt cpus_per_gpu 0 is not an integer from 1 to 1024"),
+    ("gpu", {"cpus_per_gpu": "many"}, "--opt cpus_per_gpu 'many' is not a whole number"),
+    ("gpu", {"gpu_request": "gpus"}, "--opt gpu_request 'gpus' is not one of gpus-per-node, gres"),
+    ("gpu", {"container_runtime": "docker"}, ("--opt container_runtime 'docker' is not one of "
+                                              "pyxis, apptainer, runc")),
+    ("gpu", {"container_runtime": "pyxis"},
+     "--opt container_runtime is not used by this job: it only applies with --image"),
+    ("gpu", {"signal_seconds": "017"}, "--opt signal_seconds '017' is not a whole number"),
+    ("gpu", {"signal_seconds": "1:30"}, "--opt signal_seconds '1:30' is not a whole number"),
+    ("gpu", {"hccn_conf": "/etc/hccn.conf"}, "--opt hccn_conf is not used by gpu jobs"),
+    ("cpu", {"cpus_per_gpu": "4"}, "--opt cpus_per_gpu is not used by cpu jobs"),
+    ("ascend", {"gpu_request": "gres"}, "--opt gpu_request is not used by ascend jobs"),
+    ("ascend", {"hccn_conf": "/etc/a,b"}, "'/etc/a,b' is not an absolute path without ',' or"),
+    ("gpu", {"signal_second": "60"}, "(did you mean signal_seconds?"),
 ])
-def test_bad_options_are_one_clear_line(opts: dict, message: str) -> None:
-    spec = JobSpec(backend="slurm", device_kind="gpu", devices_per_node=2, backend_options=opts,
+def test_bad_options_are_one_clear_line(kind: str, opts: dict, message: str) -> None:
+    spec = JobSpec(backend="slurm", device_kind=kind, devices_per_node=2, backend_options=opts,
                    **BASE)
-    problems = get_backend("slurm").problems(spec)
-    assert any(message in p for p in problems), problems
+    problems = backend_problems(spec)
+    assert len(problems) == 1 and message in problems[0], problems
 
 
 def test_runc_needs_a_bundle_path(tmp_path: Path) -> None:
-    backend = get_backend("slurm")
     spec = JobSpec(backend="slurm", image="rlaunch-cpu:1", devices_per_node=2,
                    backend_options={"container_runtime": "runc"}, **BASE)
-    assert any("absolute path of an OCI bundle" in p for p in backend.problems(spec))
+    assert any("absolute path of an OCI bundle" in p for p in backend_problems(spec))
     spec = spec.replace(image=str(tmp_path))
-    assert any("is not an OCI bundle here" in p for p in backend.problems(spec))
+    assert any("is not an OCI bundle here" in p for p in backend_problems(spec))
     spec = spec.replace(image=str(tmp_path), data_dir="/data/a,b")
     (tmp_path / "config.json").write_text("{}")
-    assert any("',' or ':'" in p for p in backend.problems(spec))
+    assert any("',' or ':'" in p for p in backend_problems(spec))
 
 
 # ---- the Ascend rank lookup ---------------------------------------------------------------
