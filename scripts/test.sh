@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, unit and integration (real Slurm, msrun, image build), as CI runs it.
+# The whole test suite, unit and integration (real Slurm, msrun, image build, a real Kubernetes),
+# as CI runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
