@@ -64,10 +64,9 @@ cgroup_pids() {  # every process in our subtree, any hierarchy
 }
 
 kill_ours() {
+    # Only by cgroup: `start` puts each daemon in /rlk8s before it execs, and a pid file could
+    # name a recycled pid after a reboot.
     local sig pids
-    for pidfile in "$DIR"/pids/*.pid; do  # started by us but possibly not yet in the cgroup
-        [ -f "$pidfile" ] && kill -TERM "$(cat "$pidfile")" 2>/dev/null || true
-    done
     for sig in TERM TERM KILL KILL KILL KILL; do
         pids=$(cgroup_pids)
         [ -n "$pids" ] || break
