@@ -203,3 +203,26 @@ def test_gpu_jobset_is_placed_on_the_advertised_gpus(
     for rank in range(4):
         assert step_events(namespace, rank), f"rank {rank} made no training step"
     assert f"tot={VAL_IMAGES}" in logs
+
+
+def test_time_limit_checkpoints_exits_75_and_the_next_attempt_resumes(
+    namespace: Namespace, cpu_image: str, core
+) -> None:
+    # --time is per attempt: 50 s before it ends (the grace) the pods ask their ranks to save and
+    # exit 75; JobSet counts one restart and the new pods resume from the checkpoint.
+    job_id = submit(namespace, cpu_image, "rk-time", "--cpus", "1", "--time", "1:30",
+                    "--max-restarts", "1", "--opt", "grace_seconds=50",
+                    sets=[*TINY_TRAIN_SETS, "epochs=50", "batch_size=1"])
+    follower = subprocess.Popen([str(VENV_BIN / "rlaunch"), "logs", "-f", job_id],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, **namespace.env})
+    try:
+        wait_for(lambda: job_status(job_id, namespace.env)["restarts"] == 1, 600,
+                 "the first attempt to end at its time limit")
+        wait_for(lambda: "resumed from" in rlaunch("logs", job_id, env=namespace.env).stdout,
+                 600, "the second attempt to resume")
+    finally:
+        rlaunch("cancel", job_id, env=namespace.env, check=False)
+        followed, _ = follower.communicate(timeout=300)
+    assert "time limit: asking the processes to save and stop" in followed, followed[-3000:]
+    assert "requeued" in followed, followed[-3000:]
