@@ -1,10 +1,12 @@
 """Kubernetes backend: one workload object per job, of a kind the cluster's controllers run.
 
-- Ascend (MindX DL): an AscendJob (default) or a Volcano Job, labelled so that the ascend-operator
-  writes the job's rank table; or a static rank table shipped by rlaunch, pods pinned to its
-  servers. docs/kubernetes.md says why the AscendJob is the default.
+- Ascend (MindX DL): a Volcano Job (default), labelled so that the ascend-operator writes the
+  job's rank table, or an AscendJob run on the operator's MindSpore variables; or a static rank
+  table shipped by rlaunch, pods pinned to its servers. docs/kubernetes.md says why the Volcano
+  Job is the default (its group restart does not depend on MindX DL's fault handling).
 - NVIDIA GPUs (and CPU): a JobSet (default) or a Volcano Job; both restart the whole group when
-  one pod fails or is evicted, and count that as one restart.
+  one pod fails or is evicted (docs/kubernetes.md: which restarts count against
+  --max-restarts).
 
 `render` is pure: templates in `templates/k8s/` (through the one Jinja environment of
 `launcher.templating`) become one multi-document YAML stream, which is what `--dry-run` prints
@@ -37,6 +39,7 @@ from launcher.backends.k8s_options import (
     toleration_manifest,
     workload_of,
 )
+from launcher.spec import SpecError
 from resnest.contract import DEVICE_KIND_ENV, REQUEUE_EXIT_CODE
 
 if TYPE_CHECKING:
@@ -45,8 +48,9 @@ if TYPE_CHECKING:
 
 # Extended resources as data (TorchX habit): device kind -> device plugin resource name.
 DEVICE_RESOURCES: dict[str, str] = {"ascend": RESOURCE_NAME, "gpu": "nvidia.com/gpu"}
-# What `rlaunch build --target <kind>` names its images; pass --image with the exact tag it
-# printed (and a registry) so a job names exactly the code it runs.
+# What `rlaunch build --target <kind>` names its images. Only a dry run shows them: they exist
+# on the machine that built them, in no registry a node pulls from (Kubernetes would look for
+# docker.io/library/rlaunch-...), so submit wants --image with the pushed reference.
 DEFAULT_IMAGES: dict[str, str] = {
     "ascend": "rlaunch-ascend:latest",
     "gpu": "rlaunch-gpu:latest",
@@ -69,6 +73,37 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 ENTRYPOINT_DIR = "/opt/rlaunch"
 # Every pod has its own IP, so one fixed port serves all jobs.
 DEFAULT_SCHEDULER_PORT = 8118
+# Volcano's own queue, what its webhook puts into a Volcano Job without one
+# (volcano pkg/webhooks/admission/jobs/mutate/mutate_job.go). The ascend-operator instead GETs
+# the AscendJob's queue by name before it creates anything, and an empty name fails that
+# (ascend-operator pkg/controllers/v1/ascendjob_validate.go validateBasicInfo): always render one.
+DEFAULT_VOLCANO_QUEUE = "default"
+# The user (and group) the images of docker/ run as (`USER 1000:1000`). The pods run as them and
+# own their volumes through fsGroup: kubelet creates a missing subPath directory as root
+# (pkg/kubelet/kubelet_pods.go makeMounts), and a block-backed claim's root is root:root 0755.
+IMAGE_UID = 1000
+# The AscendJob's Scheduler pod runs only MindSpore's scheduler process: no cards, any node, a
+# small share of CPU and memory (MindX DL's sample Scheduler asks for nothing at all:
+# mindcluster-deploy samples/train/basic-training/without-ranktable/mindspore/
+# mindspore_multinodes_acjob_910b.yaml). Gang admission counts it with the Workers.
+SCHEDULER_RESOURCES = {"cpu": "1", "memory": "4Gi"}
+# MindX DL fault handling (mind-cluster docs/en/scheduling/usage/resumable_training/
+# 06_configuring_the_job_yaml_file.md): `fault-scheduling: grace` deletes a faulty job's pods
+# gracefully and reschedules them; `fault-retry-times: N` makes the operator treat a failed pod
+# as a restart while MindX's Volcano plugin has retries left (ascend-operator
+# pkg/controllers/v1/unconditaional_retry.go isUnconditionalRetryJob, job.go reconcileWithFailed).
+FAULT_SCHEDULING_LABEL = "fault-scheduling"
+FAULT_RETRY_LABEL = "fault-retry-times"
+# HCCL's wait for its peers' links at rank-table init: 120 s by default, 120-7200 allowed (CANN
+# environment variable reference, HCCL_CONNECT_TIMEOUT). Rank-table pods start when every pod has
+# its cards, then pull images of different sizes: give them MindSpore's own cluster-forming time.
+HCCL_CONNECT_TIMEOUT_SECONDS = 1800
+# Kueue admits a JobSet carrying this label through the named LocalQueue (kueue
+# pkg/controller/constants: QueueLabel).
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# Exit codes the controllers must tell apart (resnest/contract.py, resnest/train.py main):
+# a usage error is never retried.
+USAGE_ERROR_EXIT_CODE = 2
 # Where --data-pvc / --output-pvc are mounted when no --data-dir / --output-dir is given.
 DEFAULT_DATA_DIR = "/data"
 DEFAULT_OUTPUT_DIR = "/output"
@@ -180,11 +215,15 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
         job_labels["ring-controller.atlas"] = chip.ring_label
         if workload == "acjob":
             job_labels["framework"] = "mindspore"
+            if spec.max_restarts > 0:
+                job_labels[FAULT_SCHEDULING_LABEL] = "grace"
+                job_labels[FAULT_RETRY_LABEL] = str(spec.max_restarts)
     node_labels = {**job_labels, ROLE_LABEL: NODE_TASK}
     resources: dict[str, str] = {}
     if spec.device_kind in DEVICE_RESOURCES:
         resources[DEVICE_RESOURCES[spec.device_kind]] = str(spec.devices_per_node)
     resources.update({k: v for k, v in (("cpu", opts.cpu), ("memory", opts.memory)) if v})
+    resources.update(opts.extra_resources)
     node_selector = dict(opts.node_selector)
     if ascend:
         node_selector.setdefault("accelerator-type", chip.accelerator_type(spec.devices_per_node))
@@ -207,6 +246,12 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
         "affinity": _affinity(spec, {JOB_LABEL: names.job, ROLE_LABEL: NODE_TASK},
                               _table_hosts(rank_table)),
         "grace_seconds": opts.grace_seconds,
+        "security_context": {"runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID,
+                             "fsGroup": IMAGE_UID, "fsGroupChangePolicy": "OnRootMismatch",
+                             **({"supplementalGroups": [int(g) for g in opts.supplemental_groups]}
+                                if opts.supplemental_groups else {})},
+        "annotations": dict(opts.pod_annotations),
+        "host_network": opts.host_network,
         "container": ASCEND_CONTAINER if ascend else "trainer",
         "image": spec.image or DEFAULT_IMAGES[spec.device_kind],
         "entrypoint_path": f"{ENTRYPOINT_DIR}/entrypoint.sh",
@@ -236,10 +281,16 @@ def manifest_context(spec: JobSpec, opts: K8sOptions, rank_table: str | None) ->
         "rank_table_timeout": opts.rank_table_timeout,
         "node_rank_env": "JOB_COMPLETION_INDEX" if workload == "jobset" else "VC_TASK_INDEX",
         "topo_timeout": TOPO_TIMEOUT_SECONDS,
+        "hccl_connect_timeout": HCCL_CONNECT_TIMEOUT_SECONDS,
     }
+    # Kueue's label on the JobSet only: on pods it would make Kueue's pod integration gate them.
+    workload_labels = {**job_labels, KUEUE_QUEUE_LABEL: opts.kueue_queue} if opts.kueue_queue \
+        else job_labels
     return {"names": names, "namespace": opts.namespace, "labels": labels,
-            "job_labels": job_labels, "nodes": spec.nodes, "max_restarts": spec.max_restarts,
-            "ttl_seconds_after_finished": opts.ttl_after_finished, "queue": opts.volcano_queue,
+            "job_labels": job_labels, "workload_labels": workload_labels, "nodes": spec.nodes, "max_restarts": spec.max_restarts,
+            "ttl_seconds_after_finished": opts.ttl_after_finished,
+            "queue": opts.volcano_queue or DEFAULT_VOLCANO_QUEUE,
+            "usage_error_exit_code": USAGE_ERROR_EXIT_CODE,
             "priority_class": opts.priority_class, "rank_table": rank_table, "pod": pod,
             "entry": entry}
 
@@ -262,10 +313,12 @@ def render_manifests(spec: JobSpec, opts: K8sOptions) -> tuple[list[dict[str, An
         templates.append("k8s/rings-configmap.yaml.j2")
     workload = ctx["names"].workload.key
     if workload == "acjob":
-        # The Scheduler pod: no cards, no rank table, any node.
+        # The Scheduler pod: no cards, any node, small requests. It keeps the volumes: it runs
+        # the training script, which checks --data-dir before it becomes MindSpore's scheduler.
         scheduler = {**ctx["pod"], "labels": {**ctx["pod"]["labels"], ROLE_LABEL: "scheduler"},
-                     "resources": {k: v for k, v in ctx["pod"]["resources"].items()
-                                   if k != RESOURCE_NAME},
+                     "resources": dict(SCHEDULER_RESOURCES),
+                     "node_selector": dict(opts.node_selector),
+                     "annotations": {}, "host_network": False,
                      "affinity": {}}
         ctx["scheduler_pod"] = render_template("k8s/pod.yaml.j2", **{**ctx, "pod": scheduler}) \
             .rstrip("\n")
@@ -280,6 +333,11 @@ def render_manifests(spec: JobSpec, opts: K8sOptions) -> tuple[list[dict[str, An
         docs.append(text if text.endswith("\n") else text + "\n")
         objects.append(obj)
     return objects, "---\n" + "---\n".join(docs), ctx["entrypoint"]
+
+
+class ImageRequiredError(SpecError, BackendError):
+    """A usage error (exit 2) that only submit can raise, since a dry run may omit --image;
+    as a BackendError the submit command also drops the job record it had started."""
 
 
 def split_backend_id(backend_id: str) -> tuple[str | None, str]:
@@ -373,11 +431,35 @@ class KubernetesBackend(Backend):
         """Create exactly the objects `render` returned (and `--dry-run` printed), in order."""
         import yaml
 
+        if not spec.image:
+            raise ImageRequiredError([(
+                "--backend k8s needs --image REGISTRY/NAME:TAG that every node can pull "
+                f"(the default {DEFAULT_IMAGES[spec.device_kind]} exists only where "
+                "`rlaunch build` made it): push it and pass the pushed reference")])
         objects = [doc for doc in yaml.safe_load_all(rendered.files[MANIFEST_FILE]) if doc]
         opts = self.options_of(spec)
         cluster = self._cluster(opts)
+        self._check_claims(spec, opts, cluster)
         cluster.create_all(objects)
         return f"{cluster.namespace}/{job_names(spec, opts).job}"
+
+    @staticmethod
+    def _check_claims(spec: JobSpec, opts: K8sOptions, cluster: Any) -> None:
+        """Every node pod mounts the claims: with several nodes a ReadWriteOnce claim would
+        attach to one node only and leave the other pods ContainerCreating (Multi-Attach)."""
+        if spec.nodes < 2:
+            return
+        for option, claim, shared in (("data_pvc", opts.data_pvc, ("ReadOnlyMany", "ReadWriteMany")),
+                                      ("output_pvc", opts.output_pvc, ("ReadWriteMany",))):
+            if not claim or (option == "data_pvc" and not spec.data_dir) \
+                    or (option == "output_pvc" and not spec.output_dir):
+                continue
+            modes = cluster.claim_access_modes(claim)
+            if modes is not None and not set(modes) & set(shared):
+                raise BackendError(
+                    f"--opt {option}={claim}: the claim is {'/'.join(modes) or 'of no access mode'}"
+                    f", but the {spec.nodes} node pods all mount it: it must be "
+                    f"{' or '.join(shared)}")
 
     def status(self, record: JobRecord) -> JobStatus:
         cluster, names = self._record_target(record)
@@ -390,12 +472,20 @@ class KubernetesBackend(Backend):
             yield from cluster.job_logs(names, spec.nodes, follow=follow)
             return
         # Ranks of one pod share its log; keep this rank's lines and the unprefixed ones
-        # (tracebacks, the entrypoint's own messages).
+        # (tracebacks, the entrypoint's own messages). From the operator's rank table a rank
+        # may be on any pod; everywhere else pod i runs ranks i * cards ...
         own = f"[rank {rank}]"
-        for line in cluster.job_logs(names, spec.nodes, index=rank // spec.devices_per_node,
-                                     follow=follow):
+        index = cluster.node_of_rank(names, rank) if self._operator_table(spec) else None
+        if index is None:
+            index = rank // spec.devices_per_node
+        for line in cluster.job_logs(names, spec.nodes, index=index, follow=follow):
             if line.startswith(own) or not RANK_PREFIX_RE.match(line):
                 yield line
+
+    def _operator_table(self, spec: JobSpec) -> bool:
+        opts = self.options_of(spec)
+        return (spec.device_kind == "ascend" and workload_of(spec, opts) == "vcjob"
+                and not (opts.rank_table or opts.device_ips))
 
     def cancel(self, record: JobRecord) -> None:
         cluster, names = self._record_target(record)

@@ -119,6 +119,23 @@ VCJOB_FINAL = {"Completed": COMPLETED, "Failed": FAILED, "Aborted": FAILED,
                "Terminated": FAILED, "Restarting": REQUEUED}
 
 
+def waiting_reason(obj: dict[str, Any]) -> str:
+    """Why a workload has no pods yet, as its controller says: the newest condition that
+    carries a reason (the ascend-operator's PodGroupPending "the cluster resource is not
+    enough", PodGroupNotInitialized, SyncServiceFailed...: mind-cluster ascend-operator
+    pkg/controllers/v1/job.go, docs/en/scheduling/api/ascend_job.md), or Volcano's state."""
+    status = obj.get("status") or {}
+    state = status.get("state") or {}
+    if state.get("reason") or state.get("message"):
+        return _condition_detail({"type": state.get("phase"), **state})
+    conditions = [c for c in status.get("conditions") or [] if c.get("reason")]
+    if conditions:
+        newest = max(enumerate(conditions), key=lambda ic: (
+            str(ic[1].get("lastTransitionTime") or ic[1].get("lastUpdateTime") or ""), ic[0]))[1]
+        return _condition_detail(newest)
+    return "no pods yet"
+
+
 def workload_state(names: JobNames, obj: dict[str, Any]) -> tuple[str | None, int, str]:
     """(state or None, restarts, detail) from the workload object's own status.
 
@@ -215,16 +232,40 @@ class Cluster:
                 return workload
         raise BackendError(f"cannot handle object of kind {kind!r} ({api_version})")
 
-    def create(self, obj: dict[str, Any]) -> None:
-        """Create one object of the kinds the manifests hold."""
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create one object of the kinds the manifests hold; returns what the server stored."""
         kind, name, ns = obj["kind"], obj["metadata"]["name"], self.namespace
         with self._call(f"creating {kind} {name} in namespace {ns}"):
+            # The raw response: the client's own decoding of custom objects can return None.
             if kind == "ConfigMap":
-                self.core.create_namespaced_config_map(ns, obj, _request_timeout=REQUEST_TIMEOUT)
+                resp = self.core.create_namespaced_config_map(
+                    ns, obj, _request_timeout=REQUEST_TIMEOUT, _preload_content=False)
             else:
                 w = self._workload(obj["apiVersion"], kind)
-                self.custom.create_namespaced_custom_object(
-                    w.group, w.version, ns, w.plural, obj, _request_timeout=REQUEST_TIMEOUT)
+                resp = self.custom.create_namespaced_custom_object(
+                    w.group, w.version, ns, w.plural, obj, _request_timeout=REQUEST_TIMEOUT,
+                    _preload_content=False)
+            try:
+                made = json.loads(resp.data)
+            except ValueError:
+                made = None
+            return made if isinstance(made, dict) else {}
+
+    def own(self, config_map: str, owner: dict[str, Any]) -> None:
+        """Make the workload `owner` (as the server returned it) own a ConfigMap, so that the
+        garbage collector removes it with the workload (TTL or any deletion)."""
+        meta = owner.get("metadata") or {}
+        uid = meta.get("uid")
+        if not uid:
+            raise BackendError(f"{owner.get('kind')} {meta.get('name')}: the server returned "
+                               "no uid, so nothing can be owned by it")
+        ref = {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"],
+               "uid": uid}
+        with self._call(f"setting the owner of ConfigMap {config_map} to {owner['kind']} "
+                        f"{meta['name']}"):
+            self.core.patch_namespaced_config_map(
+                config_map, self.namespace, {"metadata": {"ownerReferences": [ref]}},
+                _request_timeout=REQUEST_TIMEOUT)
 
     def delete(self, api_version: str, kind: str, name: str) -> bool:
         """Delete one object (workloads: pods first, foreground); False if it was not there."""
@@ -249,24 +290,51 @@ class Cluster:
         return True
 
     def create_all(self, objects: list[dict[str, Any]]) -> None:
-        """Create in order; if one fails, delete what this call created and re-raise."""
+        """Create in order, then hand the ConfigMaps to the workload (owner references: they
+        go with it, by TTL or any deletion; they are created first because the MindX DL
+        operator caches a missing rings-config). If a step fails, delete what this call
+        created and re-raise."""
         created: list[dict[str, Any]] = []
-        for obj in objects:
-            try:
-                self.create(obj)
-            except BackendError as err:
-                undone, left = [], []
-                for done in reversed(created):
-                    label = f"{done['kind']} {done['metadata']['name']}"
-                    try:
-                        self.delete(done["apiVersion"], done["kind"], done["metadata"]["name"])
-                        undone.append(label)
-                    except BackendError:
-                        left.append(label)
-                note = f"; rolled back {', '.join(undone)}" if undone else ""
-                note += f"; could NOT delete {', '.join(left)}" if left else ""
-                raise BackendError(f"{err}{note}") from err
-            created.append(obj)
+        try:
+            owner: dict[str, Any] | None = None
+            for obj in objects:
+                made = self.create(obj)
+                created.append(obj)
+                if obj["kind"] != "ConfigMap":
+                    owner = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": {
+                        "name": obj["metadata"]["name"],
+                        "uid": (made.get("metadata") or {}).get("uid")}}
+            if owner is not None:
+                for obj in created:
+                    if obj["kind"] == "ConfigMap":
+                        self.own(obj["metadata"]["name"], owner)
+        except BackendError as err:
+            undone, left = [], []
+            for done in reversed(created):
+                label = f"{done['kind']} {done['metadata']['name']}"
+                try:
+                    self.delete(done["apiVersion"], done["kind"], done["metadata"]["name"])
+                    undone.append(label)
+                except BackendError:
+                    left.append(label)
+            note = f"; rolled back {', '.join(undone)}" if undone else ""
+            note += f"; could NOT delete {', '.join(left)}" if left else ""
+            raise BackendError(f"{err}{note}") from err
+
+    def claim_access_modes(self, claim: str) -> list[str] | None:
+        """The access modes of a PersistentVolumeClaim, or None when it cannot be read (not
+        there yet, or no permission to read claims): then nothing can be said."""
+        try:
+            with self._call(f"reading PersistentVolumeClaim {claim}"):
+                pvc = self.core.read_namespaced_persistent_volume_claim(
+                    claim, self.namespace, _request_timeout=REQUEST_TIMEOUT)
+        except BackendError as err:
+            if isinstance(err.__cause__, ApiException) and err.__cause__.status in (403, 404):
+                return None
+            raise
+        modes = (pvc.status.access_modes if pvc.status else None) or \
+            (pvc.spec.access_modes if pvc.spec else None)
+        return [str(m) for m in modes or []]
 
     def delete_job(self, names: JobNames) -> list[str]:
         """Delete the workload (its pods first) and our ConfigMaps; returns what was there."""
@@ -328,7 +396,7 @@ class Cluster:
             return JobStatus(REQUEUED, restarts, detail)
         pods = self.current_pods(names)
         if not pods:
-            return JobStatus(REQUEUED if restarts else PENDING, restarts, "no pods yet")
+            return JobStatus(REQUEUED if restarts else PENDING, restarts, waiting_reason(obj))
         waiting = []
         for index, pod in pods.items():
             if pod.status.phase == "Pending":
@@ -404,19 +472,28 @@ class Cluster:
 
     def _follow_index(self, names: JobNames, index: int, out: queue.Queue[Any],
                       poll_seconds: float) -> None:
-        """Stream each pod of one index in turn (a restart makes a new pod) until the job ends."""
-        seen: set[str] = set()
+        """Stream each pod of one index in turn until the job ends. Pods are told apart by UID:
+        Volcano and the ascend-operator give a restarted pod the same name. A stream that ends
+        while its pod still runs was dropped (API server or kubelet): it is opened again and
+        the lines already passed on are skipped."""
+        sent: dict[str, int] = {}
+        done: set[str] = set()
         try:
             while True:
                 pod = self.current_pods(names).get(index)
-                if pod is not None and pod.metadata.name not in seen \
-                        and pod.status.phase != "Pending":
-                    # Volcano reuses pod names across restarts: the UID tells attempts apart.
-                    seen.add(pod.metadata.name)
-                    seen.add(str(pod.metadata.uid))
+                uid = str(pod.metadata.uid or pod.metadata.name) if pod is not None else ""
+                if pod is not None and uid not in done and pod.status.phase != "Pending":
+                    count = 0
                     for line in self._stream_pod(pod.metadata.name, self._container(pod)):
-                        out.put(("line", line))
-                    continue
+                        count += 1
+                        if count > sent.get(uid, 0):
+                            out.put(("line", line))
+                    sent[uid] = max(sent.get(uid, 0), count)
+                    now = self.current_pods(names).get(index)
+                    if now is None or str(now.metadata.uid or now.metadata.name) != uid \
+                            or now.status.phase != "Running":
+                        done.add(uid)
+                        continue
                 if self.job_status(names).finished:
                     break
                 time.sleep(poll_seconds)
@@ -425,9 +502,47 @@ class Cluster:
             return
         out.put(("done", None))
 
+    def node_of_rank(self, names: JobNames, rank: int) -> int | None:
+        """The node index of the pod that runs `rank` by the operator's rank table: its entry
+        names the pod by container_ip (pod IP) or server_id (pod UID, or the node IP when
+        every pod has its own node). The operator assigns ranks in its own pod order
+        (ascend-operator pkg/controllers/v1/pod.go updateRankIndex), not by pod index. None
+        when there is no table, or it does not say (it is read as untrusted data)."""
+        try:
+            with self._call(f"reading ConfigMap {names.rings_config}"):
+                cm = self.core.read_namespaced_config_map(
+                    names.rings_config, self.namespace, _request_timeout=REQUEST_TIMEOUT)
+            table = json.loads((cm.data or {}).get("hccl.json") or "{}")
+        except (BackendError, ValueError):
+            return None
+        servers = table.get("server_list") if isinstance(table, dict) else None
+        for server in servers if isinstance(servers, list) else []:
+            if not isinstance(server, dict) or not isinstance(server.get("device"), list):
+                continue
+            if str(rank) not in {str(d.get("rank_id")) for d in server["device"]
+                                 if isinstance(d, dict)}:
+                continue
+            wanted = {str(server.get("container_ip") or ""), str(server.get("server_id") or "")}
+            wanted.discard("")
+            for index, pod in self.current_pods(names).items():
+                ids = {str(pod.status.pod_ip or ""), str(pod.metadata.uid or ""),
+                       str(pod.status.host_ip or "")}
+                if wanted & ids:
+                    return index
+        return None
+
     def save_pod_logs(self, names: JobNames, dest: Path) -> list[Path]:
-        """Write the newest pod log of each node index to dest/node<index>.log."""
+        """Write the newest pod log of each node index to dest/node<index>.log, and the
+        AscendJob Scheduler pod's (MindSpore's scheduler process) to dest/scheduler.log."""
         written = []
+        scheduler = names.scheduler_pod
+        if scheduler:
+            for pod in self.pods(names):
+                if pod.metadata.name == scheduler and pod.status.phase != "Pending":
+                    path = dest / "scheduler.log"
+                    path.write_text(self.pod_log(scheduler, self._container(pod)),
+                                    encoding="utf-8")
+                    written.append(path)
         for index, pod in self.current_pods(names).items():
             if pod.status.phase == "Pending":
                 continue

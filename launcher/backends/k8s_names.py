@@ -46,9 +46,11 @@ WORKLOADS: dict[str, Workload] = {
     "jobset": Workload("jobset", "jobset.x-k8s.io/v1alpha2", "JobSet", "jobsets",
                        "kubernetes-sigs/jobset api/jobset/v1alpha2/jobset_types.go"),
 }
-# The workloads each device kind can use; the first is the default (docs/kubernetes.md says why).
+# The workloads each device kind can use; the first is the default (docs/kubernetes.md says why:
+# a Volcano Job restarts its group within maxRetry on any cluster with Volcano; an AscendJob
+# restarts only through MindX DL's fault handling, not verified here).
 WORKLOADS_FOR_KIND: dict[str, tuple[str, ...]] = {
-    "ascend": ("acjob", "vcjob"),
+    "ascend": ("vcjob", "acjob"),
     "gpu": ("jobset", "vcjob"),
     "cpu": ("jobset", "vcjob"),
 }
@@ -75,6 +77,11 @@ class JobNames:
     def rings_config(self) -> str:
         # MindX DL: the operator fills the ConfigMap named rings-config-<job name>.
         return f"rings-config-{self.job}"
+
+    @property
+    def scheduler_pod(self) -> str | None:
+        """The AscendJob's Scheduler pod (kubeflow common naming, as the Workers'), or None."""
+        return f"{self.job}-scheduler-0" if self.workload.key == "acjob" else None
 
     @property
     def gather_prefix(self) -> str:

@@ -77,6 +77,30 @@ def workload_of(spec: JobSpec, opts: K8sOptions) -> str:
     return opts.workload or WORKLOADS_FOR_KIND[spec.device_kind][0]
 
 
+def _jobset_workload(spec: JobSpec, opts: K8sOptions) -> str | None:
+    workload = workload_of(spec, opts)
+    return None if workload == "jobset" else f"Kueue queues the JobSet, not a {workload}"
+
+
+def _group_id(value: str) -> str | None:
+    ok = value.isdigit() and len(value) < 11 and int(value) < 2**32 - 1
+    return None if ok else "numeric group ids (0 to 4294967294)"
+
+
+def _annotation(item: tuple[str, str]) -> str | None:
+    key, value = item
+    if LABEL_NAME_RE.fullmatch(key) and not any(c in value for c in "\n\r\0"):
+        return None
+    return "KEY=VALUE pod annotations (KEY like a label key)"
+
+
+def _extra_resource(item: tuple[str, str]) -> str | None:
+    name, quantity = item
+    if "/" in name and LABEL_NAME_RE.fullmatch(name) and QUANTITY_RE.fullmatch(quantity):
+        return None
+    return "NAME=QUANTITY extended resources (e.g. rdma/hca_shared_devices_a=1)"
+
+
 def _volcano_workload(spec: JobSpec, opts: K8sOptions) -> str | None:
     workload = workload_of(spec, opts)
     return None if workload in ("acjob", "vcjob") else f"a {workload} is not queued by Volcano"
@@ -112,12 +136,13 @@ class K8sOptions:
     priority_class: str | None = option(
         "PriorityClass of the pods.", check=matches(DNS_SUBDOMAIN_RE, KUBERNETES_NAME))
     workload: str | None = option(
-        "What runs the pods: acjob (MindX DL AscendJob; Ascend), vcjob (Volcano Job; any), "
+        "What runs the pods: vcjob (Volcano Job; any), acjob (MindX DL AscendJob; Ascend), "
         "jobset (JobSet; GPU, CPU).", choices=tuple(WORKLOADS),
-        default_text="acjob for Ascend, else jobset")
+        default_text="vcjob for Ascend, else jobset")
     volcano_queue: str | None = option(
         "Volcano queue of the job (acjob, vcjob).",
-        check=matches(DNS_SUBDOMAIN_RE, KUBERNETES_NAME), use=_volcano_workload)
+        check=matches(DNS_SUBDOMAIN_RE, KUBERNETES_NAME), use=_volcano_workload,
+        default_text="default")
     rank_table: str | None = option(
         "HCCL rank table JSON file (e.g. from rlaunch ranktable) to ship in a ConfigMap, pods "
         "pinned to its servers; without it or device_ips the MindX DL operator writes "
@@ -141,6 +166,21 @@ class K8sOptions:
         "Seconds Kubernetes keeps a finished job and its pods.", 86400, check=SECONDS)
     grace_seconds: int = option(
         "Seconds between SIGTERM and SIGKILL, for the final checkpoint.", 120, check=SECONDS)
+    supplemental_groups: list[str] = option(
+        "Extra group ids of the pods' processes, e.g. the host's HwHiAiUser group that owns "
+        "/dev/davinci* when it is not 1000.", default_factory=list, check=_group_id)
+    kueue_queue: str | None = option(
+        "Kueue LocalQueue of the JobSet (label kueue.x-k8s.io/queue-name): Kueue admits all its "
+        "pods at once.", check=matches(LABEL_VALUE_RE, "a label value"), use=_jobset_workload)
+    pod_annotations: dict[str, str] = option(
+        "Annotations of the node pods (e.g. k8s.v1.cni.cncf.io/networks for Multus, "
+        "huawei.com/schedule_policy for MindX DL).", default_factory=dict, check=_annotation)
+    extra_resources: dict[str, str] = option(
+        "Extended resources each node pod asks for (request and limit), e.g. RDMA NICs.",
+        default_factory=dict, check=_extra_resource)
+    host_network: bool = option(
+        "Run the node pods in the host's network (NCCL/HCCL on the host's NICs); DNS policy "
+        "ClusterFirstWithHostNet.", False)
 
 
 def option_problems(spec: JobSpec, opts: K8sOptions) -> list[str]:
@@ -163,6 +203,7 @@ def load_rank_table(opts: K8sOptions, device_ids: list[int]) -> str | None:
         build_rank_table,
         check_rank_table,
         load_device_ips,
+        read_rank_table,
     )
 
     if opts.device_ips:
@@ -179,9 +220,9 @@ def load_rank_table(opts: K8sOptions, device_ids: list[int]) -> str | None:
         return None
     path = opts.rank_table
     try:
-        table = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise OptionError([f"--opt rank_table={path!r} cannot be read as JSON: {err}"]) from err
+        table = read_rank_table(Path(path))
+    except RankTableError as err:
+        raise OptionError([f"--opt rank_table={path!r} cannot be read as JSON: {err}"]) from None
     problems = check_rank_table(table)
     if not problems and table.get("status") != "completed":
         problems = ['status must be "completed"']

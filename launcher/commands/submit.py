@@ -141,22 +141,24 @@ def config_problems(spec: JobSpec) -> list[str]:
 
 def checked_spec(params: dict[str, Any]) -> tuple[JobSpec, Backend, Any]:
     """Build, prepare and check the spec, and parse its backend's options once; SpecError with
-    every problem of the first failing stage (types, then values, then the backend's options,
-    then its rules, then the training config)."""
+    every problem of the first failing stage (types, then the backend's options, then values
+    once the backend filled in its defaults, then its rules, then the training config)."""
     from launcher.backends import get_backend
 
     spec = build_spec(params)
-    for stage in (spec.type_problems, spec.problems):
-        problems = stage()
-        if problems:
-            raise SpecError(problems)
+    problems = spec.type_problems()
+    if problems:
+        raise SpecError(problems)
     backend = get_backend(spec.backend)
     opts, problems = backend.parse_options(spec)
     if problems:
         raise SpecError(problems)
-    # prepare() first: backends fill in defaults (e.g. k8s in-pod data/output paths).
+    # prepare() before the value checks: backends fill in defaults the checks depend on (k8s:
+    # in-pod data/output paths).
     spec, opts = backend.prepare(spec, opts)
-    problems = spec.problems() + backend.problems(spec, opts)
+    problems = spec.problems()
+    if not problems:
+        problems = backend.problems(spec, opts)
     if not problems:
         problems = config_problems(spec)
     if problems:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,31 @@ import pytest
 import yaml
 
 NAMESPACE = "ml"
+
+
+def _emulator_class() -> Any:
+    import kmock
+
+    class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
+        """kmock's emulator, plus the uid the API server gives every object it creates (owner
+        references name their owner by it)."""
+
+        async def _serve_create(self, request: Any) -> Any:
+            raw = await super()._serve_create(request)
+            meta = raw.get("metadata", {})
+            if not meta.get("uid"):
+                key = (request.resource, request.namespace or meta.get("namespace"),
+                       meta.get("name"))
+                self.objects[key].patch({"metadata": {"uid": str(uuid.uuid4())}})
+                raw = self.objects[key].raw
+            return raw
+
+    return Emulator
+
+
+def api_server_emulator() -> Any:
+    """A new emulator (its class is built on first use: kmock is imported lazily)."""
+    return _emulator_class()()
 
 
 class KubeServer:
@@ -34,7 +60,7 @@ class KubeServer:
 
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with kmock.KubernetesEmulator() as handler, kmock.Server(handler) as server:
+        async with api_server_emulator() as handler, kmock.Server(handler) as server:
             self.kmock = handler
             self.url = str(server.url).rstrip("/")
             # Core resources the client lists before anything of theirs exists.

@@ -27,10 +27,10 @@ def runner() -> CliRunner:
 
 
 @pytest.mark.parametrize(("devices", "kind"), [
-    (["--ascend", "8", "--nodes", "2"], "AscendJob"),
-    (["--ascend", "8", "--nodes", "2", "--ascend-chip", "910"], "AscendJob"),
-    (["--ascend", "16", "--ascend-chip", "910b"], "AscendJob"),
-    (["--ascend", "8", "--nodes", "2", "--opt", "workload=vcjob"], "Job"),
+    (["--ascend", "8", "--nodes", "2"], "Job"),
+    (["--ascend", "8", "--nodes", "2", "--ascend-chip", "910"], "Job"),
+    (["--ascend", "16", "--ascend-chip", "910b"], "Job"),
+    (["--ascend", "8", "--nodes", "2", "--opt", "workload=acjob"], "AscendJob"),
     (["--gpus", "8", "--nodes", "2"], "JobSet"),
 ])
 def test_dry_run_prints_one_valid_yaml_stream(runner: CliRunner, devices: list[str],
@@ -45,6 +45,18 @@ def test_dry_run_prints_one_valid_yaml_stream(runner: CliRunner, devices: list[s
     for doc in docs:
         for version in ("1.30.0", "latest"):
             validate(doc, version)
+
+
+def test_the_k8s_defaults_apply_before_the_value_checks(runner: CliRunner) -> None:
+    """In-pod data/output paths and the 910B chip are the backend's defaults: the bare command
+    renders, and 16 cards (910B servers have up to 16) need no --ascend-chip."""
+    result = runner.invoke(cli, ["submit", "--backend", "k8s", "--ascend", "16", "--nodes", "2",
+                                 "--dry-run"])
+    assert result.exit_code == 0, result.output
+    job = [d for d in yaml.safe_load_all(result.stdout) if d][-1]
+    pod = job["spec"]["tasks"][0]["template"]["spec"]
+    assert pod["nodeSelector"] == {"accelerator-type": "module-910b-16"}
+    assert {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]} >= {"/output"}
 
 
 def test_dry_run_does_not_import_the_kubernetes_client(tmp_path: Path) -> None:
@@ -139,11 +151,24 @@ def test_api_error_is_one_line_at_the_cli(runner: CliRunner, kube: KubeServer) -
     kube.kmock["post"] << kmock.KubernetesError(status=403, reason="Forbidden",
                                                 message="configmaps is forbidden")
     result = runner.invoke(cli, ["submit", "--backend", "k8s", "--gpus", "1", "--data-dir", "/d",
-                                 "--output-dir", "/o"])
+                                 "--output-dir", "/o", "--image", "registry.example/rn:1"])
     assert result.exit_code == 1
     assert result.output.strip().startswith("Error: creating ConfigMap resnest-")
     assert result.output.strip().endswith("forbidden: configmaps is forbidden")
     assert "Traceback" not in result.output
+
+
+def test_submit_without_image_is_a_usage_error_and_sends_nothing(
+        runner: CliRunner, kube: KubeServer) -> None:
+    """The images `rlaunch build` names exist in no registry a node pulls from."""
+    result = runner.invoke(cli, ["submit", "--backend", "k8s", "--gpus", "1", "--data-dir", "/d",
+                                 "--output-dir", "/o"])
+    assert result.exit_code == 2
+    assert "--backend k8s needs --image REGISTRY/NAME:TAG" in result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: --backend k8s needs --image")
+    assert kube.requests() == []
+    listed = runner.invoke(cli, ["list", "--json"])
+    assert json.loads(listed.stdout) == []
 
 
 def test_gather_through_the_cli(runner: CliRunner, kube: KubeServer, tmp_path: Path) -> None:
@@ -157,7 +182,7 @@ def test_gather_through_the_cli(runner: CliRunner, kube: KubeServer, tmp_path: P
 
     submitted = runner.invoke(cli, ["submit", "--backend", "k8s", "--gpus", "1",
                                     "--data-dir", "/data", "--output-dir", "/output",
-                                    "--opt", "output_pvc=runs"])
+                                    "--image", "img:1", "--opt", "output_pvc=runs"])
     assert submitted.exit_code == 0, submitted.output
     job_id = submitted.stdout.strip().splitlines()[-1]
     kube.put("pods", {

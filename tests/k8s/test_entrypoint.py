@@ -141,7 +141,7 @@ def test_ascend_cards_4_to_7_are_devices_0_to_3_in_the_container(tmp_path: Path,
 def test_ascendjob_worker_keeps_the_operators_mindspore_variables(tmp_path: Path,
                                                                   fake: Path) -> None:
     """What the operator injects (pkg/controllers/v1/env.go setMindSporeEnv) is used as is."""
-    spec = ascend_spec(tmp_path, fake).replace(backend_options={})  # no table: MindX's default
+    spec = ascend_spec(tmp_path, fake).replace(backend_options={"workload": "acjob"})
     script, config = render_entrypoint(spec)
     assert "hccl.json" not in config["data"] and "RANK_TABLE_FILE" not in script
     path = prepare_script(script, tmp_path, None, config)
@@ -219,9 +219,44 @@ def test_operator_rank_table_wait_is_bounded(tmp_path: Path, fake: Path) -> None
     path = prepare_script(script, tmp_path, json.dumps({"status": "initializing"}), config)
     done, log = run(path, tmp_path, HOST_IP="10.0.0.1")
     assert done.returncode == 1
-    assert "not completed after 0s" in done.stderr
+    assert "not completed for this pod (POD_IP=unset POD_UID=unset) after 0s" in done.stderr
     assert "is the MindX DL ascend-operator running and watching this vcjob?" in done.stderr
     assert log == ""
+
+
+def operator_table(pod_ip: str, uid: str, host_ip: str, first_rank: int) -> dict[str, Any]:
+    """One server of a table as the operator writes it (common.go: container_ip = pod IP)."""
+    return {"server_id": uid, "host_ip": host_ip, "container_ip": pod_ip,
+            "device": [{"device_id": str(c), "device_ip": f"192.168.1.{c}",
+                        "rank_id": str(first_rank + c)} for c in range(8)]}
+
+
+def test_a_restarted_pod_waits_for_a_table_that_names_it(tmp_path: Path, fake: Path) -> None:
+    """After a Volcano restart the previous attempt's completed table is still mounted: its
+    entry for this node (same host_ip) is not this pod's, so the pod keeps waiting for one that
+    names its pod IP or UID (ascend-operator pkg/controllers/v1/pod.go handleCompletedRankTable)."""
+    spec = JobSpec(name="resnest", backend="k8s", device_kind="ascend", devices_per_node=8,
+                   nodes=2, data_dir="/data", output_dir="/out", python=str(fake),
+                   backend_options={"rank_table_timeout": 1}).validate()
+    script, config = render_entrypoint(spec)
+    stale = {"status": "completed", "version": "1.0", "server_count": "2", "server_list": [
+        operator_table("172.16.1.1", "old-uid-a", "10.0.0.1", 8),
+        operator_table("172.16.2.1", "old-uid-b", "10.0.0.2", 0)]}
+    path = prepare_script(script, tmp_path, json.dumps(stale), config)
+    me = {"HOST_IP": "10.0.0.1", "POD_IP": "172.16.1.7", "POD_UID": "new-uid-a"}
+    done, log = run(path, tmp_path, **me)
+    assert done.returncode == 1
+    assert "not completed for this pod (POD_IP=172.16.1.7 POD_UID=new-uid-a)" in done.stderr
+    assert log == ""
+    # The operator's new table: this pod is now server 0 (by its UID), ranks 0-7.
+    fresh = {**stale, "server_list": [
+        operator_table("172.16.1.7", "new-uid-a", "10.0.0.1", 0),
+        operator_table("172.16.2.9", "new-uid-b", "10.0.0.2", 8)]}
+    (tmp_path / "hccl.json").write_text(json.dumps(fresh))
+    done, log = run(path, tmp_path, **me)
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[1] for line in ranked(log)] == [f"rank={r}" for r in range(8)]
+    assert "HCCL_CONNECT_TIMEOUT" in script
 
 
 def gpu_script(tmp_path: Path, fake: Path, port: int, workload: str) -> tuple[str, Path]:

@@ -514,3 +514,86 @@ def test_follow_moves_on_to_the_retried_pod_of_an_index(kube: KubeServer, tmp_pa
     assert next(lines) == "[rank 0] resumed"
     set_job_status(kube, restarts=1, conditions=[{"type": "Completed", "status": "True"}])
     assert list(lines) == []
+
+
+def test_configmaps_are_owned_by_the_workload(kube: KubeServer, tmp_path: Path) -> None:
+    """Owner references: the garbage collector removes the ConfigMaps with the JobSet (its
+    TTL, or any deletion), as it does the pods."""
+    submit(gpu_spec(), tmp_path)
+    jobset = kube.objects(*JOBSETS)[JOB]
+    owner = {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "name": JOB,
+             "uid": jobset["metadata"]["uid"]}
+    assert kube.objects("configmaps")[f"{JOB}-rlaunch"]["metadata"]["ownerReferences"] == [owner]
+    patches = [r.url.path for r in kube.requests() if str(r.method).endswith("PATCH")]
+    assert patches == [f"/api/v1/namespaces/{NAMESPACE}/configmaps/{JOB}-rlaunch"]
+
+
+def test_status_without_pods_says_why(kube: KubeServer, tmp_path: Path) -> None:
+    """The operator's reason (ascend_job.md "Common Exception Reasons"), not "no pods yet"."""
+    from launcher.backends.k8s_api import waiting_reason
+
+    assert waiting_reason({"status": {"conditions": [
+        {"type": "Created", "status": "True", "reason": "JobCreated",
+         "lastTransitionTime": "2026-01-01T00:00:00Z"},
+        {"type": "Created", "status": "False", "reason": "PodGroupPending",
+         "message": "the cluster resource is not enough",
+         "lastTransitionTime": "2026-01-01T00:05:00Z"}]}}) == \
+        "PodGroupPending: the cluster resource is not enough"
+    spec = gpu_spec()
+    rec = record(spec, submit(spec, tmp_path))
+    assert KubernetesBackend().status(rec).detail == "no pods yet"
+    set_job_status(kube, conditions=[{"type": "Suspended", "status": "True",
+                                      "reason": "SuspendedJobs", "message": "jobset is suspended"}])
+    assert KubernetesBackend().status(rec).detail == "SuspendedJobs: jobset is suspended"
+
+
+def test_follow_keeps_following_a_restarted_pod_of_the_same_name(kube: KubeServer,
+                                                                 tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    """Volcano and the ascend-operator reuse pod names across restarts: the UID tells the
+    attempts apart; a stream dropped while the pod runs is reopened without repeating lines."""
+    from launcher.backends.k8s import job_names
+    from launcher.backends.k8s_api import Cluster
+
+    spec = gpu_spec().replace(nodes=1)
+    submit(spec, tmp_path)
+    streams = {"uid-1": [["a", "b"], ["a", "b", "c"]], "uid-2": [["resumed"]]}
+
+    def stream(self: Cluster, name: str, container: str) -> Any:
+        uid = kube.objects("pods")[name]["metadata"]["uid"]
+        yield from streams[uid].pop(0)
+        if uid == "uid-1" and not streams[uid]:
+            running = pod(name, 0, "Failed", exit_code=75)
+            running["metadata"]["uid"] = "uid-1"
+            kube.put("pods", running)
+
+    monkeypatch.setattr(Cluster, "_stream_pod", stream)
+    first = pod("resnest-node-0", 0, "Running")
+    first["metadata"]["uid"] = "uid-1"
+    kube.put("pods", first)
+    opts = KubernetesBackend().options_of(spec)
+    lines = Cluster.connect().job_logs(job_names(spec, opts), 1, follow=True, poll_seconds=0.05)
+    assert [next(lines) for _ in range(3)] == ["a", "b", "c"]
+    again = pod("resnest-node-0", 0, "Running", created="2026-01-01T01:00:00Z")
+    again["metadata"]["uid"] = "uid-2"
+    kube.put("pods", again)
+    assert next(lines) == "resumed"
+    set_job_status(kube, restarts=1, conditions=[{"type": "Completed", "status": "True"}])
+    assert list(lines) == []
+
+
+def test_a_multi_node_job_refuses_a_read_write_once_claim(kube: KubeServer,
+                                                          tmp_path: Path) -> None:
+    """Every node pod mounts the output claim: ReadWriteOnce attaches to one node only."""
+    for name, modes in (("imagenet", ["ReadOnlyMany"]), ("runs", ["ReadWriteOnce"])):
+        kube.put("persistentvolumeclaims", {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+            "spec": {"accessModes": modes}, "status": {"phase": "Bound", "accessModes": modes}})
+    with pytest.raises(BackendError) as err:
+        submit(gpu_spec(), tmp_path)
+    assert str(err.value) == ("--opt output_pvc=runs: the claim is ReadWriteOnce, but the 2 node "
+                              "pods all mount it: it must be ReadWriteMany")
+    assert [r for r in kube.requests() if str(r.method).endswith("POST")] == []
+    submit(gpu_spec().replace(nodes=1), tmp_path)  # one node: one attachment
+    assert set(kube.objects(*JOBSETS)) == {JOB}

@@ -24,6 +24,7 @@ from tests.k8s.emulators import (
     BATCH_JOBS,
     JOBSETS,
     VCJOBS,
+    ApiStore,
     Cluster,
     DevicePlugin,
 )
@@ -39,7 +40,8 @@ def submit(tmp_path: Path, **fields: Any) -> JobRecord:
     backend = KubernetesBackend()
     spec = JobSpec(
         name="resnest", job_id=JOB, backend="k8s", data_dir="/data", output_dir="/out",
-        code_dir="/tmp", python=str(tmp_path / "fake-train"), **fields)
+        code_dir="/tmp", python=str(tmp_path / "fake-train"), image="registry.example/rn:1",
+        **fields)
     spec, opts = backend.prepare(spec, backend.options_of(spec))
     assert spec.problems() + backend.problems(spec, opts) == []
     rendered = backend.render(spec, opts)
@@ -100,7 +102,7 @@ def test_volcano_job_gets_the_operators_table_and_each_pod_finds_its_ranks(
 def test_ascendjob_pods_take_their_ranks_from_the_operator(kube: KubeServer, tmp_path: Path,
                                                            chip: str) -> None:
     rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2,
-                 ascend_chip=chip)
+                 ascend_chip=chip, backend_options={"workload": "acjob"})
     assert set(kube.objects(*ACJOBS)) == {JOB}
     assert f"rings-config-{JOB}" not in kube.objects("configmaps")  # "without ranktable"
     cluster = Cluster(kube, DevicePlugin(NODES))
@@ -143,7 +145,7 @@ def test_a_batch_v1_job_is_never_given_a_rank_table(kube: KubeServer, tmp_path: 
                           rings["data"]["hccl.json"], config)
     done, log = run(path, tmp_path, HOST_IP=NODES[0])
     assert done.returncode == 1
-    assert "not completed after 1s" in done.stderr
+    assert "not completed for this pod" in done.stderr and "after 1s" in done.stderr
     assert log == ""
 
 
@@ -185,7 +187,7 @@ def test_volcano_job_eviction_restarts_the_whole_group(kube: KubeServer, tmp_pat
     assert status.detail.startswith("Volcano Job Failed")
 
 
-def test_jobset_loses_one_pod_and_spends_one_restart(kube: KubeServer, tmp_path: Path) -> None:
+def test_jobset_loses_one_pod_and_restarts_the_group(kube: KubeServer, tmp_path: Path) -> None:
     rec = submit(tmp_path, device_kind="gpu", devices_per_node=8, nodes=4, max_restarts=1)
     assert set(kube.objects(*JOBSETS)) == {JOB}
     cluster = Cluster(kube, DevicePlugin(NODES))
@@ -199,14 +201,15 @@ def test_jobset_loses_one_pod_and_spends_one_restart(kube: KubeServer, tmp_path:
     status = backend.status(rec)
     assert (status.state, status.restarts, status.detail) == (RUNNING, 1, "4/4 pods running")
 
+    # Evictions do not spend --max-restarts (the podFailurePolicy DisruptionTarget rule).
     cluster.evict(node_pods(cluster, f"{JOB}-node-0-0-")[0])
     status = backend.status(rec)
-    assert (status.state, status.restarts) == (FAILED, 1)
-    assert status.detail == "ReachedMaxRestarts"
+    assert (status.state, status.restarts) == (REQUEUED, 2)
 
 
 def test_ascendjob_logs_status_and_cancel(kube: KubeServer, tmp_path: Path) -> None:
-    rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2)
+    rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2,
+                 backend_options={"workload": "acjob"})
     cluster = Cluster(kube, DevicePlugin(NODES))
     cluster.reconcile()
     for index in (0, 1):
@@ -235,3 +238,256 @@ def test_ascendjob_logs_status_and_cancel(kube: KubeServer, tmp_path: Path) -> N
     assert deletes[0].params.get("propagationPolicy") == "Foreground"
     assert kube.objects(*ACJOBS) == {}
     assert kube.objects("configmaps") == {}
+
+
+def test_ascendjob_passes_the_operators_queue_check(kube: KubeServer, tmp_path: Path) -> None:
+    """Gang scheduling makes the operator GET the job's queue first; none would fail it."""
+    rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2,
+                 backend_options={"workload": "acjob"})
+    cluster = Cluster(kube, DevicePlugin(NODES))
+    cluster.reconcile()
+    assert len(node_pods(cluster, f"{JOB}-worker-")) == 2
+    assert KubernetesBackend().status(rec).state == RUNNING
+
+
+def test_ascendjob_with_a_missing_queue_fails_validation_with_no_pods(kube: KubeServer,
+                                                                     tmp_path: Path) -> None:
+    rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2,
+                 backend_options={"workload": "acjob", "volcano_queue": "training"})
+    cluster = Cluster(kube, DevicePlugin(NODES))
+    cluster.reconcile()
+    assert cluster.pods == {}
+    status = KubernetesBackend().status(rec)
+    assert status.state == FAILED
+    assert status.detail == ('JobValidFailed: QueueGetFailed: queues.scheduling.volcano.sh '
+                             '"training" not found')
+
+
+def test_ascendjob_fails_on_a_failed_pod_and_frees_every_card(kube: KubeServer,
+                                                             tmp_path: Path) -> None:
+    """Without MindX DL's fault retry a failed pod fails the AscendJob (job.go
+    reconcileWithFailed); cleanPodPolicy All removes the survivors too."""
+    rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2,
+                 backend_options={"workload": "acjob"})
+    cluster = Cluster(kube, DevicePlugin(NODES))
+    cluster.reconcile()
+    cluster.exits(f"{JOB}-worker-1", 75)
+    status = KubernetesBackend().status(rec)
+    assert (status.state, status.detail) == (
+        FAILED, f"JobFailed: AscendJob <{NAMESPACE}/{JOB}> has failed because has pod failed.")
+    assert cluster.pods == {}
+
+
+def test_ascendjob_restarts_through_mindx_fault_retry_within_max_restarts(
+        kube: KubeServer, tmp_path: Path) -> None:
+    rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2, max_restarts=2,
+                 backend_options={"workload": "acjob"})
+    assert kube.objects(*ACJOBS)[JOB]["metadata"]["labels"]["fault-retry-times"] == "2"
+    cluster = Cluster(kube, DevicePlugin(NODES), mindx_fault_plugin=True)
+    cluster.reconcile()
+    backend = KubernetesBackend()
+    for _ in range(2):
+        cluster.exits(f"{JOB}-worker-0", 3)
+        assert cluster.pods == {}  # the whole group goes
+        assert backend.status(rec).state == REQUEUED
+        cluster.resume(JOB)
+        assert len(node_pods(cluster, f"{JOB}-worker-")) == 2
+        assert backend.status(rec).state == RUNNING
+    cluster.exits(f"{JOB}-worker-1", 3)
+    status = backend.status(rec)
+    assert status.state == FAILED and "remain retry times is 0" in status.detail
+
+
+@pytest.mark.parametrize("max_restarts", [0, 2])
+def test_volcano_job_restarts_exactly_max_restarts_times(kube: KubeServer, tmp_path: Path,
+                                                         max_restarts: int) -> None:
+    """maxRetry N fails at the Nth restart (restarting.go retryCount >= maxRetry), and the
+    webhook turns 0 into 3: rlaunch renders --max-restarts + 1."""
+    rec = submit(tmp_path, device_kind="gpu", devices_per_node=8, nodes=2,
+                 max_restarts=max_restarts, backend_options={"workload": "vcjob"})
+    cluster = Cluster(kube, DevicePlugin(NODES))
+    cluster.reconcile()
+    backend = KubernetesBackend()
+    for restart in range(1, max_restarts + 1):
+        cluster.exits(f"{JOB}-node-1", 1)
+        status = backend.status(rec)
+        assert (status.state, status.restarts) == (REQUEUED, restart)
+        cluster.resume(JOB)
+        assert backend.status(rec).state == RUNNING
+    cluster.exits(f"{JOB}-node-0", 1)
+    status = backend.status(rec)
+    assert (status.state, status.restarts) == (FAILED, max_restarts + 1)
+    assert cluster.pods == {}
+
+
+def test_volcano_job_never_retries_a_usage_error(kube: KubeServer, tmp_path: Path) -> None:
+    rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2)
+    assert set(kube.objects(*VCJOBS)) == {JOB}  # the Ascend default
+    cluster = Cluster(kube, DevicePlugin(NODES))
+    cluster.reconcile()
+    cluster.exits(f"{JOB}-node-0", 2)
+    status = KubernetesBackend().status(rec)
+    assert (status.state, status.restarts) == (FAILED, 0)
+    assert status.detail == "Volcano Job Terminated"
+
+
+def test_jobset_spends_restarts_only_on_failures(kube: KubeServer, tmp_path: Path) -> None:
+    """A --time requeue (exit 75) and an eviction restart without counting; a crash counts;
+    a usage error (exit 2) ends the JobSet (podFailurePolicy + failurePolicy.rules)."""
+    rec = submit(tmp_path, device_kind="gpu", devices_per_node=8, nodes=2, max_restarts=1)
+    cluster = Cluster(kube, DevicePlugin(NODES))
+    cluster.reconcile()
+    backend = KubernetesBackend()
+
+    def pod(index: int) -> str:
+        return node_pods(cluster, f"{JOB}-node-0-{index}-")[0]
+
+    for _ in range(3):  # more requeues than --max-restarts
+        cluster.exits(pod(0), 75)
+        cluster.resume(JOB)
+        cluster.evict(pod(1))
+        cluster.resume(JOB)
+    assert backend.status(rec).state == RUNNING
+    assert kube.objects(*JOBSETS)[JOB]["status"].get("restartsCountTowardsMax", 0) == 0
+    cluster.exits(pod(1), 1)  # a crash: the one counted restart
+    cluster.resume(JOB)
+    assert backend.status(rec).state == RUNNING
+    cluster.exits(pod(0), 2)
+    status = backend.status(rec)
+    assert (status.state, status.detail) == (
+        FAILED, "FailJobSetFailurePolicyAction: applying FailJobSet failure policy action")
+
+
+def test_jobset_crashes_past_max_restarts_fail_it(kube: KubeServer, tmp_path: Path) -> None:
+    rec = submit(tmp_path, device_kind="gpu", devices_per_node=8, nodes=2, max_restarts=1)
+    cluster = Cluster(kube, DevicePlugin(NODES))
+    cluster.reconcile()
+    cluster.exits(node_pods(cluster, f"{JOB}-node-0-0-")[0], 1)
+    cluster.resume(JOB)
+    cluster.exits(node_pods(cluster, f"{JOB}-node-0-1-")[0], 1)
+    status = KubernetesBackend().status(rec)
+    assert (status.state, status.restarts) == (FAILED, 1)
+    assert status.detail.startswith("ReachedMaxRestarts")
+
+
+def test_volcano_restart_ignores_the_previous_attempts_rank_table(kube: KubeServer,
+                                                                  tmp_path: Path) -> None:
+    """New pods start while rings-config still holds the old attempt's completed table
+    (pod.go handleCompletedRankTable): they wait for the table that names them."""
+    submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2,
+           backend_options={"rank_table_timeout": 1})
+    cluster = Cluster(kube, DevicePlugin(NODES, server_id="node-ip"))
+    cluster.reconcile()
+    cluster.evict(f"{JOB}-node-0")
+    cluster.resume(JOB)  # new pods, the old table still mounted
+    config = kube.objects("configmaps")[f"{JOB}-rlaunch"]
+    table = kube.objects("configmaps")[f"rings-config-{JOB}"]["data"]["hccl.json"]
+    path = prepare_script(config["data"]["entrypoint.sh"], tmp_path / "stale", table, config) \
+        if (tmp_path / "stale").mkdir() is None else None
+    assert path is not None
+    done, log = run(path, tmp_path / "stale", **cluster.pod_env(f"{JOB}-node-1"))
+    assert done.returncode == 1 and "not completed for this pod" in done.stderr
+    assert log == ""
+    cluster.fill_rank_tables()
+    ranks = run_pod(kube, cluster, f"{JOB}-node-1", tmp_path)
+    assert sorted(int(r["rank"]) for r in ranks) == list(range(8, 16))
+
+
+def test_logs_of_a_rank_come_from_the_pod_the_operator_gave_it(kube: KubeServer,
+                                                               tmp_path: Path) -> None:
+    """The operator numbers pods by hccl/rankIndex in its own order (pod.go updateRankIndex):
+    rank 0 may be on node pod 1. `logs --rank` asks the rank table."""
+    rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2)
+    cluster = Cluster(kube, DevicePlugin(NODES, server_id="node-ip"))
+    cluster.start()
+    for index, rank_index in ((0, "1"), (1, "0")):
+        pod = cluster.pods[f"{JOB}-node-{index}"]
+        pod["metadata"]["annotations"]["hccl/rankIndex"] = rank_index
+        kube.put("pods", pod)
+    cluster.fill_rank_tables()
+    for index in (0, 1):
+        serve_log(kube, f"{JOB}-node-{index}",
+                  f"[rank {8 * (1 - index)}] on node pod {index}\nTraceback {index}\n".encode())
+    assert list(KubernetesBackend().logs(rec, rank=0)) == ["[rank 0] on node pod 1",
+                                                           "Traceback 1"]
+
+
+def test_gathered_logs_include_the_ascendjob_scheduler(kube: KubeServer, tmp_path: Path) -> None:
+    rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2,
+                 backend_options={"workload": "acjob"})
+    cluster = Cluster(kube, DevicePlugin(NODES))
+    cluster.reconcile()
+    serve_log(kube, f"{JOB}-scheduler-0", b"scheduler: bad --set\n")
+    for index in (0, 1):
+        serve_log(kube, f"{JOB}-worker-{index}", b"[rank 0] x\n")
+    written = KubernetesBackend().fetch_logs(rec, tmp_path / "logs")
+    assert sorted(p.name for p in written) == ["node0.log", "node1.log", "scheduler.log"]
+    assert (tmp_path / "logs" / "scheduler.log").read_text() == "scheduler: bad --set\n"
+
+
+@pytest.mark.parametrize("workload", [None, "acjob"])
+def test_the_default_ascend_dry_run_runs_and_restarts_as_a_group(kube: KubeServer,
+                                                                 workload: str | None) -> None:
+    """`rlaunch submit --backend k8s --ascend 8 --nodes 2 --dry-run`, sent as printed: the
+    controllers accept it (the operator's validateJob, Volcano's webhook), start every pod as
+    the image's user with fsGroup, and restart the group exactly --max-restarts (3) times."""
+    import yaml
+    from click.testing import CliRunner
+
+    from launcher.backends.k8s_api import Cluster as Api
+    from launcher.backends.k8s_names import names_for
+    from launcher.cli import cli
+
+    args = ["submit", "--backend", "k8s", "--ascend", "8", "--nodes", "2", "--dry-run"]
+    result = CliRunner().invoke(cli, args + (["--opt", f"workload={workload}"] if workload
+                                             else []))
+    assert result.exit_code == 0, result.output
+    objects = [d for d in yaml.safe_load_all(result.stdout) if d]
+    job = objects[-1]["metadata"]["name"]
+    api = Api.connect()
+    api.create_all(objects)
+    names = names_for(job, workload or "vcjob")
+    cluster = Cluster(kube, DevicePlugin(NODES), mindx_fault_plugin=True)
+    cluster.reconcile()
+    assert api.job_status(names).state == RUNNING
+    node_pods_now = [p for n, p in cluster.pods.items() if "-scheduler-" not in n]
+    assert len(node_pods_now) == 2
+    for pod in cluster.pods.values():
+        assert pod["spec"]["securityContext"]["runAsUser"] == 1000
+        assert pod["spec"]["securityContext"]["fsGroup"] == 1000
+    failing = f"{job}-{'worker' if workload else 'node'}-1"
+    for restart in range(1, 4):
+        cluster.exits(failing, 1)
+        assert cluster.pods == {}
+        assert api.job_status(names).state == REQUEUED
+        cluster.resume(job)
+        assert api.job_status(names).state == RUNNING
+    cluster.exits(failing, 1)
+    assert api.job_status(names).state == FAILED
+
+
+def test_the_controllers_run_over_the_api_with_the_official_client(kube: KubeServer,
+                                                                   tmp_path: Path) -> None:
+    """The same stand-ins through ApiStore (HTTP, the official client), as against any API
+    server: pods created, the rank table filled, a restart and the final failure."""
+    import os
+
+    from kubernetes import client, config
+
+    rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2, max_restarts=1)
+    api = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+    assert isinstance(api, client.ApiClient)
+    cluster = Cluster(ApiStore(api), DevicePlugin(NODES))
+    cluster.reconcile()
+    assert set(kube.objects("pods")) == {f"{JOB}-node-0", f"{JOB}-node-1"}
+    table = json.loads(kube.objects("configmaps")[f"rings-config-{JOB}"]["data"]["hccl.json"])
+    assert table["status"] == "completed" and len(table["server_list"]) == 2
+    backend = KubernetesBackend()
+    assert backend.status(rec).state == RUNNING
+    cluster.exits(f"{JOB}-node-0", 1)
+    assert kube.objects("pods") == {}
+    assert (backend.status(rec).state, backend.status(rec).restarts) == (REQUEUED, 1)
+    cluster.resume(JOB)
+    assert backend.status(rec).state == RUNNING
+    cluster.exits(f"{JOB}-node-1", 1)
+    assert (backend.status(rec).state, backend.status(rec).restarts) == (FAILED, 2)

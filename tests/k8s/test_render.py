@@ -47,15 +47,15 @@ def spec_for(case: str, tmp_path: Path) -> JobSpec:
         "devices_per_node": 8,
     }
     options: dict[str, Any] = {"data_pvc": "imagenet", "output_pvc": "runs", "namespace": "ml"}
-    if case == "ascend910-2x8":
+    if case == "ascend910-2x8-acjob":
         base.update(device_kind="ascend", image="registry.example/rn:ascend")
         base.update(ascend_chip="910")
-        options.update(volcano_queue="training")
+        options.update(volcano_queue="training", workload="acjob")
+    elif case == "ascend910b-2x8-acjob":
+        base.update(device_kind="ascend", image="registry.example/rn:ascend")
+        options.update(workload="acjob")
     elif case == "ascend910b-2x8":
         base.update(device_kind="ascend", image="registry.example/rn:ascend")
-    elif case == "ascend910b-2x8-vcjob":
-        base.update(device_kind="ascend", image="registry.example/rn:ascend")
-        options.update(workload="vcjob")
     elif case == "ascend910-4cards-4to7-vcjob":
         base.update(device_kind="ascend", devices_per_node=4, device_ids=[4, 5, 6, 7],
                     image="registry.example/rn:ascend")
@@ -64,6 +64,12 @@ def spec_for(case: str, tmp_path: Path) -> JobSpec:
                        ascend_driver_mounts=True)
     elif case == "gpu-2x8":
         base.update(device_kind="gpu", image="registry.example/rn:gpu")
+    elif case == "gpu-2x8-kueue-rdma":
+        base.update(device_kind="gpu", image="registry.example/rn:gpu")
+        options.update(kueue_queue="team-a", host_network="true",
+                       pod_annotations="k8s.v1.cni.cncf.io/networks=rdma-net",
+                       extra_resources="rdma/hca_shared_devices_a=1",
+                       supplemental_groups="1001,44")
     elif case == "gpu-2x8-vcjob":
         base.update(device_kind="gpu", image="registry.example/rn:gpu")
         options.update(workload="vcjob", volcano_queue="training", priority_class="high",
@@ -75,8 +81,8 @@ def spec_for(case: str, tmp_path: Path) -> JobSpec:
     return backend.prepare(spec, backend.options_of(spec))[0].validate()
 
 
-CASES = ("ascend910-2x8", "ascend910b-2x8", "ascend910b-2x8-vcjob", "ascend910-4cards-4to7-vcjob",
-         "gpu-2x8", "gpu-2x8-vcjob")
+CASES = ("ascend910-2x8-acjob", "ascend910b-2x8-acjob", "ascend910b-2x8",
+         "ascend910-4cards-4to7-vcjob", "gpu-2x8", "gpu-2x8-kueue-rdma", "gpu-2x8-vcjob")
 
 
 def render(spec: JobSpec) -> str:
@@ -151,8 +157,8 @@ def test_schema_validation_catches_bad_manifests(tmp_path: Path) -> None:
     import jsonschema
 
     for case, break_it in (
-        ("ascend910b-2x8", lambda d: d["spec"].update(minAvailable=3)),  # not an AscendJob field
-        ("ascend910b-2x8", lambda d: d["spec"]["replicaSpecs"]["Worker"]["template"]["spec"]
+        ("ascend910b-2x8-acjob", lambda d: d["spec"].update(minAvailable=3)),  # not an AscendJob field
+        ("ascend910b-2x8-acjob", lambda d: d["spec"]["replicaSpecs"]["Worker"]["template"]["spec"]
          ["containers"][0].update(name="trainer")),  # the operator needs "ascend"
         ("gpu-2x8-vcjob", lambda d: d["spec"]["policies"].append(
             {"event": "PodLost", "action": "RestartJob"})),
@@ -167,7 +173,7 @@ def test_schema_validation_catches_bad_manifests(tmp_path: Path) -> None:
 
 def test_kubernetes_validate_cli_accepts_the_configmaps(tmp_path: Path) -> None:
     """The core objects of the dry-run stream pass the real CLI, strictly."""
-    docs = docs_of(render(spec_for("ascend910b-2x8-vcjob", tmp_path)))
+    docs = docs_of(render(spec_for("ascend910b-2x8", tmp_path)))
     path = tmp_path / "stream.yaml"
     path.write_text(yaml.safe_dump_all([docs["config"], docs["rings"],
                                         *core_objects(docs["workload"])]))
@@ -179,8 +185,8 @@ def test_kubernetes_validate_cli_accepts_the_configmaps(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("case", "ring", "accelerator"), [
-    ("ascend910-2x8", "ascend-910", "module"),
-    ("ascend910b-2x8", "ascend-910b", "module-910b-8"),
+    ("ascend910-2x8-acjob", "ascend-910", "module"),
+    ("ascend910b-2x8-acjob", "ascend-910b", "module-910b-8"),
 ])
 def test_ascendjob_is_what_the_operator_runs(tmp_path: Path, case: str, ring: str,
                                              accelerator: str) -> None:
@@ -216,7 +222,7 @@ def test_ascendjob_is_what_the_operator_runs(tmp_path: Path, case: str, ring: st
 
 
 def test_volcano_job_waits_for_the_operators_rank_table(tmp_path: Path) -> None:
-    docs = docs_of(render(spec_for("ascend910b-2x8-vcjob", tmp_path)))
+    docs = docs_of(render(spec_for("ascend910b-2x8", tmp_path)))
     job = docs["workload"]
     assert job["metadata"]["labels"]["ring-controller.atlas"] == "ascend-910b"
     pod = job["spec"]["tasks"][0]["template"]["spec"]
@@ -258,9 +264,11 @@ def test_volcano_job_restarts_the_whole_group(tmp_path: Path) -> None:
     job = docs_of(render(spec_for("gpu-2x8-vcjob", tmp_path)))["workload"]
     spec = job["spec"]
     assert spec["minAvailable"] == 2 and spec["tasks"][0]["replicas"] == 2
-    assert spec["maxRetry"] == 3
-    assert {(p["event"], p["action"]) for p in spec["policies"]} == {
-        ("PodEvicted", "RestartJob"), ("PodFailed", "RestartJob")}
+    assert spec["maxRetry"] == 4  # 3 restarts: Volcano fails the 4th (retryCount >= maxRetry)
+    # A usage error first: the first matching policy acts.
+    assert spec["policies"] == [{"exitCode": 2, "action": "TerminateJob"},
+                                {"event": "PodEvicted", "action": "RestartJob"},
+                                {"event": "PodFailed", "action": "RestartJob"}]
     assert spec["queue"] == "training"
     assert set(spec["plugins"]) == {"svc", "env"}
 
@@ -268,8 +276,12 @@ def test_volcano_job_restarts_the_whole_group(tmp_path: Path) -> None:
 def test_jobset_restarts_the_whole_group(tmp_path: Path) -> None:
     docs = docs_of(render(spec_for("gpu-2x8", tmp_path)))
     spec = docs["workload"]["spec"]
-    assert spec["failurePolicy"] == {"maxRestarts": 3}
+    assert spec["failurePolicy"]["maxRestarts"] == 3
+    assert [(r["name"], r["action"]) for r in spec["failurePolicy"]["rules"]] == [
+        ("usage-error", "FailJobSet"), ("requeue-or-eviction", "RestartJobSetAndIgnoreMaxRestarts")]
     job = spec["replicatedJobs"][0]["template"]["spec"]
+    assert [r.get("onExitCodes", {}).get("values") for r in job["podFailurePolicy"]["rules"]] \
+        == [[2], [75], None]
     assert (job["completions"], job["parallelism"], job["backoffLimit"]) == (2, 2, 0)
     assert spec["network"]["enableDNSHostnames"] is True
     pod = job["template"]["spec"]
@@ -286,6 +298,66 @@ def test_jobset_restarts_the_whole_group(tmp_path: Path) -> None:
 
 HOSTILE = ["a'; echo pwned", "a\n0", 'a"=0"', "$(touch /tmp/x)", "yes", "null", "0123", "- x",
            "key: value", "{a: 1}", "#c", "日本", "{{ x }}", "{% if %}"]
+
+
+def test_multi_node_network_and_queue_passthrough(tmp_path: Path) -> None:
+    """Kueue's label on the JobSet only; RDMA resources, Multus annotations, the host network
+    and extra groups on the node pods."""
+    job = docs_of(render(spec_for("gpu-2x8-kueue-rdma", tmp_path)))["workload"]
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    pod = pod_templates(job)[0]
+    assert "kueue.x-k8s.io/queue-name" not in pod["metadata"]["labels"]
+    assert pod["metadata"]["annotations"] == {"k8s.v1.cni.cncf.io/networks": "rdma-net"}
+    assert (pod["spec"]["hostNetwork"], pod["spec"]["dnsPolicy"]) == (
+        True, "ClusterFirstWithHostNet")
+    assert pod["spec"]["securityContext"]["supplementalGroups"] == [1001, 44]
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {
+        "nvidia.com/gpu": "8", "rdma/hca_shared_devices_a": "1"}
+    ascend = spec_for("ascend910b-2x8-acjob", tmp_path)
+    ascend = ascend.replace(backend_options={**ascend.backend_options,
+                                             "supplemental_groups": "1001"})
+    for template in pod_templates(docs_of(render(ascend))["workload"]):
+        assert template["spec"]["securityContext"]["supplementalGroups"] == [1001]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"kueue_queue": "q"}, "--opt kueue_queue"),
+    ({"supplemental_groups": "wheel"}, "numeric group ids"),
+    ({"extra_resources": "rdma=1"}, "NAME=QUANTITY extended resources"),
+])
+def test_passthrough_options_are_checked(options: dict[str, str], message: str) -> None:
+    spec = JobSpec(name="resnest", backend="k8s", device_kind="ascend", devices_per_node=8,
+                   data_dir="/d", output_dir="/o", backend_options=options)
+    backend = KubernetesBackend()
+    opts, problems = backend.parse_options(spec)
+    if not problems:
+        problems = backend.problems(spec, opts)
+    assert len(problems) == 1 and message in problems[0], problems
+
+
+def test_pods_run_as_the_image_user_and_own_their_volumes(tmp_path: Path) -> None:
+    """kubelet makes a missing subPath directory as root with the volume root's mode
+    (pkg/kubelet/kubelet_pods.go makeMounts): fsGroup gives the image's group the volume."""
+    for case in [c for c in CASES if c != "gpu-2x8-kueue-rdma"]:
+        for template in pod_templates(docs_of(render(spec_for(case, tmp_path)))["workload"]):
+            assert template["spec"]["securityContext"] == {
+                "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                "fsGroupChangePolicy": "OnRootMismatch"}
+
+
+def test_ascendjob_scheduler_pod_is_small_and_placed_anywhere(tmp_path: Path) -> None:
+    spec = spec_for("ascend910b-2x8-acjob", tmp_path)
+    spec = spec.replace(backend_options={**spec.backend_options, "cpu": "180",
+                                         "memory": "1500Gi", "node_selector": "pool=a"})
+    job = docs_of(render(spec))["workload"]
+    assert job["spec"]["runPolicy"]["cleanPodPolicy"] == "All"
+    assert job["spec"]["runPolicy"]["schedulingPolicy"]["queue"] == "default"
+    scheduler = job["spec"]["replicaSpecs"]["Scheduler"]["template"]["spec"]
+    worker = job["spec"]["replicaSpecs"]["Worker"]["template"]["spec"]
+    assert scheduler["containers"][0]["resources"]["requests"] == {"cpu": "1", "memory": "4Gi"}
+    assert worker["containers"][0]["resources"]["requests"]["memory"] == "1500Gi"
+    assert scheduler["nodeSelector"] == {"pool": "a"}
+    assert worker["nodeSelector"] == {"pool": "a", "accelerator-type": "module-910b-8"}
 
 
 def test_hostile_values_are_serialized_not_pasted(tmp_path: Path) -> None:
@@ -326,7 +398,7 @@ def backend_problems(spec: JobSpec) -> list[str]:
     ({"namespace": "Bad_NS"}, "--opt namespace 'Bad_NS' is not a Kubernetes namespace name"),
     ({"namespace": 31}, "--opt namespace must be a string, not an integer (31)"),
     ({"workload": "job"}, "--opt workload 'job' is not one of acjob, vcjob, jobset"),
-    ({"workload": "jobset"}, "--opt workload jobset cannot run ascend jobs (allowed: acjob, vcjob)"),
+    ({"workload": "jobset"}, "--opt workload jobset cannot run ascend jobs (allowed: vcjob, acjob)"),
     ({"chip": "910"}, "--opt chip is not an option of the k8s backend"),
     ({"tolerations": "a:Sometimes"}, "EFFECT one of NoSchedule"),
     ({"memory": "lots"}, "a Kubernetes quantity"),
@@ -387,3 +459,60 @@ def test_rank_table_must_match_the_job(tmp_path: Path) -> None:
     spec = spec_for("ascend910-4cards-4to7-vcjob", tmp_path).replace(nodes=3)
     assert backend_problems(spec) == [
         "the rank table lists 2 servers but the job has --nodes 3"]
+
+
+def _kubelet_volume(root: Path, pod_security: dict[str, Any], sub_path: str) -> Path:
+    """What kubelet makes of a fresh block-backed claim for this pod: its root is root:root
+    0755; with fsGroup it gives the group the volume (pkg/volume/volume_linux.go
+    SetVolumeOwnership: group fsGroup, group rw, setgid directories); then it creates the
+    missing subPath directory as root with the mode of the volume root (pkg/kubelet/
+    kubelet_pods.go makeMounts, SafeMakeDir)."""
+    import stat
+
+    root.mkdir()
+    os.chown(root, 0, 0)
+    os.chmod(root, 0o755)
+    if "fsGroup" in pod_security:
+        os.chown(root, -1, pod_security["fsGroup"])
+        os.chmod(root, 0o2775)
+    sub = root / sub_path
+    sub.mkdir()
+    os.chmod(sub, stat.S_IMODE(root.stat().st_mode))
+    return sub
+
+
+def _write_as_the_pod(pod_security: dict[str, Any], directory: Path) -> subprocess.CompletedProcess[str]:
+    groups = [pod_security["fsGroup"]] if "fsGroup" in pod_security else []
+    groups += pod_security.get("supplementalGroups", [])
+    return subprocess.run(
+        ["setpriv", f"--reuid={pod_security['runAsUser']}",
+         f"--regid={pod_security['runAsGroup']}",
+         f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups",
+         "sh", "-c", 'mkdir -p "$1/checkpoints" && echo saved > "$1/checkpoints/last.ckpt"',
+         "sh", str(directory)], capture_output=True, text=True, check=False, timeout=30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making root-owned volumes needs root")
+def test_the_output_claim_is_writable_as_the_pods_user(tmp_path: Path) -> None:
+    """The rendered securityContext, applied as kubelet applies it to a block-backed claim:
+    the image's uid 1000 can write its checkpoints into the job's subPath directory, and could
+    not without fsGroup."""
+    import tempfile
+
+    job = docs_of(render(spec_for("ascend910b-2x8", tmp_path)))["workload"]
+    pod = pod_templates(job)[0]["spec"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "output")
+    security = pod["securityContext"]
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        os.chmod(base, 0o755)  # the mount point is reachable by every user
+        done = _write_as_the_pod(security, _kubelet_volume(base / "claim", security,
+                                                             mount["subPath"]))
+        assert done.returncode == 0, done.stderr
+        assert (base / "claim" / JOB_ID / "checkpoints" / "last.ckpt").read_text() == "saved\n"
+        without = {k: v for k, v in security.items() if k != "fsGroup"}
+        done = _write_as_the_pod(without, _kubelet_volume(base / "bare", without,
+                                                            mount["subPath"]))
+        assert done.returncode != 0 and "Permission denied" in done.stderr
+    finally:
+        subprocess.run(["rm", "-rf", str(base)], check=True)

@@ -114,7 +114,8 @@ CASES: dict[str, Case] = {
     "task-unknown": Case(slurm("--task", "fit"), 2, "'fit' is not one of"),
     "opt-unknown-slurm": Case(slurm("--opt", "nope=1"), 2, "--opt nope is not an option of the slurm"),
     "opt-no-equals": Case(slurm("--opt", "nope"), 2, "'nope' must look like KEY=VALUE"),
-    "opt-namespace-newline": Case(k8s("--opt", "namespace=ns\n"), 2, "--opt namespace='ns\\n' contains"),
+    "opt-namespace-newline": Case(k8s("--opt", "namespace=ns\n"), 2,
+                                  "--opt namespace 'ns\\n' is not a Kubernetes namespace name"),
     "scheduler-arg-not-option": Case(slurm("--scheduler-arg", "script.sh"), 2,
                                      "must be an sbatch option starting with '-'"),
     # ---- --opt values are read as their declared type, never re-typed by YAML -------------
@@ -322,7 +323,7 @@ CASES: dict[str, Case] = {
     "ranktable-server-and-hccn-dir": Case(["ranktable", "--hccn-dir", "{work}", "--server",
                                            "10.0.0.1"], 2, "--server is not used with --hccn-dir"),
     "ranktable-card-not-int": Case(["ranktable", "--device-ips", "{work}/ips.json", "--server",
-                                    "10.0.0.1"], 2, "invalid literal for int() with base 10: 'x'",
+                                    "10.0.0.1"], 2, "'x' is not a card number",
                                    {"ips.json": '{"10.0.0.1": {"x": "1.1.1.1"}}'}),
     "ranktable-hccn-not-utf8": Case(["ranktable", "--hccn-dir", "{work}/hccn"], 2,
                                     "device IP file '{work}/hccn/10.0.0.1.conf' is not UTF-8 text",
