@@ -30,13 +30,13 @@ KEY=$(printf '%s\n' "$K8S_VERSION" "$COREDNS_VERSION" "$JOBSET_VERSION" "$GO_VER
     | cat - scripts/k8s_coredns_main.go | sha256sum | cut -c1-12)
 OUT=$CACHE_ROOT/$K8S_VERSION-$KEY
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy etcd coredns jobset-manager)
-complete() { for b in "${BINARIES[@]}"; do [ -x "$OUT/bin/$b" ] || return 1; done; [ -s "$OUT/crds/jobset.yaml" ]; }
-if complete && "$OUT/bin/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes $K8S_VERSION"; then
-    echo "$OUT"; exit 0
-fi
+binaries_present() { for b in "${BINARIES[@]}"; do [ -x "$OUT/bin/$b" ] || return 1; done; }
+complete() { binaries_present && manifests_present; }
+manifests_present() { [ -s "$OUT/crds/jobset.yaml" ] && [ -s "$OUT/crds/jobset-webhook/kustomization.yaml" ]; }
 
-mkdir -p "$OUT/bin" "$OUT/crds" "$OUT/src"
-log=$OUT/build.log; : > "$log"
+# Until the first module is known to be served, nothing is written to the cache.
+log=$OUT/build.log
+[ -d "$OUT/bin" ] || log=$(mktemp /tmp/k8s_build.XXXXXX.log)
 step() { echo "k8s_build: $*" >&2; }
 run() { "$@" >>"$log" 2>&1 || die "'$*' failed; the last lines of $log:
 $(tail -n 15 "$log")"; }
@@ -49,9 +49,27 @@ if d.get("Error") or not d.get(sys.argv[2]): sys.exit("the Go module proxy does 
 print(d[sys.argv[2]])' "$json" "${2:-GoMod}" "$1" || exit 1
 }
 
+# JobSet's CRD and webhook configuration (its kustomize component: manifests and patches), read
+# from the module zip at build time, never copied into this repository.
+copy_jobset_manifests() {
+    local dir
+    dir=$(module_file "sigs.k8s.io/jobset@$JOBSET_VERSION" Dir 2>&1) || die "$dir"
+    cp "$dir/config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml" "$OUT/crds/jobset.yaml"
+    rm -rf "$OUT/crds/jobset-webhook"
+    cp -r "$dir/config/components/webhook" "$OUT/crds/jobset-webhook"
+    chmod -R u+w "$OUT/crds"
+}
+
+if binaries_present && "$OUT/bin/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes $K8S_VERSION"; then
+    manifests_present || copy_jobset_manifests
+    echo "$OUT"; exit 0
+fi
+
 # 1. The core wrapper: k8s.io/kubernetes with every staging module pinned, and etcd at k/k's pin.
 step "reading k8s.io/kubernetes@$K8S_VERSION's go.mod"
-kk_mod=$(module_file "k8s.io/kubernetes@$K8S_VERSION") || die "$(module_file "k8s.io/kubernetes@$K8S_VERSION" 2>&1 | tail -1)"
+kk_mod=$(module_file "k8s.io/kubernetes@$K8S_VERSION" 2>&1) || { rm -f "$log"; die "$kk_mod"; }
+mkdir -p "$OUT/bin" "$OUT/crds" "$OUT/src"
+[ "$log" = "$OUT/build.log" ] || { mv "$log" "$OUT/build.log"; log=$OUT/build.log; }
 go_line=$(grep -m1 '^go ' "$kk_mod")
 godebug_line=$(grep -m1 '^godebug ' "$kk_mod" || true)
 etcd_version=$(awk '$1=="go.etcd.io/etcd/server/v3"{print $2; exit}' "$kk_mod")
@@ -81,20 +99,19 @@ step "building kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
 # 2. CoreDNS: our minimal main (only the plugins cluster DNS needs; no forwarder to any outside resolver).
 step "building CoreDNS $COREDNS_VERSION (minimal main)"
 dns=$OUT/src/coredns; mkdir -p "$dns"
-module_file "github.com/coredns/coredns@$COREDNS_VERSION" >/dev/null || die "$(module_file "github.com/coredns/coredns@$COREDNS_VERSION" 2>&1 | tail -1)"
+dns_mod=$(module_file "github.com/coredns/coredns@$COREDNS_VERSION" 2>&1) || die "$dns_mod"
 cp scripts/k8s_coredns_main.go "$dns/main.go"
 printf 'module rlaunch.invalid/coredns\n%s\nrequire github.com/coredns/coredns %s\n' "$go_line" "$COREDNS_VERSION" > "$dns/go.mod"
 (cd "$dns" && run go build -trimpath -ldflags "-s -w" -o "$OUT/bin/coredns" .)
 
 # 3. JobSet: the manager at the module root, and its CRD from the module zip.
 step "building the JobSet controller $JOBSET_VERSION"
-jobset_dir=$(module_file "sigs.k8s.io/jobset@$JOBSET_VERSION" Dir) || die "$(module_file "sigs.k8s.io/jobset@$JOBSET_VERSION" Dir 2>&1 | tail -1)"
+jobset_dir=$(module_file "sigs.k8s.io/jobset@$JOBSET_VERSION" Dir 2>&1) || die "$jobset_dir"
 js=$OUT/src/jobset; mkdir -p "$js"
 printf 'module rlaunch.invalid/jobset\n%s\nrequire sigs.k8s.io/jobset %s\n' "$(grep -m1 '^go ' "$jobset_dir/go.mod")" "$JOBSET_VERSION" > "$js/go.mod"
 printf 'package tools\n' > "$js/tools.go"
 (cd "$js" && run go build -trimpath -ldflags "-s -w" -o "$OUT/bin/jobset-manager" sigs.k8s.io/jobset)
-cp "$jobset_dir/config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml" "$OUT/crds/jobset.yaml"
-chmod u+w "$OUT/crds/jobset.yaml"
+copy_jobset_manifests
 
 complete || die "the build ended without every program in $OUT/bin"
 step "built into $OUT ($(du -sh "$OUT/bin" | cut -f1) of programs)"

@@ -12,6 +12,8 @@ APT_PACKAGES=(
     iproute2 runc umoci        # multi-node Slurm in network namespaces; jobs in OCI bundles
     buildah debootstrap        # daemonless image builds (rlaunch build)
     libopencv-dev cmake g++    # ascend310_infer preprocessing library
+    containerd busybox-static  # the real Kubernetes test cluster's nodes (scripts/k8s_cluster.sh)
+    conntrack nftables curl    # ... and its kube-proxy
 )
 
 missing=()

@@ -503,7 +503,10 @@ class Cluster:
                             or now.status.phase != "Running":
                         done.add(uid)
                         continue
-                if self.job_status(names).finished:
+                status = self.job_status(names)
+                # A workload that is gone was cancelled (or removed after its TTL): nothing
+                # more will run, so the follow ends as it does for a finished job.
+                if status.finished or status.state == UNKNOWN:
                     break
                 time.sleep(poll_seconds)
         except Exception as err:  # noqa: BLE001  (any failure must reach the consumer thread)

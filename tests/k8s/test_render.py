@@ -278,7 +278,7 @@ def test_jobset_restarts_the_whole_group(tmp_path: Path) -> None:
     spec = docs["workload"]["spec"]
     assert spec["failurePolicy"]["maxRestarts"] == 3
     assert [(r["name"], r["action"]) for r in spec["failurePolicy"]["rules"]] == [
-        ("usage-error", "FailJobSet"), ("requeue-or-eviction", "RestartJobSetAndIgnoreMaxRestarts")]
+        ("usage_error", "FailJobSet"), ("requeue_or_eviction", "RestartJobSetAndIgnoreMaxRestarts")]
     job = spec["replicatedJobs"][0]["template"]["spec"]
     assert [r.get("onExitCodes", {}).get("values") for r in job["podFailurePolicy"]["rules"]] \
         == [[2], [75], None]
