@@ -6,7 +6,7 @@ the standard library: the launcher reads it without paying for MindSpore.
 - Exit codes: a rank that was asked to stop saves a checkpoint and exits `REQUEUE_EXIT_CODE`;
   usage errors exit `USAGE_EXIT_CODE`. Launchers whose rank runner hides that code (msrun turns
   any rank's non-zero exit into its own 1) set `REQUEUE_MARKER_ENV` to a path: rank 0 creates
-  that file once every rank has saved, meaning "requeue me".
+  that file once the stop's checkpoint is published, meaning "requeue me".
 - Files under a job's output dir: `metrics/rank{R}.jsonl` (one JSON event per line, see
   `EVENT_*`), `eval.json` (the allreduced evaluation, `EvalResult`), `config.json`,
   `checkpoints/{last,best}.ckpt` and `checkpoints/manifest.json`.

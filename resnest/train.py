@@ -337,13 +337,15 @@ class TrainingRun:
 
         average_batchnorm_statistics(self.net, self.info)
         self._save()
+        if self.info.rank == 0 and os.environ.get(REQUEUE_MARKER_ENV):
+            # Right after the checkpoint is published, before the barrier: once the other ranks
+            # pass it they exit, and msrun (or srun -K) may kill rank 0 before it writes anything.
+            Path(os.environ[REQUEUE_MARKER_ENV]).write_text(
+                f"{self.stop_request.signal_name or 'peer'}\n", encoding="utf-8")
         if self.info.distributed:
             # A barrier: msrun kills every worker once one exits non-zero, so no rank may exit
             # 75 before rank 0 has published the checkpoint.
             allreduce_sum([0.0], self.info)
-        if self.info.rank == 0 and os.environ.get(REQUEUE_MARKER_ENV):
-            Path(os.environ[REQUEUE_MARKER_ENV]).write_text(
-                f"{self.stop_request.signal_name or 'peer'}\n", encoding="utf-8")
         pos = self.position
         self.log.info(f"stopping on {self.stop_request.signal_name or 'a peer rank signal'} at "
                       f"epoch {pos.epoch + 1} step {pos.step}; exit {REQUEUE_EXIT_CODE} to be "

@@ -66,7 +66,7 @@ for _ in $(seq 100); do
 done
 echo "rlaunch: job $SLURM_JOB_ID restart $RESTARTS/$MAX_RESTARTS on $SLURM_JOB_NODELIST, master $MASTER_ADDR:$MASTER_PORT" >&2
 
-# Rank 0 creates this file once every rank has saved its checkpoint after a stop: it, not the
+# Rank 0 creates this file once the stop's checkpoint is published: it, not the
 # step's exit code, says "requeue me" (msrun turns a rank's exit 75 into its own exit 1).
 export RLAUNCH_REQUEUE_MARKER="$LOG_DIR/requeue-requested"
 # Before the time limit Slurm sends USR1 to this shell (--signal=B:USR1@...): pass it on to
