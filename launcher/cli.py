@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "ranktable": "launcher.commands.ranktable:ranktable",
     "build": "launcher.commands.build:build",
     "options": "launcher.commands.options:options",
+    "sweep": "launcher.commands.sweep:sweep",
 }
 
 # One-line summaries shown by `rlaunch --help` without importing the commands.
@@ -32,6 +33,7 @@ SUMMARIES: dict[str, str] = {
     "ranktable": "Write or check an HCCL rank table for Ascend.",
     "build": "Build the training/serving container images.",
     "options": "List a backend's --opt options: name, type, default, help.",
+    "sweep": "Submit one job per point of a search space (--grid, --random).",
 }
 
 

@@ -18,9 +18,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from resnest.contract import BEST_CHECKPOINT, CHECKPOINT_MANIFEST, LAST_CHECKPOINT
+from resnest.contract import (
+    BEST_CHECKPOINT,
+    CHECKPOINT_MANIFEST,
+    CHECKPOINTS_DIR,
+    LAST_CHECKPOINT,
+)
 
-MANIFEST_NAME = CHECKPOINT_MANIFEST
 # Fault injection for the crash test: seconds to sleep between writing the temporary file and
 # renaming it, so a test can kill -9 the process while a checkpoint write is in flight.
 WRITE_DELAY_ENV = "RESNEST_FAULT_CKPT_WRITE_DELAY_S"
@@ -79,7 +83,7 @@ class CheckpointManager:
 
     @property
     def manifest_path(self) -> Path:
-        return self.folder / MANIFEST_NAME
+        return self.folder / CHECKPOINT_MANIFEST
 
     def read_manifest(self) -> dict[str, Any]:
         if not self.manifest_path.exists():
@@ -188,8 +192,8 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
     path = Path(path)
     if path.is_file():
         return path
-    for folder in (path / "checkpoints", path):
-        manifest = folder / MANIFEST_NAME
+    for folder in (path / CHECKPOINTS_DIR, path):
+        manifest = folder / CHECKPOINT_MANIFEST
         if manifest.exists():
             data = json.loads(manifest.read_text())
             name = data.get("best") or data.get("last")

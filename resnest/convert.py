@@ -101,10 +101,20 @@ def unwrap_state_dict(obj: Any) -> Mapping[str, Any]:
     return obj
 
 
-def _shown(names: list[str]) -> str:
-    head = ", ".join(names[:NAMES_SHOWN])
-    more = len(names) - NAMES_SHOWN
+def shown_names(names: list[str], limit: int = NAMES_SHOWN) -> str:
+    """The first `limit` names, and how many more there are."""
+    head = ", ".join(names[:limit])
+    more = len(names) - limit
     return f"{head} (and {more} more)" if more > 0 else head
+
+
+def unfit_summary(groups: list[tuple[str, list[str]]], limit: int = NAMES_SHOWN) -> str:
+    """`2 missing: a, b; 1 mis-shaped: c [3] (...)` for the non-empty groups; "" if all fit.
+
+    The one wording of "these weights do not fit this model", for conversion and for loading
+    pretrained weights."""
+    return "; ".join(f"{len(names)} {label}: {shown_names(names, limit)}"
+                     for label, names in groups if names)
 
 
 def map_state_dict(
@@ -132,15 +142,10 @@ def map_state_dict(
             continue
         mapped[target] = np.ascontiguousarray(array, dtype=np.float32)
     missing = [n for n in expected if n not in mapped and n not in misshaped_targets]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing: {_shown(missing)}")
-    if extra:
-        problems.append(f"{len(extra)} unexpected: {_shown(extra)}")
-    if misshaped:
-        problems.append(f"{len(misshaped)} mis-shaped: {_shown(misshaped)}")
+    problems = unfit_summary([("missing", missing), ("unexpected", extra),
+                              ("mis-shaped", misshaped)])
     if problems:
-        raise ConversionError(f"weights do not fit {arch}: " + "; ".join(problems))
+        raise ConversionError(f"weights do not fit {arch}: {problems}")
     return {name: mapped[name] for name in expected}
 
 

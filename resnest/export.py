@@ -28,12 +28,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a file
-    _repo_root = str(Path(__file__).resolve().parents[1])
-    if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-        sys.path[0] = _repo_root
-    else:
-        sys.path.insert(0, _repo_root)
+if __package__ in (None, ""):  # run as a file: resnest/ is sys.path[0]
+    from _as_script import use_repo_root
+
+    use_repo_root(__file__)
 
 from resnest.config import ConfigError, add_config_arguments, config_from_args, integer_argument
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from resnest.convert import shown_names, unfit_summary
+
 CLASSIFIER_PREFIX = "fc."
 CHECKPOINT_SUFFIX = ".ckpt"
 # Leaves of model tensors; a source tensor with such a leaf that the network lacks is another
@@ -50,14 +52,9 @@ class PretrainedReport:
             lines.append(f"pretrained: re-initialised (shape differs: new classifier): "
                          f"{', '.join(self.reinitialised)}")
         if self.skipped:
-            lines.append(f"pretrained: skipped (not model weights): {_shown(self.skipped)}")
+            lines.append("pretrained: skipped (not model weights): "
+                         f"{shown_names(self.skipped, NAMES_SHOWN)}")
         return lines
-
-
-def _shown(names: list[str]) -> str:
-    more = len(names) - NAMES_SHOWN
-    head = ", ".join(names[:NAMES_SHOWN])
-    return f"{head} (and {more} more)" if more > 0 else head
 
 
 def read_pretrained(path: str | Path, arch: str) -> tuple[dict[str, np.ndarray], bool]:
@@ -121,16 +118,10 @@ def fit_to_network(source: dict[str, np.ndarray], wanted: dict[str, tuple[int, .
             misshaped.append(f"{name} {list(np.shape(array))} (model: {list(shape)})")
     foreign = [n for n in source if n not in wanted and not n.startswith(OPTIMIZER_PREFIXES)
                and n.rsplit(".", 1)[-1] in MODEL_LEAVES]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing: {_shown(missing)}")
-    if misshaped:
-        problems.append(f"{len(misshaped)} mis-shaped: {_shown(misshaped)}")
-    if foreign:
-        problems.append(f"{len(foreign)} not in {arch}: {_shown(foreign)}")
+    problems = unfit_summary([("missing", missing), ("mis-shaped", misshaped),
+                              (f"not in {arch}", foreign)], NAMES_SHOWN)
     if problems:
-        raise PretrainedError(f"pretrained={path!r} does not fit net_name={arch}: "
-                              + "; ".join(problems))
+        raise PretrainedError(f"pretrained={path!r} does not fit net_name={arch}: {problems}")
     report.skipped = sorted(n for n in source if n not in wanted)
     return chosen, report
 
@@ -148,7 +139,8 @@ def load_pretrained(net: Any, path: str | Path, arch: str) -> PretrainedReport:
     not_loaded, _ = ms.load_param_into_net(net, params, strict_load=True)
     unexpected = [n for n in not_loaded if n not in report.reinitialised]
     if unexpected:
-        raise PretrainedError(f"pretrained={str(path)!r}: could not load {_shown(unexpected)}")
+        raise PretrainedError(f"pretrained={str(path)!r}: could not load "
+                              f"{shown_names(unexpected, NAMES_SHOWN)}")
     return report
 
 

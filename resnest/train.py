@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a file (msrun launches files, not modules)
-    _repo_root = str(Path(__file__).resolve().parents[1])
-    if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-        sys.path[0] = _repo_root  # do not let resnest/*.py shadow top-level modules
-    else:
-        sys.path.insert(0, _repo_root)
+if __package__ in (None, ""):  # run as a file: resnest/ is sys.path[0]
+    from _as_script import use_repo_root
+
+    use_repo_root(__file__)
 
 from resnest.config import ConfigError, TrainConfig, add_config_arguments, config_from_args
 from resnest.contract import (
@@ -46,7 +44,6 @@ from resnest.data.pipeline import DataError
 from resnest.distributed import DeviceRequestError, DeviceUnavailableError
 from resnest.pretrained import CLASSIFIER_PREFIX, PretrainedError
 
-EXIT_REQUEUE = REQUEUE_EXIT_CODE  # the old name, kept for importers; the contract owns the value
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 

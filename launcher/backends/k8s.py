@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from launcher.ascend import CHIPS, IMAGE_CHIP, RESOURCE_NAME
-from launcher.backends.base import Backend, BackendError, JobStatus, RenderedJob
+from launcher.backends.base import (
+    CANCELLED,
+    RUNNING,
+    UNKNOWN,
+    Backend,
+    BackendError,
+    JobStatus,
+    RenderedJob,
+)
 from launcher.backends.k8s_names import (
     JOB_LABEL,
     NODE_TASK,
@@ -453,6 +461,30 @@ class KubernetesBackend(Backend):
     def status(self, record: JobRecord) -> JobStatus:
         cluster, names = self._record_target(record)
         return cluster.job_status(names)
+
+    def many_states(self, records: list[JobRecord]) -> dict[str, JobStatus]:
+        """The states of many jobs of one sweep (same namespace and workload kind) from one
+        list call, read from each workload object's own status (no pod calls)."""
+        from launcher.backends.k8s_api import workload_state
+
+        cluster, names = self._record_target(records[0])
+        found = {str((o.get("metadata") or {}).get("name")): o
+                 for o in cluster.list_workloads(names.workload)}
+        states = {}
+        for record in records:
+            job = split_backend_id(record.backend_id or record.job_spec.job_id or "")[1]
+            obj = found.get(job)
+            if obj is None:
+                states[record.id] = JobStatus(
+                    UNKNOWN, detail=f"{names.workload.kind} {job} not found in namespace "
+                    f"{cluster.namespace} (cancelled, or removed after its TTL)")
+            elif (obj.get("metadata") or {}).get("deletionTimestamp"):
+                states[record.id] = JobStatus(CANCELLED, detail="being deleted")
+            else:
+                state, restarts, detail = workload_state(names_for(job, names.workload.key), obj)
+                states[record.id] = JobStatus(state or RUNNING, restarts,
+                                              detail or f"{names.workload.kind} {job} active")
+        return states
 
     def logs(self, record: JobRecord, rank: int | None = None, follow: bool = False) -> Iterator[str]:
         cluster, names = self._record_target(record)

@@ -36,7 +36,7 @@ from launcher.backends.base import (
     BackendError,
     JobStatus,
 )
-from launcher.backends.k8s_names import GATHER_LABEL, JOB_LABEL, WORKLOADS, JobNames
+from launcher.backends.k8s_names import GATHER_LABEL, JOB_LABEL, WORKLOADS, JobNames, Workload
 
 # The training container: "ascend" in Ascend pods (the AscendJob operator requires it).
 CONTAINERS = ("ascend", "trainer")
@@ -357,6 +357,15 @@ class Cluster:
             if isinstance(err.__cause__, ApiException) and err.__cause__.status == 404:
                 return None
             raise
+
+    def list_workloads(self, workload: Workload) -> list[dict[str, Any]]:
+        """Every object of one workload kind in the namespace, in one list call."""
+        with self._call(f"listing {workload.kind} objects in namespace {self.namespace}"):
+            found = self.custom.list_namespaced_custom_object(
+                workload.group, workload.version, self.namespace, workload.plural,
+                _request_timeout=REQUEST_TIMEOUT)
+        items = found.get("items") if isinstance(found, dict) else None
+        return [dict(i) for i in items or [] if isinstance(i, dict)]
 
     def pods(self, names: JobNames) -> list[Any]:
         """Pods of the job, oldest first."""

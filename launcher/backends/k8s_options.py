@@ -196,10 +196,6 @@ def option_problems(spec: JobSpec, opts: K8sOptions) -> list[str]:
     return out
 
 
-def _not_json_number(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def load_rank_table(opts: K8sOptions, device_ids: list[int]) -> str | None:
     """The rank table JSON to ship (from `rank_table` or built from `device_ips`), or None."""
     from launcher.ranktable import (
@@ -207,6 +203,7 @@ def load_rank_table(opts: K8sOptions, device_ids: list[int]) -> str | None:
         build_rank_table,
         check_rank_table,
         load_device_ips,
+        read_rank_table,
     )
 
     if opts.device_ips:
@@ -222,17 +219,10 @@ def load_rank_table(opts: K8sOptions, device_ids: list[int]) -> str | None:
     if not opts.rank_table:
         return None
     path = opts.rank_table
-    from launcher.ranktable import MAX_RANK_TABLE_BYTES
-    from resnest.contract import read_bounded
-
     try:
-        text = read_bounded(Path(path), "--opt rank_table", MAX_RANK_TABLE_BYTES).decode("utf-8")
-        table = json.loads(text, parse_constant=_not_json_number)
-    except OSError as err:
-        raise OptionError([str(err)]) from None
-    except ValueError as err:
-        reason = str(err).splitlines()[0]
-        raise OptionError([f"--opt rank_table {path!r} cannot be read as JSON: {reason}"]) from None
+        table = read_rank_table(Path(path))
+    except RankTableError as err:
+        raise OptionError([f"--opt rank_table={path!r} cannot be read as JSON: {err}"]) from None
     problems = check_rank_table(table)
     if not problems and table.get("status") != "completed":
         problems = ['status must be "completed"']

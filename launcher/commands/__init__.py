@@ -25,9 +25,12 @@ def _error_classes() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseEx
     from launcher.ranktable import RankTableError
     from launcher.spec import SpecError
     from launcher.store import JobNotFoundError, StoreError
+    from launcher.sweep import SweepError
+    from launcher.sweep_jobs import TrialError
     from resnest.contract import ContractError
 
-    usage = (SpecError, UnknownBackendError, JobNotFoundError, RankTableError, ImageUsageError)
+    usage = (SpecError, UnknownBackendError, JobNotFoundError, RankTableError, ImageUsageError,
+             SweepError, TrialError)
     runtime = (BackendError, StoreError, ContractError, ImageBuildError, OSError)
     return usage, runtime
 

@@ -60,10 +60,16 @@ def gather(job: str, dest: str | None) -> None:
     from rich.table import Table
 
     from launcher.gather import gather_outputs
+    from launcher.sweep_jobs import is_sweep
 
     record = load_record(job)
     backend = backend_for(record)
     target = Path(dest or record.id)
+    if is_sweep(record):
+        from launcher.commands.sweep import gather_sweep
+
+        gather_sweep(record, backend, target)
+        return
     check_dest(target)
     state = backend.status(record)  # remembered in the store only once the gather succeeded
     staging = Path(tempfile.mkdtemp(prefix=f"rlaunch-gather-{record.id}-"))

@@ -32,8 +32,16 @@ def backend_for(record: JobRecord) -> Backend:
 
 
 def refreshed_status(record: JobRecord, store: JobStore | None = None) -> JobStatus:
-    """Ask the backend, remember the state in the record, return the JobStatus."""
-    status = backend_for(record).status(record)
+    """Ask the backend, remember the state in the record, return the JobStatus (a sweep's:
+    one word for all its trials)."""
+    from launcher.sweep_jobs import is_sweep, sweep_state, trial_states
+
+    if is_sweep(record):
+        from launcher.backends.base import JobStatus
+
+        status = JobStatus(sweep_state(trial_states(record, backend_for(record))))
+    else:
+        status = backend_for(record).status(record)
     if status.state != record.last_state:
         record.last_state = status.state
         (store or JobStore()).save(record)
@@ -54,8 +62,14 @@ def _world_size(record: JobRecord) -> int | None:
 def status(job: str, as_json: bool) -> None:
     """Show JOB's state, restarts and training progress."""
     from launcher.progress import read_progress
+    from launcher.sweep_jobs import is_sweep
 
     record = load_record(job)
+    if is_sweep(record):
+        from launcher.commands.sweep import show_sweep_status
+
+        show_sweep_status(record, backend_for(record), as_json)
+        return
     state = refreshed_status(record)
     progress = read_progress(record.output_dir, record.spec)
     if as_json:
@@ -120,12 +134,31 @@ def list_jobs(limit: int, as_json: bool, no_refresh: bool) -> None:
     Console(width=max(100, Console().width)).print(table)
 
 
+def _sweep_trial(record: JobRecord, trial: int | None) -> bool:
+    """True when `record` is a sweep; `--trial` on a plain job is a usage error."""
+    from launcher.sweep_jobs import TrialError, is_sweep
+
+    if is_sweep(record):
+        return True
+    if trial is not None:
+        raise TrialError(f"--trial {trial}: job {record.id} is not a sweep")
+    return False
+
+
 @click.command()
 @click.argument("job")
+@click.option("--trial", type=click.IntRange(min=0), help="Only this trial of a sweep.")
 @user_errors
-def cancel(job: str) -> None:
-    """Cancel JOB (ranks get TERM, save a checkpoint and stop)."""
+def cancel(job: str, trial: int | None) -> None:
+    """Cancel JOB (ranks get TERM, save a checkpoint and stop); a sweep: every trial."""
     record = load_record(job)
+    if _sweep_trial(record, trial):
+        from launcher.sweep_jobs import cancel_sweep
+
+        cancel_sweep(record, backend_for(record), trial)
+        what = f"trial {trial} of sweep" if trial is not None else "every trial of sweep"
+        click.echo(f"cancelled {what} {record.id}", err=True)
+        return
     backend_for(record).cancel(record)
     click.echo(f"cancelled {record.id}", err=True)
 
@@ -134,16 +167,27 @@ def cancel(job: str) -> None:
 @click.argument("job")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the job ends.")
 @click.option("--rank", type=click.IntRange(min=0), help="Only this rank.")
+@click.option("--trial", type=click.IntRange(min=0), help="The trial of a sweep (required).")
 @user_errors
-def logs(job: str, follow: bool, rank: int | None) -> None:
+def logs(job: str, follow: bool, rank: int | None, trial: int | None) -> None:
     """Print JOB's logs: all ranks merged with a [rank R] prefix, or one rank."""
     record = load_record(job)
+    sweep = _sweep_trial(record, trial)
+    if sweep and trial is None:
+        raise click.BadParameter(f"job {record.id} is a sweep: name one of its trials",
+                                 param_hint="--trial")
     ranks = _world_size(record)
     if rank is not None and ranks is not None and rank >= ranks:
         raise click.BadParameter(f"{rank}: job {record.id} has {ranks} ranks (0-{ranks - 1})",
                                  param_hint="--rank")
     try:
-        for line in backend_for(record).logs(record, rank=rank, follow=follow):
+        if sweep:
+            from launcher.sweep_jobs import trial_logs
+
+            lines = trial_logs(record, backend_for(record), int(trial or 0), rank, follow)
+        else:
+            lines = backend_for(record).logs(record, rank=rank, follow=follow)
+        for line in lines:
             click.echo(line)
     except BrokenPipeError:  # `rlaunch logs JOB | head`
         sys.stderr.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from launcher.ranktable import (
     build_rank_table,
     check_rank_table,
     load_device_ips,
+    read_rank_table,
 )
 from launcher.spec import parse_card_list
 
@@ -39,20 +39,6 @@ def checked_servers(servers: tuple[str, ...], hccn_dir: str | None) -> tuple[str
     return servers
 
 
-def _load_device_ips(path: Path) -> dict[str, dict[int, str]] | dict[int, str]:
-    """load_device_ips, with a malformed mapping (card numbers that are not integers, ...) as
-    one line instead of a ValueError."""
-    try:
-        return load_device_ips(path)
-    except UnicodeDecodeError:
-        raise RankTableError(f"device IP file {str(path)!r} is not UTF-8 text") from None
-    except (ValueError, TypeError) as err:
-        if isinstance(err, RankTableError):
-            raise
-        raise RankTableError(f"device IP file {str(path)!r} must map server IP -> {{card number: "
-                             f"IP}} or a list of IPs ({err})") from None
-
-
 def collect_device_ips(
     servers: tuple[str, ...], device_ip_files: tuple[str, ...], hccn_dir: str | None
 ) -> dict[str, dict[int, str]]:
@@ -60,12 +46,12 @@ def collect_device_ips(
     mapping: dict[str, dict[int, str]] = {}
     if hccn_dir:
         for path in sorted(Path(hccn_dir).glob("*.conf")):
-            loaded = _load_device_ips(path)
+            loaded = load_device_ips(path)
             mapping[path.stem] = loaded  # type: ignore[assignment] - hccn.conf: one server
         if not mapping:
             raise RankTableError(f"--hccn-dir {hccn_dir!r} holds no <server IP>.conf files")
         return mapping
-    loaded_files = [_load_device_ips(Path(f)) for f in device_ip_files]
+    loaded_files = [load_device_ips(Path(f)) for f in device_ip_files]
     per_server = [m for m in loaded_files if m and isinstance(next(iter(m)), int)]
     mappings = [m for m in loaded_files if m and not isinstance(next(iter(m)), int)]
     for m in mappings:
@@ -112,17 +98,10 @@ def ranktable(
         raise click.UsageError("--check validates a rank table; it takes no --server, "
                                "--device-ips, --hccn-dir or --output")
     if check_path:
-        from launcher.ranktable import MAX_RANK_TABLE_BYTES
-        from resnest.contract import read_bounded
-
         try:
-            raw = read_bounded(check_path, "rank table", MAX_RANK_TABLE_BYTES)
-            data = json.loads(raw.decode("utf-8"))
-        except OSError as err:
+            data = read_rank_table(Path(check_path))
+        except RankTableError as err:  # the file under check is bad: a finding, not a usage error
             raise click.ClickException(str(err)) from None
-        except ValueError as err:  # UnicodeDecodeError is one
-            reason = str(err).splitlines()[0]
-            raise click.ClickException(f"{check_path!r} is not a JSON file: {reason}") from None
         problems = check_rank_table(data)
         if problems:
             for problem in problems:

@@ -68,10 +68,6 @@ class ModelSpec:
     def is_mindir(self) -> bool:
         return self.paths[0].suffix == ".mindir"
 
-    @property
-    def is_onnx(self) -> bool:
-        return self.paths[0].suffix == ".onnx"
-
 
 class ModelRunner:
     """Loads the model once and runs float32 [B, 3, S, S] -> logits [B, K]; thread-safe."""

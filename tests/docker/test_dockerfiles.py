@@ -11,14 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from launcher.build import (
-    PROJECT_ROOT,
-    TARGETS,
-    context_files,
-    copy_sources,
-    dockerfile_for,
-    missing_from_context,
-)
+from launcher.images import PROJECT_ROOT
+from launcher.images.context import context_files
+from launcher.images.targets import TARGETS, copy_sources, dockerfile_for, missing_from_context
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
 ENTRYPOINT = PROJECT_ROOT / "docker" / "entrypoint.sh"

@@ -17,13 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from launcher.build import (
-    BUILDAH_DEFAULT_ENV,
-    PROJECT_ROOT,
-    _project_version,
-    content_version,
-    local_base_name,
-)
+from launcher.images import PROJECT_ROOT, builders
+from launcher.images.base_image import local_base_name
+from launcher.images.builders import BUILDAH_DEFAULT_ENV
+from launcher.images.context import content_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -48,7 +45,7 @@ def buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def expected_version() -> str:
     """Computed right before the build: others may edit the shared checkout meanwhile."""
     return content_version(PROJECT_ROOT, PROJECT_ROOT / "docker" / "cpu.Dockerfile",
-                           {"BASE_IMAGE": local_base_name()}, prefix=_project_version())
+                           {"BASE_IMAGE": local_base_name()}, prefix=builders._project_version())
 
 
 @pytest.fixture(scope="module")

@@ -66,6 +66,18 @@ def record(spec: dict | None = None, **fields: object) -> str:
     return json.dumps({**data, **fields})
 
 
+def sweep_case(*args: str) -> list[str]:
+    """A local sweep (not a dry run: a bad one must still write nothing)."""
+    return ["sweep", "--backend", "local", "--data-dir", "{work}/data", "--output-dir",
+            "{work}/out", *args]
+
+
+SWEEP_EXTRA = {"sweep": {"parameters": ["lr"], "max_parallel": 1, "mode": "bounded", "seed": 0,
+                         "trials": [{"index": 0, "values": {"lr": "0.1"}},
+                                    {"index": 1, "values": {"lr": "0.2"}}],
+                         "trial_files": ["run.sh"]}}
+
+
 CASES: dict[str, Case] = {
     # ---- submit flags: patterns are full matches (a trailing newline is not accepted) -------
     "name-newline": Case(slurm("--name", "job\n"), 2, "--name 'job\\n' is not a valid job name"),
@@ -440,7 +452,7 @@ CASES: dict[str, Case] = {
     "ranktable-server-and-hccn-dir": Case(["ranktable", "--hccn-dir", "{work}", "--server",
                                            "10.0.0.1"], 2, "--server is not used with --hccn-dir"),
     "ranktable-card-not-int": Case(["ranktable", "--device-ips", "{work}/ips.json", "--server",
-                                    "10.0.0.1"], 2, "invalid literal for int() with base 10: 'x'",
+                                    "10.0.0.1"], 2, "'x' is not a card number",
                                    {"ips.json": '{"10.0.0.1": {"x": "1.1.1.1"}}'}),
     "ranktable-hccn-not-utf8": Case(["ranktable", "--hccn-dir", "{work}/hccn"], 2,
                                     "device IP file '{work}/hccn/10.0.0.1.conf' is not UTF-8 text",
@@ -498,6 +510,58 @@ CASES: dict[str, Case] = {
                                    "--push needs a tag that names a registry"),
     "build-no-context": Case(["build", "--target", "cpu", "--builder", "buildah", "--context",
                               "{work}/none", "--dry-run"], 2, "no Dockerfile for target 'cpu'"),
+    # ---- sweeps: the space, every trial's values, --trial --------------------------------
+    "sweep-no-space": Case(sweep_case(), 2, "a sweep needs --grid KEY=V1,V2 or --random N"),
+    "sweep-grid-negative-lr": Case(sweep_case("--grid", "lr=0.1,-1"), 2,
+                                   "trial 1 (lr=-1): lr=-1.0: must be > 0"),
+    "sweep-grid-unknown-key": Case(sweep_case("--grid", "lrr=0.1"), 2,
+                                   "trial 0 (lrr=0.1): unknown config key 'lrr'"),
+    "sweep-grid-not-a-number": Case(sweep_case("--grid", "batch_size=64,big"), 2,
+                                    "trial 1 (batch_size=big): batch_size='big': must be an "
+                                    "integer"),
+    "sweep-grid-empty-value": Case(sweep_case("--grid", "lr=0.1,,0.2"), 2,
+                                   "--grid 'lr=0.1,,0.2': give one or more values"),
+    "sweep-grid-newline": Case(sweep_case("--grid", "net_name=a\nb"), 2,
+                               "value 'a\\nb' cannot be a config value"),
+    "sweep-grid-no-key": Case(sweep_case("--grid", "0.1,0.2"), 2,
+                              "--grid '0.1,0.2' must look like KEY=VALUES"),
+    "sweep-range-distribution": Case(sweep_case("--range", "lr=normal:0:1", "--random", "2"),
+                                     2, "'normal' is not a distribution (allowed: uniform"),
+    "sweep-range-log-zero": Case(sweep_case("--range", "lr=loguniform:0:1", "--random", "2"),
+                                 2, "loguniform bounds must be > 0"),
+    "sweep-range-reversed": Case(sweep_case("--range", "lr=uniform:0.5:0.1", "--random", "2"),
+                                 2, "LOW 0.5 is above HIGH 0.1"),
+    "sweep-range-no-random": Case(sweep_case("--range", "lr=uniform:0:1"), 2,
+                                  "--range needs --random N"),
+    "sweep-random-zero": Case(sweep_case("--range", "lr=uniform:0:1", "--random", "0"), 2,
+                              "'--random': 0 is not in the range 1<=x<=1000"),
+    "sweep-max-parallel-zero": Case(sweep_case("--grid", "lr=0.1", "--max-parallel", "0"), 2,
+                                    "'--max-parallel': 0 is not in the range 1<=x<=1000"),
+    "sweep-too-many-trials": Case(sweep_case(
+        "--grid", "lr=" + ",".join(f"0.{i:03d}" for i in range(1, 101)),
+        "--grid", "batch_size=" + ",".join(str(i) for i in range(1, 12))), 2,
+        "the space has 1100 trials; at most 1000 per sweep"),
+    "sweep-set-and-grid": Case(sweep_case("--grid", "lr=0.1", "--set", "lr=0.2"), 2,
+                               "lr is swept and also fixed with --set lr="),
+    "sweep-not-train": Case(sweep_case("--grid", "lr=0.1", "--task", "eval"), 2,
+                            "--task eval: a sweep trains (--task train)"),
+    "sweep-slurm-bad-trial": Case(["sweep", "--backend", "slurm", "--data-dir", "/d",
+                                   "--output-dir", "/o", "--grid", "epochs=2,0"], 2,
+                                  "trial 1 (epochs=0): epochs=0"),
+    "sweep-master-port": Case(sweep_case("--grid", "lr=0.1,0.2", "--master-port", "29500"), 2,
+                              "--master-port 29500: trials that run side by side need their "
+                              "own ports"),
+    "cancel-trial-not-a-sweep": Case(["cancel", JOB, "--trial", "1"], 2,
+                                     "--trial 1: job rn-abc123 is not a sweep", record=record()),
+    "logs-trial-beyond-the-sweep": Case(["logs", JOB, "--trial", "5"], 2,
+                                        "sweep rn-abc123 has 2 trials (0-1); there is no trial 5",
+                                        record=record(extra=SWEEP_EXTRA)),
+    "logs-sweep-without-trial": Case(["logs", JOB], 2,
+                                     "job rn-abc123 is a sweep: name one of its trials",
+                                     record=record(extra=SWEEP_EXTRA)),
+    "status-sweep-damaged": Case(["status", JOB], 1, "is damaged (its sweep has no list of trials)",
+                                 record=record(extra={"sweep": {**SWEEP_EXTRA["sweep"],
+                                                                "trials": "x"}})),
 }
 
 FILE_MESSAGES = {

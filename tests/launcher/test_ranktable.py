@@ -9,17 +9,15 @@ import pytest
 from click.testing import CliRunner
 
 from launcher.cli import cli
+from launcher.rank_entry import entry_for_host, find_entry, local_ranks, server_order
 from launcher.ranktable import (
     RankTableError,
     build_rank_table,
     check_rank_table,
-    entry_for_host,
-    find_entry,
-    local_ranks,
-    parse_device_range,
     parse_hccn_conf,
-    server_order,
+    read_rank_table,
 )
+from launcher.spec import SpecError, parse_card_list
 
 HCCN = "".join(f"address_{i}=192.168.100.{101 + i}\nnetmask_{i}=255.255.255.0\n" for i in range(8))
 
@@ -62,6 +60,30 @@ def test_two_servers_follow_server_id_dictionary_order() -> None:
         {"server_id": "10.0.0.10"}, {"server_id": "10.0.0.9"}]
 
 
+# What the MindX DL operator writes for a two-pod job (mind-cluster
+# component/ascend-operator/pkg/ranktable/common/{common.go,server.go}): servers sorted by their
+# first rank, pod k holding ranks 8k..8k+7, the device plugin's server_id (here pod UIDs, whose
+# dictionary order is the reverse of the rank order), host_ip empty when the plugin did not
+# report it, the pod IP as container_ip, hardware_type, every number a string.
+MINDX_OPERATOR = {
+    "status": "completed", "version": "1.0", "server_count": "2",
+    "server_list": [
+        {"server_id": uid, "host_ip": host_ip, "container_ip": f"172.16.0.{s + 10}",
+         "hardware_type": "800I-A2-64G",
+         "device": [{"device_id": str(d), "device_ip": f"192.168.{s}.{d + 8}",
+                     "rank_id": str(8 * s + d)} for d in range(8)]}
+        for s, (uid, host_ip) in enumerate([("f0e1d2c3-0000-4000-8000-000000000001", ""),
+                                            ("0a1b2c3d-0000-4000-8000-000000000002",
+                                             "10.0.0.2")])],
+}
+
+
+def test_check_accepts_the_mindx_operator_table_and_its_server_order() -> None:
+    ordered = [s["server_id"] for s in server_order(MINDX_OPERATOR["server_list"])]
+    assert ordered != [s["server_id"] for s in MINDX_OPERATOR["server_list"]]
+    assert check_rank_table(MINDX_OPERATOR) == []
+
+
 def copy(data: dict) -> dict:
     return json.loads(json.dumps(data))
 
@@ -76,9 +98,18 @@ def copy(data: dict) -> dict:
                for i, s in enumerate(t["server_list"])],
     lambda t: t["server_list"][0].update(server_id="5c1a2b3c-0000-4000-8000-00000000000a"),
     lambda t: t["server_list"][0]["device"][0].update(device_port="16666"),
+    # older device plugins report the node IP as server_id; ranks need not follow its order
+    lambda t: [s.update(server_id=ip) for s, ip in zip(t["server_list"], ("10.0.0.9",
+                                                                          "10.0.0.10"))],
+    # integer device ids, and a server whose ranks come before the first server's
+    lambda t: [d.update(device_id=int(d["device_id"])) for s in t["server_list"]
+               for d in s["device"]],
+    lambda t: t["server_list"].reverse(),
     # A3 super-pod tables (version 1.2)
     lambda t: t.update(version="1.2", super_pod_list=[
         {"super_pod_id": "0", "server_list": [{"server_id": "node_0"}, {"server_id": "node_1"}]}]),
+    lambda t: [d.update(super_device_id=str(100 + int(d["rank_id"])))
+               for s in t["server_list"] for d in s["device"]],
 ])
 def test_check_accepts_what_hccl_accepts(change) -> None:
     data = copy(HUAWEI_NODE_0)
@@ -105,18 +136,29 @@ def test_check_accepts_sixteen_card_servers() -> None:
          "server node_1 device[2]: rank_id 3 is also used by server node_0 device[3]"),
         (lambda t: t["server_list"][1]["device"][7].update(rank_id="20"),
          "rank ids must run 0-15 without gaps: missing 15"),
-        # node_1's ranks before node_0's: against the dictionary order of server_id
-        (lambda t: [d.update(rank_id=str((int(d["rank_id"]) + 8) % 16))
-                    for s in t["server_list"] for d in s["device"]],
-         "server node_1 holds rank 0 below rank 15 of server node_0, which comes first"),
+        (lambda t: t["server_list"][1]["device"][4].update(rank_id="-4"),
+         "server node_1 device[4]: rank_id '-4' is not a whole number"),
         (lambda t: t["server_list"][1].update(server_id="node_0"),
          "server node_0: server_id is used twice"),
         (lambda t: t["server_list"][0].update(server_id="n" * 64), "string of 1-63 characters"),
         (lambda t: t["server_list"][0]["device"][0].update(device_id="16"), "card number 0-15"),
         (lambda t: t["server_list"][0]["device"][1].update(device_id="0"),
          "device_id 0 appears twice"),
-        (lambda t: t["server_list"][0].update(host_ip="node"), "host_ip 'node' is not an IP"),
-        (lambda t: t.update(status="initializing"), "the table is not complete"),
+        (lambda t: t["server_list"][0].update(host_ip="node"),
+         "server node_0: host_ip 'node' is not an IP address"),
+        (lambda t: t["server_list"][1].update(container_ip=""),
+         "server node_1: container_ip '' is not an IP address"),
+        (lambda t: t["server_list"][1].update(hardware_type=8),
+         "server node_1: hardware_type 8 is not a string"),
+        (lambda t: t["server_list"][0]["device"][3].update(device_ip=""),
+         "server node_0 device[3]: device_ip '' is not an IP address"),
+        (lambda t: t["server_list"][0]["device"][3].update(super_device_id="x"),
+         "server node_0 device[3]: super_device_id 'x' is not a whole number"),
+        (lambda t: t["server_list"][1].update(device=[]), "server node_1: device must list 1-16"),
+        (lambda t: t.update(status="initializing"),
+         "status is 'initializing', not 'completed': the table is not complete"),
+        (lambda t: t.update(version="2.0", rank_list=[]),
+         "version '2.0' tables list ranks (rank_list), not servers"),
         (lambda t: t.update(super_pod_list=[{"server_list": []}]), "version 1.2 tables"),
     ],
 )
@@ -152,15 +194,46 @@ def test_entry_for_host_and_local_ranks() -> None:
     assert entry_for_host(data, "10.0.0.3") is None
 
 
-def test_parsers() -> None:
-    assert parse_device_range("0-3,6") == [0, 1, 2, 3, 6]
+def test_hccn_conf_gives_device_ips_by_card() -> None:
     assert parse_hccn_conf(HCCN)[7] == "192.168.100.108"
-    assert parse_device_range("8-15") == list(range(8, 16))  # 16-card servers
-    for bad in ("0-16", "3-1", "a", "1,1", "0-99999999999"):
-        with pytest.raises(RankTableError):
-            parse_device_range(bad)
-    with pytest.raises(RankTableError, match="not an IP address"):
+    with pytest.raises(RankTableError, match="address_0: '999.1.1.1' is not an IP address"):
         parse_hccn_conf("address_0=999.1.1.1\n")
+
+
+@pytest.mark.parametrize(("text", "highest", "cards"), [
+    ("0-3,6", 7, [0, 1, 2, 3, 6]),
+    ("8-15", 15, list(range(8, 16))),  # the upper half of a 16-card 910B server
+    ("0-15", 15, list(range(16))),
+])
+def test_card_lists_reach_card_15_on_sixteen_card_servers(text: str, highest: int,
+                                                          cards: list[int]) -> None:
+    assert parse_card_list(text, "--devices", highest) == cards
+
+
+@pytest.mark.parametrize(("text", "highest", "message"), [
+    ("0-16", 15, "card 16 is out of range 0-15"),
+    ("8-15", 7, "card 15 is out of range 0-7"),
+    ("3-1", 15, "range 3-1 runs backwards"),
+    ("a", 15, "is not a card list like 0-7 or 0,1,2,3 (cards 0-15)"),
+    ("1,1", 15, "names a card twice"),
+    ("0-99999999999", 15, "card 99999999999 is out of range 0-15"),
+])
+def test_card_list_refusals_name_the_list(text: str, highest: int, message: str) -> None:
+    with pytest.raises(SpecError) as raised:
+        parse_card_list(text, "--devices", highest)
+    assert message in str(raised.value) and repr(text) in str(raised.value)
+
+
+def test_rank_table_reads_are_bounded_and_name_the_file(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "hccl.json"
+    path.write_text(json.dumps(MINDX_OPERATOR))
+    assert read_rank_table(path) == MINDX_OPERATOR
+    monkeypatch.setattr("launcher.ranktable.check.MAX_RANK_TABLE_BYTES", 100)
+    with pytest.raises(RankTableError, match=f"rank table '{path}' is larger than 100 bytes"):
+        read_rank_table(path)
+    path.write_text('{"server_list": [')
+    with pytest.raises(RankTableError, match=f"rank table '{path}' is not a JSON file"):
+        read_rank_table(path)
 
 
 def test_missing_device_ip_is_clear() -> None:
@@ -190,12 +263,25 @@ def test_cli_hccn_conf_write_and_check(tmp_path: Path) -> None:
     assert "server_count is '2' but server_list holds 1 servers" in result.output
 
 
-def test_cli_check_accepts_huaweis_node_0_example(tmp_path: Path) -> None:
+@pytest.mark.parametrize("written", [HUAWEI_NODE_0, MINDX_OPERATOR])
+def test_cli_check_accepts_huawei_and_mindx_tables(tmp_path: Path, written: dict) -> None:
     path = tmp_path / "hccl.json"
-    path.write_text(json.dumps(HUAWEI_NODE_0))
+    path.write_text(json.dumps(written))
     result = CliRunner().invoke(cli, ["ranktable", "--check", str(path)])
     assert result.exit_code == 0, result.output
     assert "ok (2 servers, 16 ranks)" in result.output
+
+
+def test_cli_check_names_the_file_and_the_entry(tmp_path: Path) -> None:
+    path = tmp_path / "hccl.json"
+    broken = copy(MINDX_OPERATOR)
+    broken["server_list"][1]["device"][0]["device_ip"] = "192.168.0.9"
+    path.write_text(json.dumps(broken))
+    result = CliRunner().invoke(cli, ["ranktable", "--check", str(path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"{path}: server 0a1b2c3d-0000-4000-8000-000000000002 device[0]: device_ip 192.168.0.9 "
+        "is also used by server f0e1d2c3-0000-4000-8000-000000000001 device[1]")
 
 
 def test_cli_yaml_mapping_for_many_servers(tmp_path: Path) -> None:

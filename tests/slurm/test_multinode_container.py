@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from launcher.build import BUILDAH_DEFAULT_ENV, PROJECT_ROOT, local_base_name, plan_build
+from launcher.images import PROJECT_ROOT
+from launcher.images.base_image import local_base_name
+from launcher.images.builders import BUILDAH_DEFAULT_ENV, plan_build
 from tests.launcher.conftest import TINY_TRAIN_SETS, VENV_BIN, rlaunch
 
 from .conftest import NODES, job_output, submit, wait_finished
