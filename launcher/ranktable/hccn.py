@@ -38,15 +38,14 @@ def parse_hccn_conf(text: str, source: str = "hccn.conf") -> dict[int, str]:
 
 
 def read_bounded(path: Path, what: str, limit: int) -> bytes:
-    """A file of at most `limit` bytes, or RankTableError with one line saying why not."""
+    """A regular file of at most `limit` bytes (resnest.contract.read_bounded: a FIFO is
+    refused at once, never opened blocking), or RankTableError with one line saying why not."""
+    from resnest.contract import read_bounded as read_regular_file
+
     try:
-        with path.open("rb") as fh:
-            raw = fh.read(limit + 1)
+        return read_regular_file(path, what, limit)
     except OSError as err:
-        raise RankTableError(f"{what} {str(path)!r} cannot be read: {err.strerror or err}") from None
-    if len(raw) > limit:
-        raise RankTableError(f"{what} {str(path)!r} is larger than {limit} bytes")
-    return raw
+        raise RankTableError(str(err)) from None
 
 
 def load_device_ips(path: Path) -> dict[str, dict[int, str]] | dict[int, str]:

@@ -466,7 +466,7 @@ CASES: dict[str, Case] = {
                                         "10.0.0.1"], 2, "is neither hccn.conf nor YAML/JSON",
                                        {"ips.yaml": "a: &x [1.1.1.1]\n10.0.0.1: *x\n"}),
     "k8s-rank-table-fifo": Case(k8s("--ascend", "8", "--opt", "rank_table={work}/job.fifo"), 2,
-                                "--opt rank_table '{work}/job.fifo' is a FIFO, not a regular file"),
+                                "rank table '{work}/job.fifo' is a FIFO, not a regular file"),
     "k8s-device-ips-fifo": Case(k8s("--ascend", "8", "--opt", "device_ips={work}/job.fifo"), 2,
                                 "device IP file '{work}/job.fifo' is a FIFO, not a regular file"),
     "k8s-rank-table-nan": Case(k8s("--ascend", "8", "--opt", "rank_table={work}/t.json"), 2,
