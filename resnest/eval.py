@@ -18,8 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a file: resnest/ is sys.path[0]
-    from _as_script import use_repo_root
+if __package__ in (None, ""):  # run as a file (msrun launches files, not modules)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from resnest._as_script import use_repo_root
 
     use_repo_root(__file__)
 

@@ -188,8 +188,7 @@ def test_image_requirements_cover_every_import_of_resnest() -> None:
                 imported.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
-    # _as_script: resnest/_as_script.py, which the scripts import as a sibling when run as files
-    first_party = {"resnest", "_as_script"}
+    first_party = {"resnest"}
     third_party = imported - set(sys.stdlib_module_names) - first_party - OPTIONAL_IMPORTS
     dists = packages_distributions()
     missing = {}
