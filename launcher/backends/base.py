@@ -32,6 +32,19 @@ UNKNOWN = "UNKNOWN"
 FINAL_STATES: frozenset[str] = frozenset({COMPLETED, FAILED, CANCELLED})
 
 
+def signal_window_problems(spec: JobSpec, option: str, seconds: int, told: str) -> list[str]:
+    """A `--time` no longer than the checkpoint signal window `option` (`seconds`): the job would
+    be told to checkpoint before it starts."""
+    from launcher.spec import time_limit_seconds
+
+    limit = time_limit_seconds(spec.time_limit)
+    if limit is None or limit > seconds:
+        return []
+    return [(f"{spec.label('time_limit')} {spec.time_limit} ({limit} s) is not longer than "
+             f"{spec.option_label(option)} {seconds}: {told} before it starts; give a longer "
+             f"time or a smaller {option}")]
+
+
 class BackendError(RuntimeError):
     """A backend operation failed; the message is one line meant for the user."""
 

@@ -32,6 +32,7 @@ from launcher.backends.base import (
     BackendError,
     JobStatus,
     RenderedJob,
+    signal_window_problems,
 )
 from launcher.backends.k8s_names import (
     JOB_LABEL,
@@ -348,12 +349,8 @@ class KubernetesBackend(Backend):
 
     def problems(self, spec: JobSpec, opts: K8sOptions) -> list[str]:
         out = super().problems(spec, opts) + option_problems(spec, opts)
-        limit = time_limit_seconds(spec.time_limit)
-        if limit is not None and limit <= opts.grace_seconds:
-            out.append(f"{spec.label('time_limit')} {spec.time_limit} ({limit} s) is not longer "
-                       f"than {spec.option_label('grace_seconds')} {opts.grace_seconds}: the "
-                       "pods would be told to checkpoint before they start; give a longer time "
-                       "or a smaller grace_seconds")
+        out += signal_window_problems(spec, "grace_seconds", opts.grace_seconds,
+                                      "the pods would be told to checkpoint")
         if not SERVICE_NAME_RE.fullmatch(spec.job_id or spec.name):
             out.append(f"name {spec.name!r}: Kubernetes jobs need a name starting with a letter")
         if spec.image and (spec.image.startswith("/") or "#" in spec.image):

@@ -31,7 +31,7 @@ from launcher.backends.base import Backend, BackendError, JobStatus, RenderedJob
 from launcher.backends.slurm_state import BackoffPoll, job_status, query_jobs
 from launcher.options import int_range, matches, only_with_image, option
 from launcher.rank_logs import iter_rank_logs, job_messages
-from launcher.spec import JobSpec, time_limit_seconds
+from launcher.spec import JobSpec
 from launcher.templating import render_template
 from resnest.contract import DEVICE_KIND_ENV, REQUEUE_EXIT_CODE, REQUEUE_MARKER_ENV
 
@@ -397,12 +397,8 @@ class SlurmBackend(Backend):
 
     def problems(self, spec: JobSpec, opts: SlurmOptions) -> list[str]:
         out = super().problems(spec, opts)
-        limit = time_limit_seconds(spec.time_limit)
-        if limit is not None and limit <= opts.signal_seconds:
-            out.append(f"{spec.label('time_limit')} {spec.time_limit} ({limit} s) is not longer "
-                       f"than {spec.option_label('signal_seconds')} {opts.signal_seconds}: the "
-                       "job would be told to checkpoint before it starts; give a longer time or "
-                       "a smaller signal_seconds")
+        out += base.signal_window_problems(spec, "signal_seconds", opts.signal_seconds,
+                                           "the job would be told to checkpoint")
         out += scheduler_arg_problems([str(a) for a in spec.scheduler_args])
         runtime = opts.container_runtime
         if runtime == "runc" and spec.image and not spec.image.startswith("/"):
