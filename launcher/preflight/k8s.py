@@ -233,12 +233,15 @@ def _controllers(workload: str, facts: K8sFacts) -> Check:
                        f"{', '.join(CONTROLLERS[workload])} run")
     missing = [n for n in CONTROLLERS[workload] if n not in facts.controllers]
     idle = [n for n in CONTROLLERS[workload] if facts.controllers.get(n) == 0]
-    if missing:
-        return failed("k8s.controller", f"no Deployment {', '.join(missing)} in any namespace: "
-                      f"nothing would run a {workload}; install it")
     if idle:
         return failed("k8s.controller", f"{', '.join(idle)} has no ready replica: the "
                       f"{workload} would sit unscheduled; look at its pods")
+    if missing:
+        # Not proof of absence: a controller may run under another name or outside the cluster
+        # (the test cluster runs the JobSet manager as a process behind its webhook Service).
+        return skipped("k8s.controller", f"no Deployment {', '.join(missing)} in any namespace: "
+                       f"cannot tell whether a {workload} controller runs under another name; "
+                       "if none does, install it")
     return passed("k8s.controller", f"{', '.join(CONTROLLERS[workload])} running")
 
 
