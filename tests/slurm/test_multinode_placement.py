@@ -39,6 +39,9 @@ REPORTER = textwrap.dedent('''\
 
 def stand_in_job(tmp_path: Path, data_dir: Path, **fields: object) -> Path:
     """A job file whose code dir holds the reporting stand-in as resnest/train.py."""
+    for split in ("train", "val"):  # the layout submit's preflight checks look for
+        (data_dir / split / "c").mkdir(parents=True, exist_ok=True)
+        (data_dir / split / "c" / "x.jpg").write_bytes(b"")
     code = tmp_path / "code"
     (code / "resnest").mkdir(parents=True)
     (code / "resnest" / "train.py").write_text(REPORTER)
