@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from launcher.store import JobRecord
 
 JOB_DIR_PLACEHOLDER = "{job_dir}"
+# `rlaunch cancel` leaves this file in the job (or trial) folder before it calls scancel, so the
+# batch script's TERM handler stops instead of requeueing.
+CANCELLED_MARK = "cancelled"
 HEADER = "Rendered by rlaunch (slurm backend). Edit the job spec, not this file."
 
 # CPUs per GPU/card when Slurm cannot tell (no sinfo at render time): fits the usual 8-device
@@ -499,6 +502,7 @@ class SlurmBackend(Backend):
             "max_restarts": spec.max_restarts,
             "requeue_exit_code": REQUEUE_EXIT_CODE,
             "requeue_marker_env": REQUEUE_MARKER_ENV,
+            "cancelled_mark": CANCELLED_MARK,
             "device_kind_env": DEVICE_KIND_ENV,
             "env": dict(spec.env),
             "bin_dir": str(Path(python).parent),

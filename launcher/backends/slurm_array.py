@@ -14,6 +14,7 @@ from pathlib import Path
 from launcher.backends import base
 from launcher.backends.base import BackendError, JobStatus, RenderedJob
 from launcher.backends.slurm import (
+    CANCELLED_MARK,
     JOB_DIR_PLACEHOLDER,
     SlurmBackend,
     SlurmOptions,
@@ -25,8 +26,6 @@ from launcher.rank_logs import iter_rank_logs, job_messages
 from launcher.spec import JobSpec
 from launcher.sweep import TRIAL_DIR_PREFIX, TRIALS_FILE
 from launcher.templating import render_template
-
-CANCELLED_MARK = "cancelled"
 
 
 def array_range(trials: int, max_parallel: int) -> str:

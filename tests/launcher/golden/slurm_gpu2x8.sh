@@ -104,6 +104,9 @@ if [ -f "$RLAUNCH_REQUEUE_MARKER" ]; then
     fi
     if [ "$stop_signal" != TERM ] && [ "$own_requeues" -ge "$MAX_RESTARTS" ]; then
         echo "rlaunch: stopped with no restarts left ($own_requeues/$MAX_RESTARTS)" >&2
+    elif [ -e "$SUBMITTED/cancelled" ] || [ -e "$JOB_DIR/cancelled" ]; then
+        # `rlaunch cancel` marks the folder before its scancel: a stop, never a requeue.
+        echo "rlaunch: cancelled by the user; not requeued" >&2
     else
         [ "$stop_signal" = TERM ] || echo $(( own_requeues + 1 )) > "$JOB_DIR/requeues"
         echo "rlaunch: ranks saved (step exit $rc); requeueing job $SLURM_JOB_ID" >&2
