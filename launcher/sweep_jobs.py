@@ -155,6 +155,11 @@ def trial_states(record: JobRecord, backend: Backend) -> dict[int, JobStatus]:
         states.update({i: found[r.id] for i, r in records.items()})
     else:
         states.update({i: backend.status(r) for i, r in records.items()})
+    for index in started:
+        # A cancelled trial's objects are deleted (Kubernetes): gone is what cancelling means.
+        if states[index].state == base.UNKNOWN and (
+                cancelled or (trial_dir(record, index) / SKIP_FILE).exists()):
+            states[index] = JobStatus(base.CANCELLED, detail="cancelled: " + states[index].detail)
     return dict(sorted(states.items()))
 
 

@@ -218,7 +218,10 @@ def k8s_usage(record: JobRecord) -> JobUsage:
                      note="pods removed by a restart or after the TTL are not counted")
     from launcher.backends.k8s import KubernetesBackend, split_backend_id
 
-    namespace, name = split_backend_id(record.backend_id or record.id)
+    sweep = "sweep" in record.extra
+    # A sweep's backend id names its runner; its trials' objects are named after the sweep id.
+    namespace, name = (None, record.id) if sweep else \
+        split_backend_id(record.backend_id or record.id)
     try:
         backend = KubernetesBackend()
         cluster = backend._cluster(backend.options_of(record.job_spec), namespace)
@@ -230,7 +233,6 @@ def k8s_usage(record: JobRecord) -> JobUsage:
     except (BackendError, ValueError) as err:
         usage.note = f"the pods could not be listed: {err}"
         return usage
-    sweep = "sweep" in record.extra
     prefix = f"{name}-t"
 
     def job_of(pod: dict[str, Any]) -> str:

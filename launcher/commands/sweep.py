@@ -101,7 +101,10 @@ def start_runner(job_dir: Path) -> str:
               help="Seed of the --random draws (same seed, same trials).")
 @click.option("--max-parallel", type=click.IntRange(1, MAX_TRIALS), metavar="K",
               help="Trials running at once (default: local 1, Slurm and Kubernetes all).")
-@click.option("--dry-run", is_flag=True, help="Print what would be submitted; submit nothing.")
+@click.option("--dry-run", is_flag=True, help="Print what would be submitted; submit nothing. "
+              "Runs only the job's own checks (no folders, no cluster).")
+@click.option("--no-check", is_flag=True, help="Skip the preflight checks (`rlaunch check`, run "
+              "once for the whole sweep); every trial is still validated.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sweep record as JSON.")
 @user_errors
 def sweep(**params: Any) -> None:
@@ -137,6 +140,13 @@ def sweep(**params: Any) -> None:
     problems = _trial_problems(spec, trials, sweep_id, backend, opts)
     if problems:
         raise SpecError(problems)
+    if not params["no_check"]:
+        from launcher.commands.check import report
+        from launcher.preflight import run_checks
+
+        # Once for the sweep: the trials share the cluster, claims, data and output root.
+        # Lines go to stderr (stdout is the dry run or the sweep id); exits 2 on a failure.
+        report(run_checks(spec, opts, cluster=not params["dry_run"]), as_json=False, err=True)
     parallel = params["max_parallel"] or DEFAULT_PARALLEL.get(spec.backend) or len(trials)
     parallel = min(parallel, len(trials))
     if spec.backend == "slurm":

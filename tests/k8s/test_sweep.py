@@ -62,7 +62,8 @@ def test_bounded_sweep_status_in_one_list_call_and_cancel(
     monkeypatch.setenv("RLAUNCH_SWEEP_POLL", "0.2")
     runner = CliRunner()
     result = runner.invoke(cli, [
-        "sweep", "--backend", "k8s", "--gpus", "8", "--data-dir", "/data", "--output-dir",
+        # --no-check: this API server has no JobSet CRD or nodes (tests/preflight checks those).
+        "sweep", "--no-check", "--backend", "k8s", "--gpus", "8", "--data-dir", "/data", "--output-dir",
         "/out", "--image", "registry.example/resnest:gpu", "--opt", "output_pvc=runs",
         "--grid", "lr=0.05,0.1,0.2", "--max-parallel", "2"])
     assert result.exit_code == 0, result.output

@@ -111,8 +111,10 @@ def test_bad_spaces_are_one_clear_error(grid: tuple[str, ...], ranges: tuple[str
 
 
 def sweep_args(*extra: str, backend: str = "slurm") -> list[str]:
-    return ["sweep", "--backend", backend, "--cpus", "1", "--data-dir", "/d", "--output-dir",
-            "/o", *extra]
+    """A sweep of made-up folders on a fake scheduler: the preflight checks are skipped
+    (tests/preflight/test_cli.py tests that a sweep runs them)."""
+    return ["sweep", "--no-check", "--backend", backend, "--cpus", "1", "--data-dir", "/d",
+            "--output-dir", "/o", *extra]
 
 
 def test_slurm_sweep_is_one_array_from_one_sbatch_call(runner: CliRunner, state_dir: Path,

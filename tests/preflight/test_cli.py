@@ -96,3 +96,27 @@ def test_check_and_usage_do_not_import_kubernetes_or_mindspore() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_sweep_runs_the_checks_once_and_queues_nothing_when_one_fails(
+        runner: CliRunner, tmp_path: Path, state_dir: Path) -> None:
+    data = make_set(tmp_path / "d", splits=("train",))
+    result = runner.invoke(cli, ["sweep", "--cpus", "1", "--data-dir", str(data),
+                                 "--output-dir", str(tmp_path / "o"), "--grid", "lr=0.1,0.2,0.4"])
+    assert result.exit_code == 2
+    assert result.stderr.count("FAIL  data.layout") == 1  # once for the sweep, not per trial
+    assert "nothing was submitted" in result.stderr
+    assert result.stdout == ""
+    assert not state_dir.exists()
+
+
+def test_sweep_no_check_skips_the_checks(runner: CliRunner, tmp_path: Path) -> None:
+    data = make_set(tmp_path / "d", splits=("train",))
+    args = ["sweep", "--cpus", "1", "--data-dir", str(data), "--output-dir", str(tmp_path / "o"),
+            "--grid", "lr=0.1,0.2", "--dry-run"]
+    checked = runner.invoke(cli, args)
+    assert checked.exit_code == 0 and "PASS  job." in checked.stderr  # a dry run: job checks only
+    assert "data.layout" not in checked.stderr
+    skipped = runner.invoke(cli, [*args, "--no-check"])
+    assert skipped.exit_code == 0 and "PASS" not in skipped.stderr
+    assert "trial-1/run.sh" in skipped.stdout
