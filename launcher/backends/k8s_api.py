@@ -64,7 +64,21 @@ def explain(err: Exception, what: str, host: str = "") -> str:
             422: f"rejected as invalid: {message}",
         }.get(status, f"API error {status} {err.reason}: {message}")
         return f"{what}: {why}"
-    return f"{what}: cannot reach the Kubernetes API at {host or '?'}: {type(err).__name__}: {err}"
+    return f"{what}: cannot reach the Kubernetes API at {host or '?'}: {_connection_failure(err)}"
+
+
+def _connection_failure(err: Exception) -> str:
+    """The innermost reason of a failed connection ("Connection refused", a TLS error), not
+    urllib3's retry wrapper that repeats the URL."""
+    inner: BaseException = err
+    while isinstance(getattr(inner, "reason", None), BaseException):
+        inner = inner.reason  # MaxRetryError -> NewConnectionError / SSLError / timeout
+    cause: BaseException | None = inner
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return str(cause.strerror)
+        cause = cause.__cause__ or cause.__context__
+    return f"{type(inner).__name__}: {inner}"
 
 
 @contextlib.contextmanager

@@ -21,12 +21,20 @@ IMAGE = "localhost/rlaunch-cpu:unused"  # checks never pull it
 VOLCANO_CRDS = ("jobs.batch.volcano.sh", "queues.scheduling.volcano.sh")
 
 
+def job(ns: Namespace, *extra: str, nodes: int = 2, device: tuple[str, ...] = ("--cpus", "1"),
+        **opts: str) -> list[str]:
+    """The job flags of a small JobSet job in the test's namespace; `opts` replace its --opt."""
+    chosen = {"namespace": ns.name, "data_pvc": "data", "output_pvc": "output", **opts}
+    return ["--backend", "k8s", "--nodes", str(nodes), *device, "--image", IMAGE,
+            "--data-dir", "/data", "--output-dir", "/output",
+            *[w for k, v in chosen.items() for w in ("--opt", f"{k}={v}")], *extra]
+
+
 def check(ns: Namespace, *extra: str, device: tuple[str, ...] = ("--cpus", "1"),
-          env: dict[str, str] | None = None) -> tuple[int, list[dict]]:
-    done = rlaunch("check", "--backend", "k8s", "--nodes", "2", *device, "--image", IMAGE,
-                   "--data-dir", "/data", "--output-dir", "/output", *ns.opts(), *extra,
-                   "--json", env={**ns.env, **(env or {})}, check=False)
-    assert done.returncode in (0, 2), done.stderr
+          **opts: str) -> tuple[int, list[dict]]:
+    done = rlaunch("check", *job(ns, *extra, device=device, **opts), "--json", env=ns.env,
+                   check=False)
+    assert done.returncode in (0, 2) and done.stdout, done.stderr
     assert "Traceback" not in done.stderr
     return done.returncode, json.loads(done.stdout)["checks"]
 
@@ -52,14 +60,14 @@ def test_a_good_jobset_job_passes(namespace: Namespace) -> None:
 
 
 def test_a_namespace_that_does_not_exist_fails(namespace: Namespace) -> None:
-    code, checks = check(namespace, "--opt", f"namespace={namespace.name}-gone")
+    code, checks = check(namespace, namespace=f"{namespace.name}-gone")
     assert code == 2
     assert failures(checks)["k8s.namespace"].startswith(
         f"namespace '{namespace.name}-gone' does not exist")
 
 
 def test_a_claim_that_does_not_exist_fails(namespace: Namespace) -> None:
-    code, checks = check(namespace, "--opt", "data_pvc=no-such-claim")
+    code, checks = check(namespace, data_pvc="no-such-claim")
     assert code == 2
     assert failures(checks) == {"k8s.data_claim": (
         f"PersistentVolumeClaim 'no-such-claim' does not exist in namespace '{namespace.name}': "
@@ -72,13 +80,12 @@ def test_a_readwriteonce_claim_fails_for_two_nodes_and_passes_for_one(namespace:
         "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "rwo"},
         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
                  "resources": {"requests": {"storage": "1Gi"}}}})
-    code, checks = check(namespace, "--opt", "output_pvc=rwo")
+    code, checks = check(namespace, output_pvc="rwo")
     assert code == 2
     assert failures(checks) == {"k8s.output_claim": (
         "claim 'rwo' is ReadWriteOnce: 2 nodes cannot all mount it; use a ReadWriteMany claim")}
-    done = rlaunch("check", "--backend", "k8s", "--nodes", "1", "--cpus", "1", "--image", IMAGE,
-                   "--data-dir", "/data", "--output-dir", "/output", *namespace.opts(),
-                   "--opt", "output_pvc=rwo", env=namespace.env, check=False)
+    done = rlaunch("check", *job(namespace, nodes=1, output_pvc="rwo"), env=namespace.env,
+                   check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS  k8s.output_claim" in done.stdout
 
@@ -98,8 +105,7 @@ def test_a_volcano_job_needs_its_crds_and_its_queue(namespace: Namespace, core) 
     # Volcano may be installed on the shared cluster by another test; either way the job
     # cannot run: without the CRDs, or with a queue that does not exist.
     present = {crd: installed(crd) for crd in VOLCANO_CRDS}
-    code, checks = check(namespace, "--opt", "workload=vcjob", "--opt",
-                         "volcano_queue=no-such-queue")
+    code, checks = check(namespace, workload="vcjob", volcano_queue="no-such-queue")
     assert code == 2
     failed = failures(checks)
     crd_lines = [c for c in checks if c["name"] == "k8s.crd"]
@@ -144,7 +150,7 @@ def kubeconfig_copy(kubeconfig: Path, tmp_path: Path, server: str | None = None,
 
 @pytest.mark.parametrize(("case", "says"), [
     ("bad-credentials", "rejected the credentials"),
-    ("unreachable", "127.0.0.1:9"),
+    ("unreachable", "cannot reach the Kubernetes API at https://127.0.0.1:9: Connection refused;"),
 ])
 def test_bad_credentials_and_an_unreachable_api_fail_in_one_line(
     namespace: Namespace, kubeconfig: Path, tmp_path: Path, case: str, says: str
@@ -152,9 +158,7 @@ def test_bad_credentials_and_an_unreachable_api_fail_in_one_line(
     path = kubeconfig_copy(kubeconfig, tmp_path, token="not-a-token") if case == "bad-credentials" \
         else kubeconfig_copy(kubeconfig, tmp_path, server="https://127.0.0.1:9")
     env = {**namespace.env, "KUBECONFIG": str(path)}
-    done = rlaunch("check", "--backend", "k8s", "--nodes", "2", "--cpus", "1", "--image", IMAGE,
-                   "--data-dir", "/data", "--output-dir", "/output", *namespace.opts(),
-                   env=env, check=False, timeout=120)
+    done = rlaunch("check", *job(namespace), env=env, check=False, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     [line] = [ln for ln in done.stdout.splitlines() if ln.startswith("FAIL")]
     assert line.startswith("FAIL  k8s.api") and says in line, line
@@ -164,9 +168,7 @@ def test_bad_credentials_and_an_unreachable_api_fail_in_one_line(
 def test_submit_and_sweep_queue_nothing_when_a_check_fails(namespace: Namespace, core) -> None:
     from kubernetes import client
 
-    common = ["--backend", "k8s", "--nodes", "2", "--cpus", "1", "--image", IMAGE,
-              "--data-dir", "/data", "--output-dir", "/output", *namespace.opts(),
-              "--opt", "data_pvc=no-such-claim"]
+    common = job(namespace, data_pvc="no-such-claim")
     submitted = rlaunch("submit", *common, env=namespace.env, check=False)
     swept = rlaunch("sweep", *common, "--grid", "lr=0.1,0.2", env=namespace.env, check=False)
     for done in (submitted, swept):
