@@ -246,6 +246,9 @@ def k8s_usage(record: JobRecord) -> JobUsage:
         job_of(p) == name or (sweep and job_of(p).startswith(prefix)
                               and job_of(p)[len(prefix):].isdigit()))]
     usage.attempts = pod_attempts(mine, time.time(), trial_of)
+    if record.spec.get("device_kind") == "cpu" and any(
+            "cpu" not in a.devices for a in usage.attempts):
+        usage.note += "; pods that request no CPU count no cpu-hours (--opt cpu=N requests N)"
     return usage
 
 

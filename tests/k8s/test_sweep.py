@@ -98,3 +98,7 @@ def test_bounded_sweep_status_in_one_list_call_and_cancel(
              "every unfinished trial's JobSet deleted")
     assert sorted(kube.objects("configmaps")) == [f"{names[0]}-rlaunch"]
     assert not process_alive(runner_pid, None)
+    # Cancelled trials whose objects are gone read as cancelled, not as unknown.
+    after = json.loads(runner.invoke(cli, ["status", sweep_id, "--json"]).output)
+    assert [r["state"] for r in after["trials"]] == ["COMPLETED", "CANCELLED", "CANCELLED"]
+    assert after["state"] == "CANCELLED"

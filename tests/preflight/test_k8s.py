@@ -202,3 +202,33 @@ def test_usage_of_a_k8s_job_is_pod_time_times_requested_devices(kube: KubeServer
     data = json.loads(result.stdout)
     assert data["device_hours"] == {"gpu": pytest.approx(8.0)}  # 2 pods x 8 GPUs x 0.5 h
     assert data["cost"] == pytest.approx(16.0)
+
+
+def test_usage_of_a_k8s_sweep_adds_up_its_trials_pods(kube: KubeServer, state_dir: Path) -> None:
+    from launcher.spec import JobSpec
+    from launcher.store import JobStore
+
+    store = JobStore()
+    record = store.create(JobSpec(backend="k8s", devices_per_node=1, data_dir="/d",
+                                  output_dir="/o", image="reg.example/rl:1"))
+    record.backend_id = "runner 4242"  # a sweep's backend id names its runner, not an object
+    record.extra["sweep"] = {"trials": []}
+    store.save(record)
+    for trial, (cpu, minutes) in enumerate([("1", 30), ("1", 15), (None, 60)]):
+        resources = {"requests": {"cpu": cpu}, "limits": {"cpu": cpu}} if cpu else {}
+        kube.put("pods", {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"{record.id}-t{trial}-node-0-0",
+                         "labels": {"rlaunch.dev/job": f"{record.id}-t{trial}"}},
+            "spec": {"containers": [{"name": "trainer", "resources": resources}]},
+            "status": {"phase": "Succeeded", "startTime": "2026-12-03T10:00:00Z",
+                       "containerStatuses": [{"name": "trainer", "state": {"terminated": {
+                           "exitCode": 0, "finishedAt": f"2026-12-03T10:{minutes % 60:02d}:00Z"
+                           if minutes < 60 else "2026-12-03T11:00:00Z"}}}]}})
+    result = CliRunner().invoke(cli, ["usage", record.id, "--json"])
+    assert result.exit_code == 0, result.output
+    job = json.loads(result.stdout)["jobs"][0]
+    assert sorted((a["trial"], a["seconds"]) for a in job["attempts"]) == [
+        (0, 1800.0), (1, 900.0), (2, 3600.0)]
+    assert job["device_hours"] == {"cpu": pytest.approx(0.75)}  # 30 + 15 min x 1 CPU
+    assert "pods that request no CPU count no cpu-hours (--opt cpu=N requests N)" in job["note"]

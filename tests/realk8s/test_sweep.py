@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from launcher.backends.local import process_alive
+from launcher.preflight.k8s import quantity
 from tests.launcher.conftest import TINY_TRAIN_SETS, rlaunch, wait_for
 
 from .conftest import Namespace
@@ -29,10 +30,13 @@ VAL_IMAGES = 12  # tests/launcher/conftest.py synthetic_data: 4 classes x 3 val 
 
 
 def sweep(ns: Namespace, image: str, name: str, *extra: str, sets: list[str]) -> str:
-    done = rlaunch("sweep", "--backend", "k8s", "--nodes", "1", "--cpus", "1", "--image", image,
-                   "--name", name, "--data-dir", "/data", "--output-dir", "/output", *ns.opts(),
-                   *[a for s in sets for a in ("--set", s)], "--grid", LEARNING_RATES,
-                   "--max-parallel", "2", *extra, env={**ns.env, "RLAUNCH_SWEEP_POLL": "2"})
+    # --opt cpu=1: each pod requests (and is limited to) one CPU, what usage counts.
+    done = rlaunch("sweep", "--backend", "k8s", "--nodes", "1", "--cpus", "1", "--opt", "cpu=1",
+                   "--image", image, "--name", name, "--data-dir", "/data", "--output-dir",
+                   "/output", *ns.opts(), *[a for s in sets for a in ("--set", s)], "--grid",
+                   LEARNING_RATES, "--max-parallel", "2", *extra,
+                   env={**ns.env, "RLAUNCH_SWEEP_POLL": "2"})
+    print(done.stderr + done.stdout)  # the docs' example output (pytest -s)
     return done.stdout.strip().splitlines()[-1]
 
 
@@ -98,12 +102,14 @@ def test_sweep_runs_at_most_k_then_status_gather_and_usage(
     before = jobset_lists(kubeconfig)
     table = rlaunch("status", sweep_id, env=namespace.env).stdout
     assert jobset_lists(kubeconfig) - before == 1
+    print(table)
     assert f"sweep {sweep_id} on k8s" in table and table.count("COMPLETED") == 4, table
     for lr in ("0.01", "0.05", "0.2"):
         assert lr in table
 
     gathered = rlaunch("gather", sweep_id, "--dest", str(tmp_path / "g"), env=namespace.env).stdout
     assert "trials ranked by allreduced top-1" in gathered
+    print(gathered)
     summary = json.loads((tmp_path / "g" / "summary.json").read_text())
     assert summary["state"] == "COMPLETED" and sorted(summary["ranking"]) == [0, 1, 2]
     top1 = [t["final"]["top1"] for t in summary["trials"]]
@@ -125,9 +131,9 @@ def test_sweep_runs_at_most_k_then_status_gather_and_usage(
     for pod in pods:
         [state] = pod.status.container_statuses
         seconds = (state.state.terminated.finished_at - pod.status.start_time).total_seconds()
-        cpus = float(pod.spec.containers[0].resources.requests["cpu"])
-        expected[pod.metadata.name] = (seconds, cpus,
-                                       int(pod.metadata.labels["rlaunch.dev/job"][-1]))
+        cpus = quantity(pod.spec.containers[0].resources.requests["cpu"])
+        trial = int(pod.metadata.labels["rlaunch.dev/job"].rpartition("-t")[2])
+        expected[pod.metadata.name] = (seconds, cpus, trial)
     for attempt in attempts:
         seconds, cpus, trial = expected[attempt["label"]]
         assert attempt["seconds"] == pytest.approx(seconds, abs=1e-6)
@@ -135,7 +141,8 @@ def test_sweep_runs_at_most_k_then_status_gather_and_usage(
         assert attempt["state"] == "Succeeded"
     cpu_hours = sum(s * c for s, c, _ in expected.values()) / 3600
     assert usage["jobs"][0]["device_hours"]["cpu"] == pytest.approx(cpu_hours, abs=1e-5)
-    assert cpu_hours > 0
+    assert cpu_hours > 0 and {c for _, c, _ in expected.values()} == {1.0}
+    print(rlaunch("usage", sweep_id, "--price", "cpu=0.02", env=namespace.env).stdout)
 
 
 def test_one_cancel_stops_a_running_sweep_and_leaves_nothing(
