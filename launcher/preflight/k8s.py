@@ -1,5 +1,5 @@
 """Kubernetes: the API and credentials, namespace, claims, the workload's CRDs and controllers,
-devices the nodes advertise, the Volcano queue.
+devices the nodes advertise, the Volcano queue or Kueue LocalQueue.
 
 Facts are read as plain JSON (`_preload_content=False`: what the server sends is untrusted and
 may be partial) through the backend's own client setup (`Cluster.connect`). A 403 on a
@@ -30,6 +30,12 @@ CONTROLLERS: dict[str, tuple[str, ...]] = {
 }
 VOLCANO_QUEUE_CRD = ("scheduling.volcano.sh", "v1beta1", "queues")
 VOLCANO_DEFAULT_QUEUE = "default"
+# Kueue (kubernetes-sigs/kueue config/components/crd: namespaced LocalQueues of group
+# kueue.x-k8s.io; its manager Deployment `kueue-controller-manager`). Without Kueue the JobSet's
+# queue label is ignored and the job runs outside any quota; with Kueue and no such LocalQueue
+# the JobSet stays suspended. The version is read from the CRD (v1beta1, later v1beta2).
+KUEUE_GROUP, KUEUE_LOCAL_QUEUES = "kueue.x-k8s.io", "localqueues"
+KUEUE_CONTROLLER = "kueue-controller-manager"
 # Access modes several nodes can mount at once (the data claim is mounted read-only).
 SHARED_MODES = {"output": ("ReadWriteMany",), "data": ("ReadWriteMany", "ReadOnlyMany")}
 REQUEST_TIMEOUT = (5, 20)
@@ -51,7 +57,8 @@ class K8sFacts:
     # Node name -> allocatable quantity of the device resource; None: not readable.
     node_devices: dict[str, str] | None = None
     nodes_error: str | None = None
-    queue_exists: bool | None = None
+    queue_exists: bool | None = None  # the Volcano queue; None: not looked up
+    local_queue_exists: bool | None = None  # the Kueue LocalQueue; None: not looked up
 
 
 def resource_name(device_kind: str) -> str:
@@ -66,14 +73,29 @@ def workload_key(spec: JobSpec, opts: Any) -> str:
     return str(workload_of(spec, opts))
 
 
-def crd_names(workload: str) -> list[str]:
+def crd_names(workload: str, kueue: bool = False) -> list[str]:
     from launcher.backends.k8s_names import WORKLOADS
 
     w = WORKLOADS[workload]
     names = [f"{w.plural}.{w.group}"]
     if workload in ("acjob", "vcjob"):
         names.append(f"{VOLCANO_QUEUE_CRD[2]}.{VOLCANO_QUEUE_CRD[0]}")
+    if kueue:
+        names.append(f"{KUEUE_LOCAL_QUEUES}.{KUEUE_GROUP}")
     return names
+
+
+def controllers_of(workload: str, opts: Any) -> tuple[str, ...]:
+    return CONTROLLERS[workload] + ((KUEUE_CONTROLLER,) if opts.kueue_queue else ())
+
+
+def served_version(crd: Any) -> str | None:
+    """The version a CRD serves (its storage version first), from its JSON; None if none."""
+    spec = crd.get("spec") if isinstance(crd, dict) else None
+    versions = [v for v in (spec.get("versions") if isinstance(spec, dict) else None) or []
+                if isinstance(v, dict) and v.get("served") and isinstance(v.get("name"), str)]
+    versions.sort(key=lambda v: not v.get("storage"))
+    return versions[0]["name"] if versions else None
 
 
 def quantity(text: str) -> float:
@@ -135,8 +157,9 @@ def gather(spec: JobSpec, opts: Any) -> K8sFacts:
                               cluster.namespace)
             facts.claims[role] = body if code == 200 and isinstance(body, dict) else None
     workload = workload_key(spec, opts)
-    for crd in crd_names(workload):
-        code, _ = read(ext.read_custom_resource_definition, crd)
+    crd_bodies = {}
+    for crd in crd_names(workload, bool(opts.kueue_queue)):
+        code, crd_bodies[crd] = read(ext.read_custom_resource_definition, crd)
         facts.crds[crd] = code == 200
     code, body = read(apps.list_deployment_for_all_namespaces)
     if code == 200 and isinstance(body, dict):
@@ -144,7 +167,7 @@ def gather(spec: JobSpec, opts: Any) -> K8sFacts:
         for item in body.get("items") or []:
             name = str(((item or {}).get("metadata") or {}).get("name", ""))
             ready = ((item or {}).get("status") or {}).get("readyReplicas") or 0
-            if name in CONTROLLERS[workload]:
+            if name in controllers_of(workload, opts):
                 facts.controllers[name] = max(facts.controllers.get(name, 0), int(ready))
     else:
         facts.controllers_error = f"listing Deployments was refused ({code})"
@@ -162,6 +185,12 @@ def gather(spec: JobSpec, opts: Any) -> K8sFacts:
         group, version, plural = VOLCANO_QUEUE_CRD
         code, _ = read(custom.get_cluster_custom_object, group, version, plural, queue)
         facts.queue_exists = code == 200
+    kueue_crd = f"{KUEUE_LOCAL_QUEUES}.{KUEUE_GROUP}"
+    served = served_version(crd_bodies.get(kueue_crd)) if facts.crds.get(kueue_crd) else None
+    if opts.kueue_queue and served:
+        code, _ = read(custom.get_namespaced_custom_object, KUEUE_GROUP, served,
+                       cluster.namespace, KUEUE_LOCAL_QUEUES, str(opts.kueue_queue))
+        facts.local_queue_exists = code == 200
     return facts
 
 
@@ -184,7 +213,7 @@ def decide(spec: JobSpec, opts: Any, facts: K8sFacts) -> list[Check]:
     checks += _claims(spec, opts, facts)
     workload = workload_key(spec, opts)
     checks += _crds(workload, facts)
-    checks.append(_controllers(workload, facts))
+    checks.append(_controllers(workload, controllers_of(workload, opts), facts))
     checks.append(_devices(spec, facts))
     if facts.queue_exists is not None:
         queue = str(opts.volcano_queue or VOLCANO_DEFAULT_QUEUE)
@@ -192,6 +221,13 @@ def decide(spec: JobSpec, opts: Any, facts: K8sFacts) -> list[Check]:
                       if facts.queue_exists else
                       failed("k8s.queue", f"Volcano queue {queue!r} does not exist: create it or "
                              "name another with --opt volcano_queue"))
+    if facts.local_queue_exists is not None:
+        queue = str(opts.kueue_queue)
+        checks.append(passed("k8s.queue", f"Kueue LocalQueue {queue!r} exists in namespace {ns!r}")
+                      if facts.local_queue_exists else
+                      failed("k8s.queue", f"Kueue LocalQueue {queue!r} does not exist in "
+                             f"namespace {ns!r}: Kueue would keep the JobSet suspended; create it "
+                             "or name another with --opt kueue_queue"))
     return checks
 
 
@@ -220,19 +256,26 @@ def _claims(spec: JobSpec, opts: Any, facts: K8sFacts) -> list[Check]:
 def _crds(workload: str, facts: K8sFacts) -> list[Check]:
     checks = []
     for crd, present in facts.crds.items():
-        checks.append(passed("k8s.crd", f"CRD {crd} is installed") if present else
-                      failed("k8s.crd", f"CRD {crd} is not installed: the {workload} workload "
-                             "needs its operator (docs/kubernetes.md), or pick another with "
-                             "--opt workload"))
+        if present:
+            checks.append(passed("k8s.crd", f"CRD {crd} is installed"))
+        elif crd.endswith(f".{KUEUE_GROUP}"):
+            checks.append(failed("k8s.crd", f"CRD {crd} is not installed: --opt kueue_queue "
+                                 "needs Kueue (without it the queue label is ignored and the "
+                                 "JobSet runs outside any quota); install Kueue or leave the "
+                                 "option out"))
+        else:
+            checks.append(failed("k8s.crd", f"CRD {crd} is not installed: the {workload} "
+                                 "workload needs its operator (docs/kubernetes.md), or pick "
+                                 "another with --opt workload"))
     return checks
 
 
-def _controllers(workload: str, facts: K8sFacts) -> Check:
+def _controllers(workload: str, wanted: tuple[str, ...], facts: K8sFacts) -> Check:
     if facts.controllers is None:
         return skipped("k8s.controller", f"{facts.controllers_error}: cannot see whether "
-                       f"{', '.join(CONTROLLERS[workload])} run")
-    missing = [n for n in CONTROLLERS[workload] if n not in facts.controllers]
-    idle = [n for n in CONTROLLERS[workload] if facts.controllers.get(n) == 0]
+                       f"{', '.join(wanted)} run")
+    missing = [n for n in wanted if n not in facts.controllers]
+    idle = [n for n in wanted if facts.controllers.get(n) == 0]
     if idle:
         return failed("k8s.controller", f"{', '.join(idle)} has no ready replica: the "
                       f"{workload} would sit unscheduled; look at its pods")
@@ -242,7 +285,7 @@ def _controllers(workload: str, facts: K8sFacts) -> Check:
         return skipped("k8s.controller", f"no Deployment {', '.join(missing)} in any namespace: "
                        f"cannot tell whether a {workload} controller runs under another name; "
                        "if none does, install it")
-    return passed("k8s.controller", f"{', '.join(CONTROLLERS[workload])} running")
+    return passed("k8s.controller", f"{', '.join(wanted)} running")
 
 
 def _devices(spec: JobSpec, facts: K8sFacts) -> Check:

@@ -232,3 +232,34 @@ def test_usage_of_a_k8s_sweep_adds_up_its_trials_pods(kube: KubeServer, state_di
         (0, 1800.0), (1, 900.0), (2, 3600.0)]
     assert job["device_hours"] == {"cpu": pytest.approx(0.75)}  # 30 + 15 min x 1 CPU
     assert "pods that request no CPU count no cpu-hours (--opt cpu=N requests N)" in job["note"]
+
+
+def test_a_kueue_queue_needs_kueue_and_its_local_queue(kube: KubeServer) -> None:
+    install(kube, controllers=(("jobset-controller-manager", "jobset-system"),
+                               ("kueue-controller-manager", "kueue-system")))
+    code, checks = check("--opt", "kueue_queue=team-a")
+    assert code == 2
+    assert checks["k8s.crd"]["status"] == "fail"  # the last k8s.crd line: Kueue's
+    assert checks["k8s.crd"]["message"].startswith(
+        "CRD localqueues.kueue.x-k8s.io is not installed: --opt kueue_queue needs Kueue")
+    # Kueue installed (its CRD serves v1beta2 beside the older v1beta1), the LocalQueue not yet.
+    put(kube, "apiextensions.k8s.io/v1/customresourcedefinitions", {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "localqueues.kueue.x-k8s.io"},
+        "spec": {"group": "kueue.x-k8s.io", "versions": [
+            {"name": "v1beta1", "served": True, "storage": False},
+            {"name": "v1beta2", "served": True, "storage": True}]}})
+    code, checks = check("--opt", "kueue_queue=team-a")
+    assert code == 2 and checks["k8s.crd"]["status"] == "pass"
+    assert checks["k8s.queue"]["message"] == (
+        f"Kueue LocalQueue 'team-a' does not exist in namespace '{NAMESPACE}': Kueue would keep "
+        "the JobSet suspended; create it or name another with --opt kueue_queue")
+    put(kube, "kueue.x-k8s.io/v1beta2/localqueues", {
+        "apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue",
+        "metadata": {"name": "team-a", "namespace": NAMESPACE},
+        "spec": {"clusterQueue": "cluster"}}, NAMESPACE)
+    code, checks = check("--opt", "kueue_queue=team-a")
+    assert code == 0, checks
+    assert checks["k8s.queue"]["status"] == "pass"
+    assert checks["k8s.controller"]["message"] == (
+        "jobset-controller-manager, kueue-controller-manager running")

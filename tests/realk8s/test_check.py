@@ -121,6 +121,24 @@ def test_a_volcano_job_needs_its_crds_and_its_queue(namespace: Namespace, core) 
         assert "k8s.queue" not in by_name(checks)  # no queue to look up without the Queue CRD
 
 
+def test_a_kueue_queue_without_kueue_fails(namespace: Namespace, core) -> None:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    code, checks = check(namespace, kueue_queue="no-such-queue")
+    assert code == 2
+    try:
+        client.ApiextensionsV1Api(core.api_client).read_custom_resource_definition(
+            "localqueues.kueue.x-k8s.io")
+    except ApiException as err:  # the test cluster has no Kueue: the label would be ignored
+        assert err.status == 404
+        [line] = [c for c in checks if c["name"] == "k8s.crd" and "kueue" in c["message"]]
+        assert line["status"] == "fail" and line["message"].startswith(
+            "CRD localqueues.kueue.x-k8s.io is not installed: --opt kueue_queue needs Kueue")
+        return
+    assert failures(checks)["k8s.queue"].startswith("Kueue LocalQueue 'no-such-queue' does not")
+
+
 @pytest.mark.parametrize(("device", "resource"), [
     (("--gpus", "16"), "nvidia.com/gpu"),
     (("--ascend", "16"), "huawei.com/Ascend910"),
