@@ -152,3 +152,20 @@ def test_a_data_dir_without_val_fails_and_submit_queues_nothing(
     after = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
                            env=env, check=True).stdout
     assert after == before and not (tmp_path / "state").exists()
+
+
+def test_a_sweep_to_a_missing_partition_queues_no_array(slurm_env: dict[str, str], job: list[str],
+                                                         tmp_path: Path) -> None:
+    env = {**os.environ, "SLURM_CONF": SLURM_CONF}
+    before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
+                            env=env, check=True).stdout
+    swept = rlaunch("sweep", "--backend", "slurm", *job, "--partition", "gpux",
+                    "--grid", "lr=0.1,0.2,0.4", check=False,
+                    env={**slurm_env, "RLAUNCH_STATE_DIR": str(tmp_path / "state")})
+    assert swept.returncode == 2, swept.stdout + swept.stderr
+    # One set of checks for the whole sweep, not one per trial.
+    assert swept.stderr.count("FAIL  slurm.partition") == 1
+    assert "'gpux' does not exist" in swept.stderr and swept.stdout == ""
+    after = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
+                           env=env, check=True).stdout
+    assert after == before and not (tmp_path / "state").exists()
