@@ -1,6 +1,8 @@
 """Kubernetes checks against kmock's API server (tests/k8s/conftest.py): a cluster holding what
 a JobSet / Volcano job needs passes, and each missing piece fails its check, with `submit`
-creating nothing. (A real cluster is not available to these tests; see docs/preflight.md.)"""
+creating nothing. What kmock can hold that the real test cluster does not (a controller
+Deployment, 403s, Kueue) is tested here; tests/realk8s/test_check.py makes each failure on the
+real API server."""
 
 from __future__ import annotations
 
