@@ -189,7 +189,7 @@ def test_a_job_that_asks_for_no_memory_is_killed_out_of_memory(
     """No `--opt mem`: the job gets DefMemPerCPU x 2 CPUs, MindSpore's ranks need more, and the
     memory cgroup (ConstrainRAMSpace, swap held to the same limit) kills them: Slurm records the
     rank step OUT_OF_MEMORY and the job FAILED (its batch script was not the one killed), and
-    `logs -f` ends showing slurmstepd's oom-kill line. The other tests ask `--opt mem` and run."""
+    `logs -f` ends showing srun's "Out Of Memory". The other tests ask `--opt mem` and run."""
     cluster = production_cluster
     work = cluster.workspace("oom")
     state = str(work / "state")
@@ -198,7 +198,8 @@ def test_a_job_that_asks_for_no_memory_is_killed_out_of_memory(
     followed = cluster.rlaunch("logs", "-f", job_id, RLAUNCH_STATE_DIR=state, check=False)
     final = json.loads(cluster.rlaunch("status", job_id, "--json", RLAUNCH_STATE_DIR=state).stdout)
     assert final["state"] == "FAILED", (final, followed.stdout[-2000:])
-    assert "oom-kill event" in followed.stdout, followed.stdout[-3000:]
+    assert "task 0: Out Of Memory" in followed.stdout, followed.stdout[-3000:]
+    assert "oom-kill event" in job_output_of(work, job_id)
     steps = cluster.run(["sacct", "-n", "-P", "-j", slurm_id, "-o", "JobID,State"]).stdout
     assert f"{slurm_id}.0|OUT_OF_MEMORY" in steps.split(), steps
 
@@ -232,7 +233,8 @@ def test_a_plain_scancel_saves_a_checkpoint_and_ends_cancelled(
     for rank in range(2):
         assert "stopping on SIGTERM" in (logs / f"worker_{rank}.log").read_text()
     assert checkpoints(work), "no checkpoint saved within the kill wait"
-    assert [r[1] for r in cluster.sacct(slurm_id)] == ["CANCELLED"]
+    assert "cancelled with scancel; not requeued" in job_output_of(work, job_id)
+    assert [r[1].split()[0] for r in cluster.sacct(slurm_id)] == ["CANCELLED"]
     assert cluster.scontrol_job(slurm_id).get("Restarts", "0") == "0"
 
 
@@ -240,9 +242,10 @@ def test_a_plain_scancel_saves_a_checkpoint_and_ends_cancelled(
 def test_preempted_in_a_cancel_partition_it_saves_in_the_grace_time_and_requeues(
     production_cluster: ProductionCluster, production_data: Path,
 ) -> None:
-    """`scavenger` has PreemptMode=CANCEL, GraceTime=30: a preempted job gets TERM only, and
-    Slurm would cancel it. The ranks save within the grace time and the batch script asks for a
-    requeue, which Slurm grants while the job still runs: the work is not lost."""
+    """`scavenger` has PreemptMode=CANCEL, GraceTime=30: Slurm sends TERM to the job's steps
+    only (not to the batch shell) and would cancel the job after the grace time. The ranks save
+    within it, the batch script learns of the preemption from PreemptTime and requeues the job
+    while it still runs, without spending --max-restarts: the work is not lost."""
     cluster = production_cluster
     work = cluster.workspace("scavenger")
     state = str(work / "state")
@@ -260,7 +263,47 @@ def test_preempted_in_a_cancel_partition_it_saves_in_the_grace_time_and_requeues
         assert "stopping on SIGTERM" in (logs / f"worker_{rank}.log").read_text()
     assert checkpoints(work)
     out = job_output_of(work, job_id)
-    assert "TERM received" in out and "requeueing job" in out, out[-3000:]
+    assert "rlaunch: preempted (TERM to the ranks only)" in out and "requeueing job" in out, out[-3000:]
     assert cluster.scontrol_job(slurm_id)["JobState"] in ("PENDING", "REQUEUED", "CONFIGURING",
                                                           "RUNNING")
     cluster.rlaunch("cancel", job_id, RLAUNCH_STATE_DIR=state)
+
+
+def admin(cluster: ProductionCluster, *argv: str) -> None:
+    """A Slurm command as the cluster's administrator (root), e.g. to take a node down."""
+    import os
+    import subprocess
+
+    subprocess.run(list(argv), check=True, capture_output=True, text=True, timeout=60,
+                   env={**os.environ, "SLURM_CONF": cluster.slurm_conf})
+
+
+@pytest.mark.timeout(600)
+def test_a_node_failure_requeues_the_job_without_spending_its_budget(
+    production_cluster: ProductionCluster, production_data: Path,
+) -> None:
+    """The second node of a running 2-node job goes DOWN: Slurm kills the job, records the run
+    NODE_FAIL and requeues it (--requeue) although the user allowed no restarts; rlaunch shows
+    it waiting, not ended."""
+    cluster = production_cluster
+    work = cluster.workspace("nodefail")
+    state = str(work / "state")
+    job_id = submit_training(cluster, production_data, work, "--name", "node-fail",
+                             "--max-restarts", "0")
+    slurm_id = json.loads((work / "state" / "jobs" / job_id / "record.json").read_text())[
+        "backend_id"]
+    wait_for(lambda: step_events(work / "out"), 600, "the first training step")
+    try:
+        admin(cluster, "scontrol", "update", "nodename=gpu-a02", "state=down",
+              "reason=rlaunch-test-node-failure")
+        wait_for(lambda: int(cluster.scontrol_job(slurm_id).get("Restarts", "0")) >= 1, 300,
+                 "the job to be requeued after the node failure")
+        status = json.loads(cluster.rlaunch("status", job_id, "--json",
+                                            RLAUNCH_STATE_DIR=state).stdout)
+        assert status["state"] in ("PENDING", "REQUEUED"), status
+        wait_for(lambda: [r[1] for r in cluster.sacct(slurm_id)][:1] == ["NODE_FAIL"], 60,
+                 "accounting to record the failed run")
+        assert not (work / "state" / "jobs" / job_id / "requeues").exists()
+    finally:
+        admin(cluster, "scontrol", "update", "nodename=gpu-a02", "state=resume")
+        cluster.rlaunch("cancel", job_id, RLAUNCH_STATE_DIR=state, check=False)

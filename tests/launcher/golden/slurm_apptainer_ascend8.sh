@@ -115,11 +115,23 @@ if [ -f "$RLAUNCH_REQUEUE_MARKER" ]; then
     if [ -n "$stop_time" ]; then
         echo "rlaunch: the ranks saved and ended $(( $(date +%s) - stop_time )) s after $stop_signal" >&2
     fi
+    # Who stopped the ranks, as slurmctld tells it. A preemption with GraceTime
+    # (PreemptMode=CANCEL) signals the steps only, never this shell, and sets PreemptTime.
+    # A user's plain `scancel` marks the job CANCELLED before its TERM; `scontrol requeue`
+    # would bring back even such a job ("a running, suspended or finished" one, scontrol.1).
+    job_view=$(scontrol show job -o "$SLURM_JOB_ID" 2>/dev/null)
+    job_state=; [[ $job_view =~ JobState=([A-Z_]+) ]] && job_state=${BASH_REMATCH[1]}
+    if [ -z "$stop_signal" ] && [[ $job_view =~ PreemptTime=[0-9] ]]; then
+        stop_signal=TERM
+        echo "rlaunch: preempted (TERM to the ranks only)" >&2
+    fi
     if [ "$stop_signal" != TERM ] && [ "$own_requeues" -ge "$MAX_RESTARTS" ]; then
         echo "rlaunch: stopped with no restarts left ($own_requeues/$MAX_RESTARTS)" >&2
     elif [ -e "$SUBMITTED/cancelled" ] || [ -e "$JOB_DIR/cancelled" ]; then
         # `rlaunch cancel` marks the folder before its scancel: a stop, never a requeue.
         echo "rlaunch: cancelled by the user; not requeued" >&2
+    elif [ "$job_state" = CANCELLED ]; then
+        echo "rlaunch: cancelled with scancel; not requeued" >&2
     else
         [ "$stop_signal" = TERM ] || echo $(( own_requeues + 1 )) > "$JOB_DIR/requeues"
         echo "rlaunch: ranks saved (step exit $rc); requeueing job $SLURM_JOB_ID" >&2
