@@ -399,18 +399,20 @@ def msrun_flag(log: str, flag: str) -> str:
 
 
 @pytest.mark.parametrize(("stop", "job_view", "requeued", "said"), [
-    # The user's own scancel: slurmctld marks the job CANCELLED before the TERM.
-    ("TERM", "JobId=4242 JobState=CANCELLED Reason=None PreemptTime=None", False,
+    # The user's own scancel (as seen: the job COMPLETING, not requeued, not preempted).
+    ("TERM", "JobId=4242 JobState=COMPLETING Restarts=0 PreemptTime=None", False,
      "cancelled with scancel; not requeued"),
-    # PreemptMode=REQUEUE: TERM to the whole job, which is not spent from the budget.
-    ("TERM", "JobId=4242 JobState=RUNNING Reason=None PreemptTime=2026-12-03T18:14:14", True,
+    # PreemptMode=REQUEUE: Slurm requeued the job before the TERM; not spent from the budget.
+    ("TERM", "JobId=4242 JobState=COMPLETING Restarts=1 PreemptTime=None", True,
      "ranks saved (step exit 1); requeueing job 4242"),
     # PreemptMode=CANCEL with GraceTime: TERM to the steps only, PreemptTime set, still running.
-    ("steps-only", "JobId=4242 JobState=RUNNING Reason=None PreemptTime=2026-12-03T18:14:14",
+    ("steps-only", "JobId=4242 JobState=RUNNING Restarts=0 PreemptTime=2026-12-03T18:14:14",
      True, "preempted (TERM to the ranks only)"),
     # A stop nobody announced spends the user's budget, here 0.
-    ("steps-only", "JobId=4242 JobState=RUNNING Reason=None PreemptTime=None", False,
+    ("steps-only", "JobId=4242 JobState=RUNNING Restarts=0 PreemptTime=None", False,
      "stopped with no restarts left (0/0)"),
+    # slurmctld did not answer: a TERM is taken as a preemption, as before.
+    ("TERM", "", True, "ranks saved (step exit 1); requeueing job 4242"),
 ])
 def test_who_stopped_the_ranks_decides_the_requeue(tmp_path: Path, stop: str, job_view: str,
                                                    requeued: bool, said: str) -> None:

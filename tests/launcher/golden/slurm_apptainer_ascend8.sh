@@ -115,13 +115,19 @@ if [ -f "$RLAUNCH_REQUEUE_MARKER" ]; then
     if [ -n "$stop_time" ]; then
         echo "rlaunch: the ranks saved and ended $(( $(date +%s) - stop_time )) s after $stop_signal" >&2
     fi
-    # Who stopped the ranks, as slurmctld tells it. A preemption with GraceTime
-    # (PreemptMode=CANCEL) signals the steps only, never this shell, and sets PreemptTime.
-    # A user's plain `scancel` marks the job CANCELLED before its TERM; `scontrol requeue`
-    # would bring back even such a job ("a running, suspended or finished" one, scontrol.1).
+    # Who stopped the ranks, as slurmctld tells it (src/slurmctld/preempt.c, job_mgr.c). A
+    # preemption sets PreemptTime; with GraceTime (PreemptMode=CANCEL) it signals the steps
+    # only, never this shell. PreemptMode=REQUEUE requeues the job at once (Restarts grows past
+    # this run's SLURM_RESTART_COUNT, PreemptTime is cleared). A TERM with neither is a plain
+    # `scancel`, which `scontrol requeue` would undo ("a running, suspended or finished" job,
+    # scontrol.1).
     job_view=$(scontrol show job -o "$SLURM_JOB_ID" 2>/dev/null)
-    job_state=; [[ $job_view =~ JobState=([A-Z_]+) ]] && job_state=${BASH_REMATCH[1]}
-    if [ -z "$stop_signal" ] && [[ $job_view =~ PreemptTime=[0-9] ]]; then
+    preempted=; [[ $job_view =~ PreemptTime=[0-9] ]] && preempted=1
+    requeued_by_slurm=
+    if [[ $job_view =~ Restarts=([0-9]{1,6}) ]] && (( BASH_REMATCH[1] > ${SLURM_RESTART_COUNT:-0} )); then
+        requeued_by_slurm=1
+    fi
+    if [ -z "$stop_signal" ] && [ -n "$preempted" ]; then
         stop_signal=TERM
         echo "rlaunch: preempted (TERM to the ranks only)" >&2
     fi
@@ -130,7 +136,7 @@ if [ -f "$RLAUNCH_REQUEUE_MARKER" ]; then
     elif [ -e "$SUBMITTED/cancelled" ] || [ -e "$JOB_DIR/cancelled" ]; then
         # `rlaunch cancel` marks the folder before its scancel: a stop, never a requeue.
         echo "rlaunch: cancelled by the user; not requeued" >&2
-    elif [ "$job_state" = CANCELLED ]; then
+    elif [ "$stop_signal" = TERM ] && [ -n "$job_view" ] && [ -z "$preempted$requeued_by_slurm" ]; then
         echo "rlaunch: cancelled with scancel; not requeued" >&2
     else
         [ "$stop_signal" = TERM ] || echo $(( own_requeues + 1 )) > "$JOB_DIR/requeues"
