@@ -344,10 +344,12 @@ down_multi() {
 #   /sys/fs/cgroup/<controller>), as a machine of its own would; inside it Slurm makes
 #   /slurm_<node>/uid_U/job_J/step_S/task_T (seen: cgroup.procs of a step's tasks);
 # - GPU and NPU gres backed by character devices (mknod; nvidia major 195, davinci a free major):
-#   the devices cgroup lets a step open only the devices it was given;
+#   the devices cgroup lets a step open only the devices it was given (the NPUs through the
+#   gres/npu plugin built below);
 # - SelectTypeParameters=CR_Core_Memory with DefMemPerCPU=PROD_DEF_MEM_PER_CPU MB: a job that
-#   asks for no memory gets that much per CPU, below what MindSpore needs (docs/slurm.md says
-#   what that did here);
+#   asks for no memory gets that much per CPU, below what MindSpore's ranks need, and
+#   ConstrainSwapSpace with AllowedSwapSpace=0 holds RAM+swap to it: the ranks are OOM-killed
+#   (a limit below MindSpore's mapped libraries made them crawl instead; docs/slurm.md);
 # - accounting through slurmdbd and a private MariaDB (sacct answers, finished jobs keep their
 #   state, AccountingStorageEnforce=associations,limits,qos with an account and QOS);
 # - PreemptType=preempt/partition_prio: `low` (default, PreemptMode=REQUEUE), `scavenger`
