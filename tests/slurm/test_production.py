@@ -311,7 +311,10 @@ def test_a_node_failure_requeues_the_job_without_spending_its_budget(
                  "accounting to record the failed run")
         assert not (work / "state" / "jobs" / job_id / "requeues").exists()
     finally:
-        # A DOWN node with a job still completing refuses `resume` for a while.
-        wait_for(lambda: admin(cluster, "scontrol", "update", "nodename=gpu-a02", "state=resume"),
-                 120, "gpu-a02 to take `state=resume`", poll=5)
+        # ReturnToService=2 brings the node back once its slurmd registers again; `resume` is
+        # for a node still DOWN (and refused for one already back).
+        wait_for(lambda: cluster.run(["sinfo", "-h", "-n", "gpu-a02", "-o", "%T"]).stdout.strip()
+                 in ("idle", "mixed", "allocated")
+                 or admin(cluster, "scontrol", "update", "nodename=gpu-a02", "state=resume"),
+                 120, "gpu-a02 to be back", poll=5)
         cluster.rlaunch("cancel", job_id, RLAUNCH_STATE_DIR=state, check=False)
