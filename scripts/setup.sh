@@ -9,6 +9,7 @@ PYTHON=${PYTHON:-python3}
 APT_PACKAGES=(
     slurm-wlm munge            # the local one-node Slurm the tests submit to
     slurmdbd mariadb-server    # accounting (sacct) on the production-shaped test Slurm
+    gcc                        # ... and its gres/npu plugin (scripts/slurm_cluster.sh)
     iproute2 runc umoci        # multi-node Slurm in network namespaces; jobs in OCI bundles
     buildah debootstrap        # daemonless image builds (rlaunch build)
     libopencv-dev cmake g++    # ascend310_infer preprocessing library

@@ -344,10 +344,12 @@ down_multi() {
 #   /sys/fs/cgroup/<controller>), as a machine of its own would; inside it Slurm makes
 #   /slurm_<node>/uid_U/job_J/step_S/task_T (seen: cgroup.procs of a step's tasks);
 # - GPU and NPU gres backed by character devices (mknod; nvidia major 195, davinci a free major):
-#   the devices cgroup lets a step open only the devices it was given;
+#   the devices cgroup lets a step open only the devices it was given (the NPUs through the
+#   gres/npu plugin built below);
 # - SelectTypeParameters=CR_Core_Memory with DefMemPerCPU=PROD_DEF_MEM_PER_CPU MB: a job that
-#   asks for no memory gets that much per CPU, below what MindSpore needs (docs/slurm.md says
-#   what that did here);
+#   asks for no memory gets that much per CPU, below what MindSpore's ranks need, and
+#   ConstrainSwapSpace with AllowedSwapSpace=0 holds RAM+swap to it: the ranks are OOM-killed
+#   (a limit below MindSpore's mapped libraries made them crawl instead; docs/slurm.md);
 # - accounting through slurmdbd and a private MariaDB (sacct answers, finished jobs keep their
 #   state, AccountingStorageEnforce=associations,limits,qos with an account and QOS);
 # - PreemptType=preempt/partition_prio: `low` (default, PreemptMode=REQUEUE), `scavenger`
@@ -374,7 +376,7 @@ PROD_DBD_PORT=6841
 PROD_DB_PORT=6842
 PROD_NS_PREFIX=rlaunch-prod-
 PROD_MEM_MB=6000
-PROD_DEF_MEM_PER_CPU=64
+PROD_DEF_MEM_PER_CPU=256
 PROD_CONTROLLERS=(cpuset memory devices freezer cpuacct)
 DAVINCI_MAJOR=241  # Ascend's davinci driver takes a dynamic major; any unused one models it
 
@@ -393,6 +395,47 @@ prod_devices() {
     done
 }
 
+# Slurm 22.05 confines a gres's device files only when a gres plugin of that name lists them
+# (src/common/gres.c, gres_g_get_devices: contexts without ops.get_devices are skipped); it ships
+# plugins for gpu, mps, nic and shard, none for npu, so `--gres=npu:1` left every davinci file
+# open under ConstrainDevices. Slurm 23.02 lists the File= devices of plugin-less gres too
+# (SchedMD commit dd2e76b9df, bug 14139), which is what an Ascend site on a current Slurm has.
+# This cluster gets that behaviour from a gres/npu plugin built from Debian's Slurm source of the
+# installed version: its gres/nic plugin (src/plugins/gres/nic/gres_nic.c: devices from gres.conf
+# File=, global card numbers from the file names) under the name npu, its job/step variables
+# renamed SLURM_JOB_NPUS/SLURM_STEP_NPUS and ASCEND_VISIBLE_DEVICES. Built once, kept in
+# $PDIR/plugins, found through PluginDir.
+NPU_PLUGIN_DIR=$PDIR/plugins
+npu_gres_plugin() {
+    [ -f "$NPU_PLUGIN_DIR/gres_npu.so" ] && return 0
+    command -v gcc >/dev/null || { log "needs gcc to build the gres/npu plugin (scripts/setup.sh installs it)"; exit 1; }
+    local version src pool=http://deb.debian.org/debian/pool/main/s/slurm-wlm
+    version=$(dpkg-query -W -f='${Version}' slurm-wlm-basic-plugins); version=${version%%-*}
+    src="$PDIR/build/slurm-$version"
+    mkdir -p "$PDIR/build" "$NPU_PLUGIN_DIR"
+    if [ ! -f "$src/config.h" ]; then
+        log "building the gres/npu plugin from Debian's slurm-wlm $version source (once)"
+        curl -sSfL -o "$PDIR/build/orig.tar.gz" "$pool/slurm-wlm_$version.orig.tar.gz" \
+            || { log "could not download slurm-wlm_$version.orig.tar.gz from $pool"; exit 1; }
+        rm -rf "$src"; mkdir -p "$src"
+        tar -xzf "$PDIR/build/orig.tar.gz" -C "$src" --strip-components=1
+        (cd "$src" && ./configure --without-munge >"$PDIR/build/configure.log" 2>&1) \
+            || { log "configure of the Slurm source failed: $(tail -n 3 "$PDIR/build/configure.log")"; exit 1; }
+    fi
+    local gres="$src/src/plugins/gres"
+    sed -e 's|"gres/nic"|"gres/npu"|; s|"Gres NIC plugin"|"Gres NPU plugin (rlaunch test cluster)"|' \
+        -e 's|gres_name\[\]\(\s*\)= "nic"|gres_name[]\1= "npu"|' \
+        -e 's|SLURM_JOB_NICS|SLURM_JOB_NPUS|; s|SLURM_STEP_NICS|SLURM_STEP_NPUS|' \
+        -e 's|OMPI_MCA_btl_openib_if_include|ASCEND_VISIBLE_DEVICES|g; s|"mlx4_"|""|' \
+        "$gres/nic/gres_nic.c" > "$gres/nic/gres_npu.c"
+    grep -q '"gres/npu"' "$gres/nic/gres_npu.c" && grep -q '= "npu"' "$gres/nic/gres_npu.c" \
+        || { log "gres_nic.c of slurm $version no longer has the lines the npu plugin is made from"; exit 1; }
+    gcc -shared -fPIC -O2 -DHAVE_CONFIG_H -DSLURM_PLUGIN_DEBUG -I"$src" -I"$src/src/common" \
+        -o "$NPU_PLUGIN_DIR/gres_npu.so.new" "$gres/nic/gres_npu.c" "$gres/common/gres_common.c" \
+        || { log "could not compile the gres/npu plugin"; exit 1; }
+    mv "$NPU_PLUGIN_DIR/gres_npu.so.new" "$NPU_PLUGIN_DIR/gres_npu.so"
+}
+
 write_prod_config() {
     mkdir -p "$PDIR/state" "$PDIR/spool" "$PDIR/log" "$PDIR/run" "$PDIR/nodes"
     chown slurm:slurm "$PDIR/state" "$PDIR/log"
@@ -409,6 +452,7 @@ SlurmctldHost=$NODE($PROD_CTL_ADDR)
 SlurmctldPort=$PROD_CTL_PORT
 SlurmUser=slurm
 SlurmdUser=root
+PluginDir=$(dirname "$(dpkg -L slurm-wlm-basic-plugins | grep -m1 '/gres_gpu.so$')"):$NPU_PLUGIN_DIR
 AuthType=auth/munge
 CredType=cred/munge
 MpiDefault=none
@@ -449,7 +493,8 @@ CgroupMountpoint=/sys/fs/cgroup
 CgroupAutomount=no
 ConstrainCores=yes
 ConstrainRAMSpace=yes
-ConstrainSwapSpace=no
+ConstrainSwapSpace=yes
+AllowedSwapSpace=0
 ConstrainDevices=yes
 CONF
     {
@@ -598,6 +643,7 @@ up_production() {
     start_munge
     prod_user
     prod_devices
+    npu_gres_plugin
     write_prod_config
     export SLURM_CONF="$PDIR/slurm.conf"
     ip link show "$PROD_BRIDGE" >/dev/null 2>&1 || ip link add "$PROD_BRIDGE" type bridge

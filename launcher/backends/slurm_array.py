@@ -21,7 +21,13 @@ from launcher.backends.slurm import (
     _first_line,
     _run,
 )
-from launcher.backends.slurm_state import SLURM_STATES
+from launcher.backends.slurm_state import (
+    JOB_ID_RE,
+    SLURM_STATES,
+    SQUEUE_FORMAT,
+    UNKNOWN_JOB_MESSAGE,
+    parse_squeue,
+)
 from launcher.rank_logs import iter_rank_logs, job_messages
 from launcher.spec import JobSpec
 from launcher.sweep import TRIAL_DIR_PREFIX, TRIALS_FILE
@@ -53,39 +59,29 @@ def render_array(backend: SlurmBackend, spec: JobSpec, opts: SlurmOptions, trial
                        submit_command=command)
 
 
-def _task_index(array_id: str, slurm_id: str) -> int | None:
-    prefix, sep, index = slurm_id.partition("_")
-    return int(index) if prefix == array_id and sep and index.isdigit() else None
-
-
 def array_states(array_id: str, job_dir: Path, trials: int) -> dict[int, JobStatus]:
     """Every trial's state from ONE `squeue` call (each array element on its own line, finished
     ones too while slurmctld remembers them); a task squeue no longer lists is read from its
     trial folder's exit code file, and is UNKNOWN without one."""
-    if not array_id.isdigit():
+    if not JOB_ID_RE.fullmatch(array_id):
         raise BackendError(f"slurm array id {array_id!r} of this sweep is not a job id")
     result = _run(["squeue", "--array", "--noheader", "--states=all", f"--jobs={array_id}",
-                   "--format=%i|%T|%r"])
+                   f"--format={SQUEUE_FORMAT}"])
     listed: dict[int, JobStatus] = {}
     if result.returncode == 0:
-        for line in result.stdout.splitlines():
-            parts = line.strip().split("|")
-            if len(parts) != 3:
-                continue
-            index = _task_index(array_id, parts[0])
-            if index is None or not 0 <= index < trials:
-                continue
-            reason = parts[2] if parts[2] not in ("None", "") else ""
-            listed[index] = JobStatus(SLURM_STATES.get(parts[1], base.UNKNOWN),
-                                      detail=f"slurm {parts[1]}" + (f" ({reason})" if reason else ""))
-    elif "Invalid job id" not in result.stderr:
+        task_ids = {f"{array_id}_{index}": index for index in range(trials)}
+        for task_id, view in parse_squeue(result.stdout, task_ids).items():
+            listed[task_ids[task_id]] = JobStatus(
+                SLURM_STATES[view.state],
+                detail=f"slurm {view.state}" + (f" ({view.reason})" if view.reason else ""))
+    elif UNKNOWN_JOB_MESSAGE not in result.stderr:
         raise BackendError(f"squeue failed: {_first_line(result.stderr)}")
     states = {}
     for index in range(trials):
         folder = job_dir / f"{TRIAL_DIR_PREFIX}{index}"
         code = _exit_code(folder / "exit_code")
         found = listed.get(index)
-        if found is not None and not (found.state == base.UNKNOWN and code is not None):
+        if found is not None:
             found.exit_code = code if found.finished else None
             states[index] = found
         elif code != 0 and ((job_dir / CANCELLED_MARK).exists()

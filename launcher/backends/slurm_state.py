@@ -2,8 +2,8 @@
 every job wanted, one `sacct` call for those slurmctld has already forgotten (squeue.1
 PERFORMANCE: no client commands in tight loops), and followers that back off.
 
-Everything read back is untrusted text: a line counts only when its job id is a plain number
-that was asked about and its state a known Slurm state word.
+Everything read back is untrusted text: a line counts only when its job id was asked about and
+is a plain number (or an array task's `<array>_<index>`), and its state a known Slurm state word.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ SHOWN_AS_DETAIL = {"SUSPENDED": "suspended", "STOPPED": "stopped"}
 SQUEUE_FORMAT = "%i|%T|%r"
 SACCT_FIELDS = "JobIDRaw,State,ExitCode"
 JOB_ID_RE = re.compile(r"[0-9]{1,12}")
+# What squeue --array lists for one element of a job array: `<array id>_<task index>`.
+LISTED_ID_RE = re.compile(r"[0-9]{1,12}(_[0-9]{1,10})?")
 EXIT_CODE_RE = re.compile(r"([0-9]{1,3}):([0-9]{1,3})")
 REASON_RE = re.compile(r"[A-Za-z0-9_(),.:/ -]{0,120}")
 # squeue's answer for a single id slurmctld no longer holds (a list of ids is filtered instead).
@@ -88,14 +90,15 @@ def _state_word(text: str) -> str | None:
 
 
 def parse_squeue(text: str, wanted: Iterable[str]) -> dict[str, SlurmJobView]:
-    """Lines of `squeue -h -o '%i|%T|%r'` for the wanted ids; anything else is ignored."""
+    """Lines of `squeue -h -o '%i|%T|%r'` (with `--array`, one line per array task) for the
+    wanted ids; anything else is ignored."""
     wanted = set(wanted)
     found: dict[str, SlurmJobView] = {}
     for line in text.splitlines():
         job_id, _, rest = line.strip().partition("|")
         state_text, _, reason = rest.partition("|")
         state = _state_word(state_text)
-        if job_id not in wanted or not JOB_ID_RE.fullmatch(job_id) or state is None:
+        if job_id not in wanted or not LISTED_ID_RE.fullmatch(job_id) or state is None:
             continue
         reason = reason.strip() if REASON_RE.fullmatch(reason.strip()) else ""
         found[job_id] = SlurmJobView(job_id, state, "" if reason == "None" else reason)

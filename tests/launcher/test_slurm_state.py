@@ -228,3 +228,32 @@ def test_list_asks_squeue_once_for_all_slurm_jobs(
     lines = calls.read_text().splitlines()
     assert [line.split()[0] for line in lines] == ["squeue", "sacct"]
     assert "-j 2,5,6 " in lines[0] and "-j 2 " in lines[1]
+
+
+def test_array_tasks_are_read_by_the_same_parser_and_only_when_asked_for() -> None:
+    text = ("252_0|RUNNING|None\n"
+            "252_1|PENDING|JobArrayTaskLimit\n"
+            "252_7|COMPLETED|None\n"              # not a task of this sweep
+            "252_2|FAILED|$(touch PWNED)\n"       # a reason no squeue prints
+            "252_x|RUNNING|None\n"
+            "252_1_1|RUNNING|None\n")
+    wanted = ["252_0", "252_1", "252_2", "252_1_1"]
+    jobs = parse_squeue(text, wanted)
+    assert sorted(jobs) == ["252_0", "252_1", "252_2"]
+    assert jobs["252_1"].reason == "JobArrayTaskLimit" and jobs["252_2"].reason == ""
+
+
+def test_a_sweep_reads_every_trial_from_one_squeue_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from launcher.backends import slurm_array
+
+    calls: list[list[str]] = []
+    answer = "252_0|COMPLETED|None\n252_1|RUNNING|None\n252_9|FAILED|None\n253_2|FAILED|None\n"
+    monkeypatch.setattr(slurm_array, "_run", fake_run({"squeue": done(answer)}, calls))
+    (tmp_path / "trial-0").mkdir()
+    (tmp_path / "trial-0" / "exit_code").write_text("0")
+    states = slurm_array.array_states("252", tmp_path, 3)
+    assert len(calls) == 1 and "--array" in calls[0]
+    assert [states[i].state for i in range(3)] == [base.COMPLETED, base.RUNNING, base.UNKNOWN]
+    assert states[0].exit_code == 0 and states[1].detail == "slurm RUNNING"

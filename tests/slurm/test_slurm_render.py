@@ -342,10 +342,18 @@ def test_runc_is_refused_for_other_users_than_root(tmp_path: Path, monkeypatch, 
 
 FAKE_SCONTROL = """#!/bin/bash
 if [ "$1 $2" = "show node" ]; then cat "$FAKE_NODES"; exit 0; fi
+if [ "$1 $2" = "show job" ]; then cat "$FAKE_JOB" 2>/dev/null; exit 0; fi
 echo "scontrol $*" >> "$FAKE_LOG"
+[ "$1" != requeue ]  # a requeue "fails": the script would otherwise wait for its end
 """
+# The rank step: with $FAKE_STOP set, it stops as stopped ranks do (rank 0's requeue marker),
+# after sending the batch shell $FAKE_STOP unless that is "steps-only".
 FAKE_SRUN = """#!/bin/bash
 printf '%s\\n' "srun $*" >> "$FAKE_LOG"
+if [ -n "$FAKE_STOP" ] && [[ "$*" == *msrun* ]]; then
+    [ "$FAKE_STOP" = steps-only ] || kill -s "$FAKE_STOP" "$PPID"
+    sleep 0.2; touch "$RLAUNCH_REQUEUE_MARKER"; exit 1
+fi
 """
 FAKE_GETENT = """#!/bin/bash
 # getent ahostsv4 NAME, from $FAKE_HOSTS lines "IP NAME"
@@ -355,7 +363,8 @@ awk -v n="$2" '$2 == n { print $1 "  STREAM " n }' "$FAKE_HOSTS"
 
 def run_batch_script(tmp_path: Path, script: str, nodes: str, hosts: str = "",
                      node_name: str = "gpu-a01",
-                     node_count: int = 2) -> tuple[subprocess.CompletedProcess, str]:
+                     node_count: int = 2, extra_env: dict[str, str] | None = None,
+                     ) -> tuple[subprocess.CompletedProcess, str]:
     fake = tmp_path / "bin"
     fake.mkdir()
     for name, text in (("scontrol", FAKE_SCONTROL), ("srun", FAKE_SRUN),
@@ -370,7 +379,8 @@ def run_batch_script(tmp_path: Path, script: str, nodes: str, hosts: str = "",
     env = {"PATH": f"{fake}:/usr/bin:/bin", "FAKE_NODES": str(tmp_path / "nodes"),
            "FAKE_HOSTS": str(tmp_path / "hosts"), "FAKE_LOG": str(tmp_path / "log"),
            "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "gpu-a[01-02]",
-           "SLURM_JOB_NUM_NODES": str(node_count), "SLURMD_NODENAME": node_name}
+           "SLURM_JOB_NUM_NODES": str(node_count), "SLURMD_NODENAME": node_name,
+           "FAKE_JOB": str(tmp_path / "job_view"), **(extra_env or {})}
     done = subprocess.run(["bash", "sbatch.sh"], cwd=job_dir, env=env, capture_output=True,
                           text=True, timeout=60, check=False)
     log = (tmp_path / "log").read_text() if (tmp_path / "log").exists() else ""
@@ -386,6 +396,33 @@ NODE_LINES = ("NodeName=gpu-a01 Arch=x86_64 CoresPerSocket=16 NodeAddr=10.20.0.7
 def msrun_flag(log: str, flag: str) -> str:
     (line,) = [x for x in log.splitlines() if x.startswith("srun ") and "msrun" in x]
     return line.split(f"--{flag}=")[1].split()[0]
+
+
+@pytest.mark.parametrize(("stop", "job_view", "requeued", "said"), [
+    # The user's own scancel (as seen: the job COMPLETING, not requeued, not preempted).
+    ("TERM", "JobId=4242 JobState=COMPLETING Restarts=0 PreemptTime=None", False,
+     "cancelled with scancel; not requeued"),
+    # PreemptMode=REQUEUE: Slurm requeued the job before the TERM; not spent from the budget.
+    ("TERM", "JobId=4242 JobState=COMPLETING Restarts=1 PreemptTime=None", True,
+     "ranks saved (step exit 1); requeueing job 4242"),
+    # PreemptMode=CANCEL with GraceTime: TERM to the steps only, PreemptTime set, still running.
+    ("steps-only", "JobId=4242 JobState=RUNNING Restarts=0 PreemptTime=2026-12-03T18:14:14",
+     True, "preempted (TERM to the ranks only)"),
+    # A stop nobody announced spends the user's budget, here 0.
+    ("steps-only", "JobId=4242 JobState=RUNNING Restarts=0 PreemptTime=None", False,
+     "stopped with no restarts left (0/0)"),
+    # slurmctld did not answer: a TERM is taken as a preemption, as before.
+    ("TERM", "", True, "ranks saved (step exit 1); requeueing job 4242"),
+])
+def test_who_stopped_the_ranks_decides_the_requeue(tmp_path: Path, stop: str, job_view: str,
+                                                   requeued: bool, said: str) -> None:
+    script = render(device_kind="gpu", devices_per_node=2, code_dir=str(tmp_path),
+                    max_restarts=0, backend_options={"cpus_per_gpu": 1})
+    (tmp_path / "job_view").write_text(job_view + "\n")
+    done, log = run_batch_script(tmp_path, script, NODE_LINES, extra_env={"FAKE_STOP": stop})
+    assert done.returncode == 75, done.stderr
+    assert f"rlaunch: {said}" in done.stderr
+    assert ("scontrol requeue 4242" in log) is requeued
 
 
 def test_master_address_is_the_nodes_slurm_address_not_its_host_name(tmp_path: Path) -> None:

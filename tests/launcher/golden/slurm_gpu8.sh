@@ -112,11 +112,29 @@ if [ -f "$RLAUNCH_REQUEUE_MARKER" ]; then
     if [ -n "$stop_time" ]; then
         echo "rlaunch: the ranks saved and ended $(( $(date +%s) - stop_time )) s after $stop_signal" >&2
     fi
+    # Who stopped the ranks, as slurmctld tells it (src/slurmctld/preempt.c, job_mgr.c). A
+    # preemption sets PreemptTime; with GraceTime (PreemptMode=CANCEL) it signals the steps
+    # only, never this shell. PreemptMode=REQUEUE requeues the job at once (Restarts grows past
+    # this run's SLURM_RESTART_COUNT, PreemptTime is cleared). A TERM with neither is a plain
+    # `scancel`, which `scontrol requeue` would undo ("a running, suspended or finished" job,
+    # scontrol.1).
+    job_view=$(scontrol show job -o "$SLURM_JOB_ID" 2>/dev/null)
+    preempted=; [[ $job_view =~ PreemptTime=[0-9] ]] && preempted=1
+    requeued_by_slurm=
+    if [[ $job_view =~ Restarts=([0-9]{1,6}) ]] && (( BASH_REMATCH[1] > ${SLURM_RESTART_COUNT:-0} )); then
+        requeued_by_slurm=1
+    fi
+    if [ -z "$stop_signal" ] && [ -n "$preempted" ]; then
+        stop_signal=TERM
+        echo "rlaunch: preempted (TERM to the ranks only)" >&2
+    fi
     if [ "$stop_signal" != TERM ] && [ "$own_requeues" -ge "$MAX_RESTARTS" ]; then
         echo "rlaunch: stopped with no restarts left ($own_requeues/$MAX_RESTARTS)" >&2
     elif [ -e "$SUBMITTED/cancelled" ] || [ -e "$JOB_DIR/cancelled" ]; then
         # `rlaunch cancel` marks the folder before its scancel: a stop, never a requeue.
         echo "rlaunch: cancelled by the user; not requeued" >&2
+    elif [ "$stop_signal" = TERM ] && [ -n "$job_view" ] && [ -z "$preempted$requeued_by_slurm" ]; then
+        echo "rlaunch: cancelled with scancel; not requeued" >&2
     else
         [ "$stop_signal" = TERM ] || echo $(( own_requeues + 1 )) > "$JOB_DIR/requeues"
         echo "rlaunch: ranks saved (step exit $rc); requeueing job $SLURM_JOB_ID" >&2
