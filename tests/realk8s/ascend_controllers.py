@@ -67,6 +67,8 @@ class RealCluster(Cluster):
     """`emulators.Cluster` reconciling the workloads of one namespace of a real cluster."""
 
     errors: list[str] = field(default_factory=list)
+    # The last lines of each failed pod's log, read before the policy deletes it.
+    failures: list[str] = field(default_factory=list)
     _filled: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
@@ -90,9 +92,28 @@ class RealCluster(Cluster):
         self.pods[pod["metadata"]["name"]] = pod
 
     def sync_pods(self) -> None:
-        """The pods of the namespace's jobs as the API server has them now."""
+        """The pods of the namespace's jobs as the API server has them now (not those being
+        deleted; `_leaving` counts those)."""
         self.pods = {name: pod for name, pod in self.kube.objects("pods").items()
                      if JOB_LABEL in pod["metadata"].get("labels", {})}
+
+    def _leaving(self, job: str) -> bool:
+        """Pods of `job` still terminating: a restart makes its new pods (same names) only once
+        they are gone (volcano state/restarting.go waits for the killed pods)."""
+        listed = self.store._call("GET", self.store._path("pods", "v1")
+                                  + f"?labelSelector={JOB_LABEL}%3D{job}") or {}
+        return bool(listed.get("items"))
+
+    def _record_failure(self, pod: dict[str, Any]) -> None:
+        from kubernetes import client
+
+        name = pod["metadata"]["name"]
+        try:
+            tail = client.CoreV1Api(self.store.api).read_namespaced_pod_log(
+                name, self.store.namespace, tail_lines=40)
+        except Exception as err:  # noqa: BLE001 - the log is a diagnostic only
+            tail = f"(no log: {err})"
+        self.failures.append(f"pod {name} failed (exit {_exit_code(pod)}):\n{tail}")
 
     def allocate_devices(self) -> None:
         for pod in self.pods.values():
@@ -123,7 +144,7 @@ class RealCluster(Cluster):
         for name, job in self.kube.objects(*VCJOBS).items():
             phase = ((job.get("status") or {}).get("state") or {}).get("phase")
             pods = [p for p in self.pods.values() if p["metadata"]["labels"][JOB_LABEL] == name]
-            if phase is None or (phase == "Restarting" and not pods):
+            if phase is None or (phase == "Restarting" and not self._leaving(name)):
                 self.admit_vcjob(job)
                 self.start_vcjob(self.kube.objects(*VCJOBS)[name])
                 continue
@@ -133,6 +154,7 @@ class RealCluster(Cluster):
             failed = next((p for p in pods if (p.get("status") or {}).get("phase") == "Failed"),
                           None)
             if failed is not None:
+                self._record_failure(failed)
                 self._vcjob_event(name, "PodFailed", _exit_code(failed))
             elif all(ph == "Succeeded" for ph in phases):
                 self._set_status(VCJOBS, name, {

@@ -61,10 +61,12 @@ def test_vcjob_of_two_8_card_pods_is_placed_by_the_scheduler_and_trains_16_ranks
                    "--env", "RESNEST_CPU_STANDS_IN_FOR_DEVICES=1",
                    *[a for s in TINY_TRAIN_SETS for a in ("--set", s)], env=namespace.env)
     job_id = done.stdout.strip().splitlines()[-1]
-    final = wait_for(lambda: (s := job_status(job_id, namespace.env))["state"]
-                     in ("COMPLETED", "FAILED") and s, 1500, "the job to end")
+    final = wait_for(lambda: ((s := job_status(job_id, namespace.env))["state"]
+                              in ("COMPLETED", "FAILED") or controllers.failures) and s, 1500,
+                     "the job to end or a pod to fail")
     logs = rlaunch("logs", job_id, env=namespace.env).stdout
     assert not controllers.errors, controllers.errors[-1]
+    assert not controllers.failures, "\n".join(controllers.failures)[-5000:]
     assert final["state"] == "COMPLETED", json.dumps(final) + logs[-3000:]
     assert final["restarts"] == 0
 
