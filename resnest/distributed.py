@@ -11,7 +11,6 @@ With none of them, one process on one device.
 
 from __future__ import annotations
 
-import atexit
 import os
 import subprocess
 import sys
@@ -139,25 +138,11 @@ def _join_dynamic_cluster(info: ProcessGroupInfo) -> None:
     if info.rank == 0:
         sched_env = dict(env, MS_ROLE="MS_SCHED")
         sched_env.pop("MS_NODE_ID", None)
-        scheduler = subprocess.Popen(  # lives until the workers finish; it exits with them
+        subprocess.Popen(  # lives until the workers finish; it exits with them
             [sys.executable, "-c", "from mindspore.communication import init; init()"],
             env=sched_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        atexit.register(_outlive_scheduler, scheduler)
     env["MS_ROLE"] = "MS_WORKER"
-
-
-# How long rank 0 waits at exit for its scheduler to see the other ranks finish.
-SCHEDULER_EXIT_WAIT_S = 120
-
-
-def _outlive_scheduler(scheduler: subprocess.Popen[bytes]) -> None:
-    """Rank 0 exits after its scheduler: the pod or step that holds rank 0 may end first, and
-    its end would take the scheduler away from ranks elsewhere still finalizing."""
-    try:
-        scheduler.wait(timeout=SCHEDULER_EXIT_WAIT_S)
-    except subprocess.TimeoutExpired:
-        scheduler.terminate()
 
 
 def requested_device_target(config_target: str, env: dict[str, str] | None = None) -> str:
