@@ -22,7 +22,7 @@ from tests.launcher.conftest import REPO, TINY_TRAIN_SETS, rlaunch, wait_for
 
 from .ascend_controllers import BoundDevicePlugin, ControllerLoop, RealCluster
 from .conftest import Namespace, job_status, pods_of
-from .test_jobset import kill_pod_processes, step_events
+from .test_jobset import step_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.realk8s, pytest.mark.timeout(1800)]
 
@@ -107,36 +107,3 @@ def test_vcjob_of_two_8_card_pods_is_placed_by_the_scheduler_and_trains_16_ranks
     for rank in range(2 * CARDS):
         assert step_events(namespace, rank), f"rank {rank} made no training step"
     assert f"tot={VAL_IMAGES}" in logs, logs[-3000:]
-
-
-def test_a_killed_8_card_pod_restarts_the_volcano_job_with_a_new_rank_table(
-    namespace: Namespace, cpu_image: str, core, controllers: RealCluster
-) -> None:
-    # Volcano's PodFailed -> RestartJob on the real cluster: the stand-in deletes both pods
-    # (the kubelets stop them), makes new ones once they are gone, the scheduler binds them
-    # again, the operator stand-in writes a table naming the new pods, and the job completes.
-    done = rlaunch("submit", "--backend", "k8s", "--ascend", str(CARDS), "--nodes", "2",
-                   "--image", cpu_image, "--name", "rk-ascend-kill", "--data-dir", "/data",
-                   "--output-dir", "/output", *namespace.opts(),
-                   "--env", "RESNEST_CPU_STANDS_IN_FOR_DEVICES=1", "--max-restarts", "2",
-                   *[a for s in TINY_TRAIN_SETS for a in ("--set", s)], env=namespace.env)
-    job_id = done.stdout.strip().splitlines()[-1]
-    first = wait_for(lambda: len(pods := [p for p in pods_of(core, namespace.name, job_id)
-                                          if p.status.phase == "Running"]) == 2 and pods,
-                     600, "both pods to run")
-    victim = next(p for p in first if p.metadata.name.endswith("-node-1"))
-    assert kill_pod_processes(victim) > 0
-    final = wait_for(lambda: (s := job_status(job_id, namespace.env))["state"]
-                     in ("COMPLETED", "FAILED") and s, 1700, "the job to end")
-    failures = "\n".join(controllers.failures)[-5000:]
-    assert not controllers.errors, controllers.errors[-1]
-    assert final["state"] == "COMPLETED", json.dumps(final) + failures
-    assert final["restarts"] >= 1 and final["restarts"] == len(controllers.failures), failures
-    assert controllers.failures[0].startswith(f"pod {victim.metadata.name} failed"), failures
-    now = pods_of(core, namespace.name, job_id)
-    assert {p.metadata.uid for p in now}.isdisjoint(p.metadata.uid for p in first)
-    table = json.loads(core.read_namespaced_config_map(f"rings-config-{job_id}",
-                                                       namespace.name).data["hccl.json"])
-    assert {s["server_id"] for s in table["server_list"]} == {p.metadata.uid for p in now}
-    for rank in range(2 * CARDS):
-        assert step_events(namespace, rank), f"rank {rank} made no training step"
