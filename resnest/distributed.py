@@ -87,6 +87,52 @@ def _slurm_to_dynamic_cluster(info: ProcessGroupInfo) -> None:
     env = os.environ
     env.setdefault("MS_SCHED_HOST", _first_slurm_host(dict(env)))
     env.setdefault("MS_SCHED_PORT", str(8118 + int(env.get("SLURM_JOB_ID", "0")) % 1000))
+    _join_dynamic_cluster(info)
+
+
+def rank_zero_address(table: Any) -> str:
+    """The address of the server holding rank 0 in an HCCL rank table (read as untrusted):
+    its `container_ip` (the pod IP the MindX DL operator writes), else its `host_ip`."""
+    import ipaddress
+
+    servers = table.get("server_list") if isinstance(table, dict) else None
+    for server in servers if isinstance(servers, list) else []:
+        devices = server.get("device") if isinstance(server, dict) else None
+        if not isinstance(devices, list):
+            continue
+        if any(isinstance(d, dict) and str(d.get("rank_id")) == "0" for d in devices):
+            for key in ("container_ip", "host_ip"):
+                value = str(server.get(key) or "")
+                try:
+                    return str(ipaddress.IPv4Address(value))
+                except ValueError:
+                    continue
+            raise ValueError("the rank table's server of rank 0 has no IPv4 container_ip "
+                             "or host_ip")
+    raise ValueError("the rank table lists no device with rank_id 0")
+
+
+def _rank_table_to_dynamic_cluster(info: ProcessGroupInfo) -> None:
+    """CPU standing in for the NPUs of a rank-table job: MindSpore's CPU backend has no HCCL, so
+    the ranks the table gave form a dynamic cluster instead, its scheduler on rank 0's server."""
+    import json
+
+    path = os.environ["RANK_TABLE_FILE"]
+    try:
+        with open(path, encoding="utf-8") as fh:
+            table = json.load(fh)
+        host = rank_zero_address(table)
+    except (OSError, ValueError) as err:
+        raise DeviceUnavailableError(f"rank table {path}: {err}") from None
+    os.environ.setdefault("MS_SCHED_HOST", host)
+    os.environ.setdefault("MS_SCHED_PORT", "8118")
+    _join_dynamic_cluster(info)
+
+
+def _join_dynamic_cluster(info: ProcessGroupInfo) -> None:
+    """This process becomes dynamic-cluster worker `info.rank`; rank 0 also starts the
+    scheduler (MS_SCHED_HOST and MS_SCHED_PORT are set)."""
+    env = os.environ
     env["MS_WORKER_NUM"] = str(info.world_size)
     env["MS_NODE_ID"] = str(info.rank)
     if info.rank == 0:
@@ -236,6 +282,8 @@ def setup_runtime(device_target: str, cpu_threads: int = 0) -> tuple[ProcessGrou
     if info.distributed or info.source == "msrun":
         if info.source == "slurm":
             _slurm_to_dynamic_cluster(info)
+        elif info.source == "rank_table" and target == "CPU":
+            _rank_table_to_dynamic_cluster(info)
         from mindspore.communication import get_group_size, get_rank, init
 
         init()

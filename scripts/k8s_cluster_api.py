@@ -18,6 +18,9 @@ JOBSET_PREFIX = "jobset-"  # config/default/kustomization.yaml: namePrefix, name
 # What a node of the test cluster advertises besides CPU and memory (no device plugin serves
 # them: inside the pods CPU stands in for the device, RESNEST_CPU_STANDS_IN_FOR_DEVICES=1).
 EXTENDED_RESOURCES = {"huawei.com/Ascend910": "8", "nvidia.com/gpu": "8"}
+# The label an Atlas 800T A2 node carries (8 Ascend 910B cards), which rlaunch's Ascend pods
+# select (MindX DL docs: accelerator-type=module-910b-8).
+NODE_LABELS = {"accelerator-type": "module-910b-8"}
 
 
 class Failure(Exception):
@@ -107,7 +110,8 @@ def jobset_objects(kubeconfig: str, crd: Path, webhooks: Path, manager_address: 
 
 def nodes_ready(kubeconfig: str, count: int, timeout: float) -> None:
     """Wait for `count` Ready nodes, then advertise the extended resources on each through the
-    status subresource (kubernetes.io docs: tasks/administer-cluster/extended-resource-node)."""
+    status subresource (kubernetes.io docs: tasks/administer-cluster/extended-resource-node)
+    and label them as the Ascend servers they stand in for."""
     from kubernetes import client
 
     api, _ = clients(kubeconfig)
@@ -125,6 +129,7 @@ def nodes_ready(kubeconfig: str, count: int, timeout: float) -> None:
         raise Failure(f"{len(ready)} of {count} nodes Ready after {timeout:.0f}s")
     for name in ready:
         core.patch_node_status(name, {"status": {"capacity": EXTENDED_RESOURCES}})
+        core.patch_node(name, {"metadata": {"labels": NODE_LABELS}})
     while time.monotonic() < deadline:
         if all(all((core.read_node(n).status.allocatable or {}).get(k) == v
                    for k, v in EXTENDED_RESOURCES.items()) for n in ready):

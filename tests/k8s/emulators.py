@@ -1,7 +1,8 @@
-"""Stand-ins for the controllers of a MindX DL / Volcano / JobSet cluster, over the kmock server.
+"""Stand-ins for the controllers of a MindX DL / Volcano / JobSet cluster, over the kmock server
+or (tests/realk8s/ascend_controllers.py) as controllers of the real test cluster.
 
-None of these can run here (no kube-apiserver, no Ascend cards), so each plays what its upstream
-project implements, cited next to the behaviour:
+MindX DL and Volcano cannot be built here (their modules are not served; no Ascend cards), so
+each plays what its upstream project implements, cited next to the behaviour:
 
 - `DevicePlugin`: schedules a pod on a node and writes its card allocation the way MindX DL's
   ascend-device-plugin does (annotation `ascend.kubectl.kubernetes.io/ascend-910-configuration`

@@ -24,7 +24,6 @@ from tests.k8s.emulators import (
     BATCH_JOBS,
     JOBSETS,
     VCJOBS,
-    ApiStore,
     Cluster,
     DevicePlugin,
 )
@@ -464,30 +463,3 @@ def test_the_default_ascend_dry_run_runs_and_restarts_as_a_group(kube: KubeServe
         assert api.job_status(names).state == RUNNING
     cluster.exits(failing, 1)
     assert api.job_status(names).state == FAILED
-
-
-def test_the_controllers_run_over_the_api_with_the_official_client(kube: KubeServer,
-                                                                   tmp_path: Path) -> None:
-    """The same stand-ins through ApiStore (HTTP, the official client), as against any API
-    server: pods created, the rank table filled, a restart and the final failure."""
-    import os
-
-    from kubernetes import client, config
-
-    rec = submit(tmp_path, device_kind="ascend", devices_per_node=8, nodes=2, max_restarts=1)
-    api = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
-    assert isinstance(api, client.ApiClient)
-    cluster = Cluster(ApiStore(api), DevicePlugin(NODES))
-    cluster.reconcile()
-    assert set(kube.objects("pods")) == {f"{JOB}-node-0", f"{JOB}-node-1"}
-    table = json.loads(kube.objects("configmaps")[f"rings-config-{JOB}"]["data"]["hccl.json"])
-    assert table["status"] == "completed" and len(table["server_list"]) == 2
-    backend = KubernetesBackend()
-    assert backend.status(rec).state == RUNNING
-    cluster.exits(f"{JOB}-node-0", 1)
-    assert kube.objects("pods") == {}
-    assert (backend.status(rec).state, backend.status(rec).restarts) == (REQUEUED, 1)
-    cluster.resume(JOB)
-    assert backend.status(rec).state == RUNNING
-    cluster.exits(f"{JOB}-node-1", 1)
-    assert (backend.status(rec).state, backend.status(rec).restarts) == (FAILED, 2)

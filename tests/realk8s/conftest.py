@@ -150,3 +150,36 @@ def job_status(job_id: str, env: dict[str, str]) -> dict:
 
 def pods_of(core, namespace: str, job: str) -> list:
     return core.list_namespaced_pod(namespace, label_selector=f"rlaunch.dev/job={job}").items
+
+
+@pytest.fixture(scope="package")
+def ascend_crds(kubeconfig: Path) -> None:
+    """The AscendJob, Volcano Job and Queue CRDs and Volcano's `default` queue
+    (scripts/k8s_ascend_crds.yaml), applied server-side: idempotent, and no other test on the
+    cluster depends on them."""
+    import yaml
+    from kubernetes import config
+    from kubernetes.dynamic import DynamicClient
+
+    dyn = DynamicClient(config.new_client_from_config(config_file=str(kubeconfig)))
+    crds = dyn.resources.get(api_version="apiextensions.k8s.io/v1",
+                             kind="CustomResourceDefinition")
+    docs = [d for d in yaml.safe_load_all(
+        (PROJECT_ROOT / "scripts" / "k8s_ascend_crds.yaml").read_text()) if d]
+    definitions = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    for doc in definitions:
+        crds.server_side_apply(body=doc, name=doc["metadata"]["name"], field_manager="rlk8s",
+                               force_conflicts=True)
+
+    def established() -> bool:
+        return all(any(c["type"] == "Established" and c["status"] == "True"
+                       for c in crds.get(name=d["metadata"]["name"]).to_dict()
+                       .get("status", {}).get("conditions") or []) for d in definitions)
+
+    wait_for(established, 60, "the Ascend CRDs to be established")
+    dyn.resources.invalidate_cache()
+    for doc in docs:
+        if doc not in definitions:
+            dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"]).server_side_apply(
+                body=doc, name=doc["metadata"]["name"], field_manager="rlk8s",
+                force_conflicts=True)

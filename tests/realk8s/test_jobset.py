@@ -226,3 +226,27 @@ def test_time_limit_checkpoints_exits_75_and_the_next_attempt_resumes(
         followed, _ = follower.communicate(timeout=300)
     assert "time limit: asking the processes to save and stop" in followed, followed[-3000:]
     assert "requeued" in followed, followed[-3000:]
+
+
+def test_a_workload_the_api_server_refuses_rolls_back_its_configmap(
+    namespace: Namespace, core
+) -> None:
+    # A quota of no JobSets in the namespace: the real API server takes the job's ConfigMap,
+    # then refuses the JobSet (quota admission, 403). Nothing of the job may stay behind.
+    core.create_namespaced_resource_quota(namespace.name, {
+        "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-jobsets"},
+        "spec": {"hard": {"count/jobsets.jobset.x-k8s.io": "0"}}})
+    wait_for(lambda: (core.read_namespaced_resource_quota("no-jobsets", namespace.name)
+                      .status.hard or {}), 60, "the quota controller to count the namespace")
+    done = rlaunch("submit", "--backend", "k8s", "--nodes", "2", "--cpus", "1",
+                   "--image", "localhost/rlaunch-cpu:any", "--name", "rk-refused",
+                   "--data-dir", "/data", "--output-dir", "/output", *namespace.opts(),
+                   env=namespace.env, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert "creating JobSet" in error and "exceeded quota" in error, done.stderr
+    assert "rolled back ConfigMap" in error, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not core.list_namespaced_config_map(
+        namespace.name, label_selector="app.kubernetes.io/managed-by=rlaunch").items
+    assert json.loads(rlaunch("list", "--json", env=namespace.env).stdout) == []

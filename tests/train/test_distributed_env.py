@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resnest.distributed import detect_process_group
+from resnest.distributed import detect_process_group, rank_zero_address
 
 
 def test_single_process_by_default() -> None:
@@ -25,6 +25,26 @@ def test_rank_table() -> None:
     env = {"RANK_TABLE_FILE": "/x.json", "RANK_ID": "3", "RANK_SIZE": "8", "DEVICE_ID": "3"}
     info = detect_process_group(env)
     assert (info.rank, info.world_size, info.local_rank, info.source) == (3, 8, 3, "rank_table")
+
+
+def test_cpu_standing_in_for_npus_finds_the_scheduler_on_rank_zeros_server() -> None:
+    # Servers in table order, rank 0 on the second: its pod IP (container_ip) hosts the
+    # dynamic cluster's scheduler; a table without one is an error, never a guess.
+    table = {"server_list": [
+        {"host_ip": "10.0.0.12", "container_ip": "10.244.2.7",
+         "device": [{"device_id": "0", "rank_id": "8"}]},
+        {"host_ip": "10.0.0.11", "container_ip": "10.244.1.5",
+         "device": [{"device_id": "0", "rank_id": "0"}]}]}
+    assert rank_zero_address(table) == "10.244.1.5"
+    del table["server_list"][1]["container_ip"]
+    assert rank_zero_address(table) == "10.0.0.11"
+    table["server_list"][1]["host_ip"] = "10.0.0.11; rm -rf /"
+    with pytest.raises(ValueError, match="no IPv4"):
+        rank_zero_address(table)
+    with pytest.raises(ValueError, match="no device with rank_id 0"):
+        rank_zero_address({"server_list": [table["server_list"][0]]})
+    with pytest.raises(ValueError, match="no device with rank_id 0"):
+        rank_zero_address(["not", "a", "table"])
 
 
 def test_slurm_srun() -> None:
