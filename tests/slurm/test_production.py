@@ -146,7 +146,7 @@ def test_the_time_limit_signal_saves_and_requeues_before_the_limit(
     cluster = production_cluster
     work = cluster.workspace("timelimit")
     state = str(work / "state")
-    sets = [*TINY_TRAIN_SETS, "epochs=40"]  # far more than fits in the limit
+    sets = [*TINY_TRAIN_SETS, "epochs=400"]  # more than two runs of the limit can train, on an idle machine too
     submitted = cluster.rlaunch(
         "submit", "--backend", "slurm", "--nodes", "1", "--cpus", "2", "--name", "time-limit",
         "--time", "3", "--opt", "signal_seconds=100", "--max-restarts", "1",
@@ -172,7 +172,7 @@ def test_the_time_limit_signal_saves_and_requeues_before_the_limit(
 
 def submit_one_node(cluster: ProductionCluster, data: Path, work: Path, *extra: str) -> tuple[str, str]:
     """A 1-node, 2-rank training far longer than the test waits; (rlaunch id, slurm id)."""
-    sets = [*TINY_TRAIN_SETS, "epochs=40"]
+    sets = [*TINY_TRAIN_SETS, "epochs=400"]
     submitted = cluster.rlaunch(
         "submit", "--backend", "slurm", "--nodes", "1", "--cpus", "2",
         "--data-dir", str(data), "--output-dir", str(work / "out"),
