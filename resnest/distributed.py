@@ -117,11 +117,11 @@ def _rank_table_to_dynamic_cluster(info: ProcessGroupInfo) -> None:
     the ranks the table gave form a dynamic cluster instead, its scheduler on rank 0's server."""
     import json
 
+    from resnest.contract import read_bounded
+
     path = os.environ["RANK_TABLE_FILE"]
     try:
-        with open(path, encoding="utf-8") as fh:
-            table = json.load(fh)
-        host = rank_zero_address(table)
+        host = rank_zero_address(json.loads(read_bounded(path, "rank table")))
     except (OSError, ValueError) as err:
         raise DeviceUnavailableError(f"rank table {path}: {err}") from None
     os.environ.setdefault("MS_SCHED_HOST", host)
