@@ -69,10 +69,14 @@ def rlaunch(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 classes x 8 train / 3 val JPEGs of 32 px: 32 train images, an odd 12-image val set."""
-    out = tmp_path_factory.mktemp("data") / "syn set"
+    return write_synthetic_data(tmp_path_factory.mktemp("data") / "syn set", val_per_class=3)
+
+
+def write_synthetic_data(out: Path, val_per_class: int) -> Path:
+    """4 classes x 8 train / `val_per_class` val JPEGs of 32 px in `out`."""
     subprocess.run(
         [sys.executable, "-m", "resnest.data.synthetic", str(out), "--classes", "4",
-         "--train-per-class", "8", "--val-per-class", "3", "--image-size", "32"],
+         "--train-per-class", "8", "--val-per-class", str(val_per_class), "--image-size", "32"],
         check=True, cwd=REPO, capture_output=True, timeout=300,
     )
     return out

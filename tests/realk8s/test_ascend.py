@@ -11,14 +11,12 @@ gave form MindSpore's dynamic cluster (resnest/distributed.py), 16 ranks on this
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.k8s.emulators import DEVICE_ANNOTATION, ApiStore
-from tests.launcher.conftest import REPO, TINY_TRAIN_SETS, rlaunch, wait_for
+from tests.launcher.conftest import TINY_TRAIN_SETS, rlaunch, wait_for, write_synthetic_data
 
 from .ascend_controllers import BoundDevicePlugin, ControllerLoop, RealCluster
 from .conftest import Namespace, job_status, pods_of
@@ -33,11 +31,7 @@ VAL_IMAGES = 16  # one validation image per rank
 @pytest.fixture(scope="module")
 def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 classes x 8 train / 4 val JPEGs of 32 px: two train images and one val image a rank."""
-    out = tmp_path_factory.mktemp("data") / "syn16"
-    subprocess.run([sys.executable, "-m", "resnest.data.synthetic", str(out), "--classes", "4",
-                    "--train-per-class", "8", "--val-per-class", "4", "--image-size", "32"],
-                   check=True, cwd=REPO, capture_output=True, timeout=300)
-    return out
+    return write_synthetic_data(tmp_path_factory.mktemp("data") / "syn16", val_per_class=4)
 
 
 @pytest.fixture
